@@ -1,0 +1,396 @@
+//! The context types and their accessors.
+
+use alloc::collections::{BTreeMap, btree_map};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use bytes::Bytes;
+
+/// Everything one function of a chain sees: the request and the response so far.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Context {
+    /// The incoming request.
+    pub request: Request,
+    /// The response built so far.
+    pub response: Response,
+}
+
+impl Context {
+    /// A context holding the default request (`GET`, `HTTP/1.1`) and the
+    /// default response (status 200, empty body).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The request.
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// The response.
+    pub fn response(&self) -> &Response {
+        &self.response
+    }
+
+    /// The request, for reading and writing.
+    pub fn request_mut(&mut self) -> &mut Request {
+        &mut self.request
+    }
+
+    /// The response, for reading and writing.
+    pub fn response_mut(&mut self) -> &mut Response {
+        &mut self.response
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("request", &self.request)
+            .field("response", &self.response)
+            .finish()
+    }
+}
+
+/// An HTTP request as a function sees it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The method, `GET` by default.
+    pub method: String,
+    /// The request target as sent by the client (path and query, or a full URI).
+    pub uri: String,
+    /// The body length as announced; the accessors keep it equal to `body.len()`.
+    pub content_length: u64,
+    /// The protocol version, `HTTP/1.1` by default.
+    pub protocol: String,
+    /// The client's address, empty when unknown.
+    pub ip: String,
+    /// The request body.
+    pub body: Bytes,
+    /// The request headers.
+    pub headers: Headers,
+}
+
+impl Default for Request {
+    fn default() -> Self {
+        Self {
+            method: String::from(DEFAULT_METHOD),
+            uri: String::new(),
+            content_length: 0,
+            protocol: String::from(DEFAULT_PROTOCOL),
+            ip: String::new(),
+            body: Bytes::new(),
+            headers: Headers::new(),
+        }
+    }
+}
+
+pub(crate) const DEFAULT_METHOD: &str = "GET";
+pub(crate) const DEFAULT_PROTOCOL: &str = "HTTP/1.1";
+pub(crate) const DEFAULT_STATUS: u16 = 200;
+
+impl Request {
+    /// The method.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// Sets the method.
+    pub fn set_method(&mut self, method: impl Into<String>) -> &mut Self {
+        self.method = method.into();
+        self
+    }
+
+    /// The request target.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// Sets the request target.
+    pub fn set_uri(&mut self, uri: impl Into<String>) -> &mut Self {
+        self.uri = uri.into();
+        self
+    }
+
+    /// The announced body length.
+    pub fn content_length(&self) -> u64 {
+        self.content_length
+    }
+
+    /// The protocol version.
+    pub fn protocol(&self) -> &str {
+        &self.protocol
+    }
+
+    /// The client's address, empty when unknown.
+    pub fn ip(&self) -> &str {
+        &self.ip
+    }
+
+    /// The body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The body as text, if it is UTF-8.
+    pub fn body_str(&self) -> Option<&str> {
+        core::str::from_utf8(&self.body).ok()
+    }
+
+    /// Replaces the body and sets `content_length` to its length.
+    pub fn set_body(&mut self, body: impl Into<Bytes>) -> &mut Self {
+        self.body = body.into();
+        self.content_length = self.body.len() as u64;
+        self
+    }
+
+    /// Replaces the body with a string and sets `content_length`.
+    pub fn set_body_string(&mut self, body: impl Into<String>) -> &mut Self {
+        self.set_body(body.into().into_bytes())
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// The headers, for changing.
+    pub fn headers_mut(&mut self) -> &mut Headers {
+        &mut self.headers
+    }
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("uri", &self.uri)
+            .field("content_length", &self.content_length)
+            .field("protocol", &self.protocol)
+            .field("ip", &self.ip)
+            .field("body", &BodyDebug(&self.body))
+            .field("headers", &self.headers)
+            .finish()
+    }
+}
+
+/// The response a function builds.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code, 200 by default. The accessor accepts 100–599 only;
+    /// the field itself holds any `u16`.
+    pub status_code: u16,
+    /// The response body.
+    pub body: Bytes,
+    /// The response headers.
+    pub headers: Headers,
+}
+
+impl Default for Response {
+    fn default() -> Self {
+        Self {
+            status_code: DEFAULT_STATUS,
+            body: Bytes::new(),
+            headers: Headers::new(),
+        }
+    }
+}
+
+impl Response {
+    /// The status code.
+    pub fn status_code(&self) -> u16 {
+        self.status_code
+    }
+
+    /// Sets the status code.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidStatusCode`] for a value outside 100–599; the status is left as it was.
+    pub fn set_status_code(&mut self, code: u16) -> Result<&mut Self, InvalidStatusCode> {
+        if !(100..=599).contains(&code) {
+            return Err(InvalidStatusCode(code));
+        }
+        self.status_code = code;
+        Ok(self)
+    }
+
+    /// The body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The body as text, if it is UTF-8.
+    pub fn body_str(&self) -> Option<&str> {
+        core::str::from_utf8(&self.body).ok()
+    }
+
+    /// Replaces the body.
+    pub fn set_body(&mut self, body: impl Into<Bytes>) -> &mut Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Replaces the body with a string.
+    pub fn set_body_string(&mut self, body: impl Into<String>) -> &mut Self {
+        self.set_body(body.into().into_bytes())
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// The headers, for changing.
+    pub fn headers_mut(&mut self) -> &mut Headers {
+        &mut self.headers
+    }
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Response")
+            .field("status_code", &self.status_code)
+            .field("body", &BodyDebug(&self.body))
+            .field("headers", &self.headers)
+            .finish()
+    }
+}
+
+/// Shows a body as text when it is short UTF-8, else by its length.
+struct BodyDebug<'a>(&'a [u8]);
+
+impl fmt::Debug for BodyDebug<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match core::str::from_utf8(self.0) {
+            Ok(text) if text.len() <= 256 => fmt::Debug::fmt(text, f),
+            _ => write!(f, "<{} bytes>", self.0.len()),
+        }
+    }
+}
+
+/// A status code outside 100–599, refused by [`Response::set_status_code`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidStatusCode(pub u16);
+
+impl fmt::Display for InvalidStatusCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid status code {}: must be within 100-599", self.0)
+    }
+}
+
+impl core::error::Error for InvalidStatusCode {}
+
+/// The values of one header, in the order they were sent.
+pub type HeaderValues = Vec<String>;
+
+/// Header names mapped to their values, ordered by name.
+///
+/// The accessors lower-case names (`set("Content-Type", ..)` stores
+/// `content-type`, and `get` looks up the lower-cased name), as HTTP/2 and
+/// the `http` crate do. Names that arrive on the wire are kept as they are.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Headers {
+    pub(crate) map: BTreeMap<String, HeaderValues>,
+}
+
+impl Headers {
+    /// No headers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The values of header `name` (looked up lower-cased).
+    pub fn get(&self, name: &str) -> Option<&[String]> {
+        match self.map.get(name) {
+            Some(values) => Some(values),
+            None if name.bytes().any(|b| b.is_ascii_uppercase()) => {
+                self.map.get(&name.to_ascii_lowercase()).map(Vec::as_slice)
+            }
+            None => None,
+        }
+    }
+
+    /// The first value of header `name`.
+    pub fn first(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(|values| values.first()).map(String::as_str)
+    }
+
+    /// Replaces the values of header `name` (stored lower-cased).
+    pub fn set<I, V>(&mut self, name: &str, values: I) -> &mut Self
+    where
+        I: IntoIterator<Item = V>,
+        V: Into<String>,
+    {
+        let values = values.into_iter().map(Into::into).collect();
+        self.map.insert(name.to_ascii_lowercase(), values);
+        self
+    }
+
+    /// Adds one value to header `name`, after any it already has.
+    pub fn append(&mut self, name: &str, value: impl Into<String>) -> &mut Self {
+        self.map.entry(name.to_ascii_lowercase()).or_default().push(value.into());
+        self
+    }
+
+    /// Removes header `name`, returning its values.
+    pub fn remove(&mut self, name: &str) -> Option<HeaderValues> {
+        self.map.remove(name).or_else(|| self.map.remove(&name.to_ascii_lowercase()))
+    }
+
+    /// Whether header `name` is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// The number of distinct header names.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether there are no headers.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The headers, ordered by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.map.iter().map(|(name, values)| (name.as_str(), values.as_slice()))
+    }
+
+    /// Inserts a header exactly as named, without lower-casing (for codecs and
+    /// tests that must keep names as they came).
+    pub fn insert_raw(&mut self, name: String, values: HeaderValues) -> Option<HeaderValues> {
+        self.map.insert(name, values)
+    }
+
+    /// Removes every header.
+    pub fn clear(&mut self) {
+        self.map.clear();
+    }
+}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.map.iter()).finish()
+    }
+}
+
+impl<'a> IntoIterator for &'a Headers {
+    type Item = (&'a String, &'a HeaderValues);
+    type IntoIter = btree_map::Iter<'a, String, HeaderValues>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.map.iter()
+    }
+}
+
+impl<N: Into<String>> FromIterator<(N, HeaderValues)> for Headers {
+    /// Collects headers keeping names exactly as given.
+    fn from_iter<T: IntoIterator<Item = (N, HeaderValues)>>(iter: T) -> Self {
+        Self {
+            map: iter.into_iter().map(|(name, values)| (name.into(), values)).collect(),
+        }
+    }
+}

@@ -1,0 +1,496 @@
+//! The protobuf codec, written by hand against `proto/http_signature.proto`
+//! with prost's encoding primitives (the same ones `prost-derive` expands to).
+//!
+//! Hand-written rather than derived for two reasons: the defaults of the
+//! signature (`GET`, `HTTP/1.1`, 200) are not protobuf zero values, and the
+//! Go guest codec must produce the same bytes, so the canonical form
+//! (documented in the `.proto` file) is spelled out here field by field.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use bytes::{Buf, BufMut};
+use prost::Message;
+use prost::encoding::{
+    DecodeContext, WireType, bytes as pbytes, check_wire_type, decode_key, encode_key,
+    encode_varint, encoded_len_varint, key_len, message, skip_field, string, uint32, uint64,
+};
+
+use crate::types::{
+    Context, DEFAULT_METHOD, DEFAULT_PROTOCOL, DEFAULT_STATUS, Headers, Request, Response,
+};
+
+/// Bytes that are not a valid encoding of the message asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    kind: DecodeErrorKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum DecodeErrorKind {
+    Protobuf(prost::DecodeError),
+    EmptyResult,
+}
+
+impl DecodeError {
+    fn empty_result() -> Self {
+        Self { kind: DecodeErrorKind::EmptyResult }
+    }
+}
+
+impl From<prost::DecodeError> for DecodeError {
+    fn from(err: prost::DecodeError) -> Self {
+        Self { kind: DecodeErrorKind::Protobuf(err) }
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            DecodeErrorKind::Protobuf(err) => write!(f, "malformed http signature message: {err}"),
+            DecodeErrorKind::EmptyResult => {
+                f.write_str("malformed run result: it holds neither a context nor an error")
+            }
+        }
+    }
+}
+
+impl core::error::Error for DecodeError {}
+
+impl Context {
+    /// Decodes a context. Bytes that are not a context give an error, never a panic.
+    ///
+    /// Decoding from a [`bytes::Bytes`] shares its storage for the bodies
+    /// instead of copying them.
+    pub fn decode(buf: impl Buf) -> Result<Self, DecodeError> {
+        <Self as Message>::decode(buf).map_err(DecodeError::from)
+    }
+
+    /// Appends the encoding of this context to `buf`.
+    pub fn encode_into(&self, buf: &mut Vec<u8>) {
+        buf.reserve(Message::encoded_len(self));
+        Message::encode_raw(self, buf);
+    }
+
+    /// The encoding of this context.
+    pub fn encode_to_vec(&self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        self.encode_into(&mut buf);
+        buf
+    }
+}
+
+impl Message for Context {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        message::encode(1, &self.request, buf);
+        message::encode(2, &self.response, buf);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        match tag {
+            1 => message::merge(wire_type, &mut self.request, buf, ctx),
+            2 => message::merge(wire_type, &mut self.response, buf, ctx),
+            _ => skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        message::encoded_len(1, &self.request) + message::encoded_len(2, &self.response)
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
+impl Message for Request {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        if self.method != DEFAULT_METHOD {
+            string::encode(1, &self.method, buf);
+        }
+        if !self.uri.is_empty() {
+            string::encode(2, &self.uri, buf);
+        }
+        if self.content_length != 0 {
+            uint64::encode(3, &self.content_length, buf);
+        }
+        if self.protocol != DEFAULT_PROTOCOL {
+            string::encode(4, &self.protocol, buf);
+        }
+        if !self.ip.is_empty() {
+            string::encode(5, &self.ip, buf);
+        }
+        if !self.body.is_empty() {
+            pbytes::encode(6, &self.body, buf);
+        }
+        encode_headers(7, &self.headers, buf);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        match tag {
+            1 => string::merge(wire_type, &mut self.method, buf, ctx),
+            2 => string::merge(wire_type, &mut self.uri, buf, ctx),
+            3 => uint64::merge(wire_type, &mut self.content_length, buf, ctx),
+            4 => string::merge(wire_type, &mut self.protocol, buf, ctx),
+            5 => string::merge(wire_type, &mut self.ip, buf, ctx),
+            6 => pbytes::merge(wire_type, &mut self.body, buf, ctx),
+            7 => merge_header(wire_type, &mut self.headers, buf, ctx),
+            _ => skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        let mut len = 0;
+        if self.method != DEFAULT_METHOD {
+            len += string::encoded_len(1, &self.method);
+        }
+        if !self.uri.is_empty() {
+            len += string::encoded_len(2, &self.uri);
+        }
+        if self.content_length != 0 {
+            len += uint64::encoded_len(3, &self.content_length);
+        }
+        if self.protocol != DEFAULT_PROTOCOL {
+            len += string::encoded_len(4, &self.protocol);
+        }
+        if !self.ip.is_empty() {
+            len += string::encoded_len(5, &self.ip);
+        }
+        if !self.body.is_empty() {
+            len += pbytes::encoded_len(6, &self.body);
+        }
+        len + headers_encoded_len(7, &self.headers)
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
+impl Message for Response {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        if self.status_code != DEFAULT_STATUS {
+            uint32::encode(1, &u32::from(self.status_code), buf);
+        }
+        if !self.body.is_empty() {
+            pbytes::encode(2, &self.body, buf);
+        }
+        encode_headers(3, &self.headers, buf);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        match tag {
+            1 => {
+                let mut status = 0u32;
+                uint32::merge(wire_type, &mut status, buf, ctx)?;
+                self.status_code = u16::try_from(status).map_err(|_| status_out_of_range())?;
+                Ok(())
+            }
+            2 => pbytes::merge(wire_type, &mut self.body, buf, ctx),
+            3 => merge_header(wire_type, &mut self.headers, buf, ctx),
+            _ => skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        let mut len = 0;
+        if self.status_code != DEFAULT_STATUS {
+            len += uint32::encoded_len(1, &u32::from(self.status_code));
+        }
+        if !self.body.is_empty() {
+            len += pbytes::encoded_len(2, &self.body);
+        }
+        len + headers_encoded_len(3, &self.headers)
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
+#[cold]
+fn status_out_of_range() -> prost::DecodeError {
+    // prost offers no other way to describe a semantic error from inside
+    // `merge_field`; the constructor is deprecated but present in all of 0.14.
+    #[allow(deprecated)]
+    prost::DecodeError::new("status_code does not fit in 16 bits")
+}
+
+// Header maps: `map<string, HeaderValues>`, each entry a message with the
+// name at tag 1 and a `HeaderValues { repeated string values = 1; }` at tag 2.
+
+fn values_len(values: &[String]) -> usize {
+    values.iter().map(|value| string::encoded_len(1, value)).sum()
+}
+
+fn entry_len(name: &String, values: &[String]) -> usize {
+    let values_len = values_len(values);
+    string::encoded_len(1, name) + key_len(2) + encoded_len_varint(values_len as u64) + values_len
+}
+
+fn headers_encoded_len(tag: u32, headers: &Headers) -> usize {
+    headers
+        .map
+        .iter()
+        .map(|(name, values)| {
+            let len = entry_len(name, values);
+            key_len(tag) + encoded_len_varint(len as u64) + len
+        })
+        .sum()
+}
+
+fn encode_headers(tag: u32, headers: &Headers, buf: &mut impl BufMut) {
+    for (name, values) in &headers.map {
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(entry_len(name, values) as u64, buf);
+        string::encode(1, name, buf);
+        encode_key(2, WireType::LengthDelimited, buf);
+        encode_varint(values_len(values) as u64, buf);
+        string::encode_repeated(1, values, buf);
+    }
+}
+
+/// One decoded header entry; only used while decoding.
+#[derive(Debug, Default)]
+struct HeaderEntry {
+    name: String,
+    values: HeaderValuesMsg,
+}
+
+impl Message for HeaderEntry {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        string::encode(1, &self.name, buf);
+        message::encode(2, &self.values, buf);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        match tag {
+            1 => string::merge(wire_type, &mut self.name, buf, ctx),
+            2 => message::merge(wire_type, &mut self.values, buf, ctx),
+            _ => skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        string::encoded_len(1, &self.name) + message::encoded_len(2, &self.values)
+    }
+
+    fn clear(&mut self) {
+        self.name.clear();
+        self.values.0.clear();
+    }
+}
+
+#[derive(Debug, Default)]
+struct HeaderValuesMsg(Vec<String>);
+
+impl Message for HeaderValuesMsg {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        string::encode_repeated(1, &self.0, buf);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        match tag {
+            1 => string::merge_repeated(wire_type, &mut self.0, buf, ctx),
+            _ => skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        values_len(&self.0)
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+fn merge_header(
+    wire_type: WireType,
+    headers: &mut Headers,
+    buf: &mut impl Buf,
+    ctx: DecodeContext,
+) -> Result<(), prost::DecodeError> {
+    let mut entry = HeaderEntry::default();
+    message::merge(wire_type, &mut entry, buf, ctx)?;
+    headers.map.insert(entry.name, entry.values.0);
+    Ok(())
+}
+
+/// What a run hands back: the context after the chain, or the error that ended it.
+///
+/// This is the message a guest's `run` export returns and the answer the host
+/// gives to a guest's `next` call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunResult {
+    /// The run succeeded with this context.
+    Context(Context),
+    /// The run failed with this message.
+    Error(String),
+}
+
+impl RunResult {
+    /// Decodes a run result.
+    ///
+    /// # Errors
+    ///
+    /// Bytes that are not a valid `RunResult`, or one holding neither field.
+    pub fn decode(mut buf: impl Buf) -> Result<Self, DecodeError> {
+        let mut result = None;
+        let ctx = DecodeContext::default();
+        while buf.has_remaining() {
+            let (tag, wire_type) = decode_key(&mut buf)?;
+            match tag {
+                1 => {
+                    // A repeated embedded message merges into the one before it.
+                    let mut context = match result.take() {
+                        Some(RunResult::Context(context)) => context,
+                        _ => Context::default(),
+                    };
+                    message::merge(wire_type, &mut context, &mut buf, ctx.clone())?;
+                    result = Some(RunResult::Context(context));
+                }
+                2 => {
+                    check_wire_type(WireType::LengthDelimited, wire_type)?;
+                    let mut error = String::new();
+                    string::merge(wire_type, &mut error, &mut buf, ctx.clone())?;
+                    result = Some(RunResult::Error(error));
+                }
+                _ => skip_field(wire_type, tag, &mut buf, ctx.clone())?,
+            }
+        }
+        result.ok_or_else(DecodeError::empty_result)
+    }
+
+    /// The length of this result's encoding.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            RunResult::Context(context) => message::encoded_len(1, context),
+            RunResult::Error(error) => string::encoded_len(2, error),
+        }
+    }
+
+    /// Appends the encoding of this result to `buf`.
+    pub fn encode_into(&self, buf: &mut Vec<u8>) {
+        buf.reserve(self.encoded_len());
+        match self {
+            RunResult::Context(context) => message::encode(1, context, buf),
+            RunResult::Error(error) => string::encode(2, error, buf),
+        }
+    }
+
+    /// Appends the encoding of a successful result holding `context` to `buf`,
+    /// without moving the context into a [`RunResult`].
+    pub fn encode_context_into(context: &Context, buf: &mut Vec<u8>) {
+        buf.reserve(message::encoded_len(1, context));
+        message::encode(1, context, buf);
+    }
+
+    /// Appends the encoding of a failed result with message `error` to `buf`.
+    pub fn encode_error_into(error: &str, buf: &mut Vec<u8>) {
+        let len = error.len();
+        buf.reserve(key_len(2) + encoded_len_varint(len as u64) + len);
+        encode_key(2, WireType::LengthDelimited, buf);
+        encode_varint(len as u64, buf);
+        buf.put_slice(error.as_bytes());
+    }
+
+    /// The encoding of this result.
+    pub fn encode_to_vec(&self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        self.encode_into(&mut buf);
+        buf
+    }
+
+    /// The result as a `Result`.
+    pub fn into_result(self) -> Result<Context, String> {
+        match self {
+            RunResult::Context(context) => Ok(context),
+            RunResult::Error(error) => Err(error),
+        }
+    }
+}
+
+impl From<Result<Context, String>> for RunResult {
+    fn from(result: Result<Context, String>) -> Self {
+        match result {
+            Ok(context) => RunResult::Context(context),
+            Err(error) => RunResult::Error(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_context_is_two_empty_messages() {
+        assert_eq!(Context::default().encode_to_vec(), [0x0a, 0x00, 0x12, 0x00]);
+    }
+
+    #[test]
+    fn non_default_empty_strings_are_written() {
+        let mut ctx = Context::default();
+        ctx.request.method.clear();
+        let bytes = ctx.encode_to_vec();
+        assert_eq!(bytes, [0x0a, 0x02, 0x0a, 0x00, 0x12, 0x00]);
+        assert_eq!(Context::decode(&bytes[..]).unwrap(), ctx);
+    }
+
+    #[test]
+    fn status_code_above_u16_is_refused() {
+        // response { status_code: 70000 }
+        let bytes = [0x12, 0x04, 0x08, 0xf0, 0xa2, 0x04];
+        let err = Context::decode(&bytes[..]).unwrap_err();
+        assert!(err.to_string().contains("status_code"), "{err}");
+    }
+
+    #[test]
+    fn empty_run_result_is_an_error() {
+        let err = RunResult::decode(&[][..]).unwrap_err();
+        assert_eq!(err, DecodeError::empty_result());
+    }
+
+    #[test]
+    fn encode_helpers_match_the_enum() {
+        let ctx = Context::default();
+        let mut a = Vec::new();
+        RunResult::encode_context_into(&ctx, &mut a);
+        assert_eq!(a, RunResult::Context(ctx).encode_to_vec());
+        let mut b = Vec::new();
+        RunResult::encode_error_into("boom", &mut b);
+        assert_eq!(b, RunResult::Error("boom".into()).encode_to_vec());
+    }
+}

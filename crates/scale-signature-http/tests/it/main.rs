@@ -1,0 +1,4 @@
+//! Integration tests of the HTTP signature codec.
+
+mod properties;
+mod vectors;
