@@ -1,0 +1,287 @@
+//! Write Scale Functions in Rust.
+//!
+//! A Scale function receives the [`Context`] of an HTTP request, changes the
+//! response, and may hand the context on to the next function of the chain
+//! with [`Context::next`]. Mark the handler with [`function`]:
+//!
+//! ```
+//! use scale_guest::{Context, Error};
+//!
+//! #[scale_guest::function]
+//! fn scale(ctx: &mut Context) -> Result<(), Error> {
+//!     let name = ctx.request().headers().first("x-name").unwrap_or("World").to_owned();
+//!     ctx.response().set_body_string(format!("Hello, {name}!"));
+//!     ctx.response().headers_mut().set("content-type", ["text/plain"]);
+//!     ctx.next()
+//! }
+//! # fn main() {
+//! # let mut ctx = Context::default();
+//! # // Natively there is no host, so `next` reports that:
+//! # assert!(scale(&mut ctx).is_err());
+//! # assert_eq!(ctx.response().body_str(), Some("Hello, World!"));
+//! # }
+//! ```
+//!
+//! Build it as a `cdylib` for `wasm32-unknown-unknown` (or `wasm32-wasip1`)
+//! and pack the module into a `.scale` file; the project's
+//! `docs/guest-rust.md` walks through it from `cargo new`.
+//!
+//! # What the handler may do
+//!
+//! - Read and change the request and the response ([`Context::request`],
+//!   [`Context::response`]); the fields of the signature's context are
+//!   reachable through `Deref` too (`ctx.request.body`).
+//! - Call [`Context::next`] to run the rest of the chain (the next function,
+//!   or the host's native handlers after the last one). The context then holds
+//!   what came back; an error further down comes back as the `Err` of `next`.
+//! - Return `Err(e)` for any `e: Display`: the host's run fails with that message.
+//! - Panic: the host reports a panic of this function, with the message.
+//!
+//! Natively (outside WebAssembly) the handler is an ordinary function, so it
+//! can be unit-tested; [`Context::next`] then returns an error.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+
+pub use scale_guest_macros::function;
+pub use scale_signature_http as signature;
+pub use scale_signature_http::{Bytes, Headers, Request, Response};
+
+/// The context a Scale function works on: the request and the response so far.
+///
+/// Derefs to [`scale_signature_http::Context`] for direct field access.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Context {
+    inner: signature::Context,
+}
+
+impl Context {
+    /// Wraps a signature context (for tests of a handler).
+    pub fn new(inner: signature::Context) -> Self {
+        Self { inner }
+    }
+
+    /// The signature context inside.
+    pub fn into_inner(self) -> signature::Context {
+        self.inner
+    }
+
+    /// The request.
+    pub fn request(&mut self) -> &mut Request {
+        &mut self.inner.request
+    }
+
+    /// The response built so far.
+    pub fn response(&mut self) -> &mut Response {
+        &mut self.inner.response
+    }
+
+    /// Runs the rest of the chain on this context and replaces it with what
+    /// comes back.
+    ///
+    /// # Errors
+    ///
+    /// The error of whatever failed further down: a later function's error
+    /// or panic, or a native handler's error, with its message. On error the
+    /// context is left as it was before the call.
+    pub fn next(&mut self) -> Result<(), Error> {
+        let mut request = scale_guest_abi::take_request_buffer();
+        self.inner.encode_into(&mut request);
+        let answer = scale_guest_abi::next(&request, |bytes: &[u8]| signature::RunResult::decode(bytes));
+        scale_guest_abi::return_request_buffer(request);
+        match answer {
+            Ok(Ok(signature::RunResult::Context(context))) => {
+                self.inner = context;
+                Ok(())
+            }
+            Ok(Ok(signature::RunResult::Error(message))) => Err(Error::from(message)),
+            Ok(Err(decode)) => Err(Error::new(format_args!("next: the host's answer is malformed: {decode}"))),
+            Err(abi) => Err(Error::new(abi)),
+        }
+    }
+}
+
+impl Deref for Context {
+    type Target = signature::Context;
+
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl DerefMut for Context {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.inner
+    }
+}
+
+impl From<signature::Context> for Context {
+    fn from(inner: signature::Context) -> Self {
+        Self { inner }
+    }
+}
+
+/// An error a Scale function returns: a message that becomes the host's error.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Error {
+    message: String,
+}
+
+impl Error {
+    /// An error with the given message.
+    pub fn new(message: impl fmt::Display) -> Self {
+        Self { message: message.to_string() }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.message, f)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<String> for Error {
+    fn from(message: String) -> Self {
+        Self { message }
+    }
+}
+
+impl From<&str> for Error {
+    fn from(message: &str) -> Self {
+        Self { message: message.to_owned() }
+    }
+}
+
+impl From<signature::InvalidStatusCode> for Error {
+    fn from(err: signature::InvalidStatusCode) -> Self {
+        Self::new(err)
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(err: std::io::Error) -> Self {
+        Self::new(err)
+    }
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use scale_guest_abi;
+    pub use std::vec::Vec;
+
+    use super::{Context, signature};
+    use std::fmt::Display;
+
+    /// Decodes a run's input, calls the handler, encodes its outcome.
+    pub fn run<E: Display>(input: &[u8], output: &mut Vec<u8>, handler: fn(&mut Context) -> Result<(), E>) {
+        install_panic_hook();
+        let mut ctx = match signature::Context::decode(input) {
+            Ok(inner) => Context { inner },
+            Err(err) => {
+                let message = format!("the guest could not decode its input: {err}");
+                signature::RunResult::encode_error_into(&message, output);
+                return;
+            }
+        };
+        match handler(&mut ctx) {
+            Ok(()) => signature::RunResult::encode_context_into(&ctx.inner, output),
+            Err(err) => signature::RunResult::encode_error_into(&err.to_string(), output),
+        }
+    }
+
+    /// Reports panics to the host before the guest traps (WebAssembly
+    /// guests abort on panic, so the message would otherwise be lost).
+    fn install_panic_hook() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                let message = match info.payload().downcast_ref::<&str>() {
+                    Some(text) => (*text).to_owned(),
+                    None => match info.payload().downcast_ref::<String>() {
+                        Some(text) => text.clone(),
+                        None => String::from("Box<dyn Any>"),
+                    },
+                };
+                let message = match info.location() {
+                    Some(at) => format!("{message} (at {}:{})", at.file(), at.line()),
+                    None => message,
+                };
+                scale_guest_abi::report_panic(&message);
+                previous(info);
+            }));
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello(ctx: &mut Context) -> Result<(), Error> {
+        ctx.response().set_body_string("hello");
+        ctx.response().set_status_code(202)?;
+        Ok(())
+    }
+
+    fn fails(_: &mut Context) -> Result<(), String> {
+        Err("it failed".into())
+    }
+
+    #[test]
+    fn run_encodes_the_handlers_context() {
+        let mut output = Vec::new();
+        __private::run(&signature::Context::default().encode_to_vec(), &mut output, hello);
+        let result = signature::RunResult::decode(&output[..]).unwrap();
+        let signature::RunResult::Context(ctx) = result else { panic!("{result:?}") };
+        assert_eq!(ctx.response.body_str(), Some("hello"));
+        assert_eq!(ctx.response.status_code, 202);
+    }
+
+    #[test]
+    fn run_encodes_the_handlers_error() {
+        let mut output = Vec::new();
+        __private::run(&signature::Context::default().encode_to_vec(), &mut output, fails);
+        assert_eq!(signature::RunResult::decode(&output[..]).unwrap(), signature::RunResult::Error("it failed".into()));
+    }
+
+    #[test]
+    fn run_reports_undecodable_input_as_an_error() {
+        let mut output = Vec::new();
+        __private::run(&[0xff, 0xff], &mut output, hello);
+        let result = signature::RunResult::decode(&output[..]).unwrap();
+        assert!(matches!(result, signature::RunResult::Error(ref message) if message.contains("could not decode")), "{result:?}");
+    }
+
+    #[test]
+    fn next_without_a_host_is_an_error_and_leaves_the_context() {
+        let mut ctx = Context::default();
+        ctx.response().set_body_string("kept");
+        let err = ctx.next().unwrap_err();
+        assert!(err.message().contains("not running inside a Scale host"), "{err}");
+        assert_eq!(ctx.response().body_str(), Some("kept"));
+    }
+
+    #[test]
+    fn status_errors_convert_with_question_mark() {
+        fn bad(ctx: &mut Context) -> Result<(), Error> {
+            ctx.response().set_status_code(42)?;
+            Ok(())
+        }
+        let err = bad(&mut Context::default()).unwrap_err();
+        assert!(err.message().contains("42"), "{err}");
+    }
+}

@@ -1,0 +1,8 @@
+use scale_guest::{Context, Error};
+
+#[scale_guest::function]
+async fn scale(_ctx: &mut Context) -> Result<(), Error> {
+    Ok(())
+}
+
+fn main() {}

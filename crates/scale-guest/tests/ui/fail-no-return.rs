@@ -1,0 +1,6 @@
+use scale_guest::Context;
+
+#[scale_guest::function]
+fn scale(_ctx: &mut Context) {}
+
+fn main() {}
