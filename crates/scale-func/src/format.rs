@@ -1,0 +1,305 @@
+//! The binary layout of a `.scale` file: encoding and decoding.
+//!
+//! See `docs/scale-format.md` in the repository for the layout, byte by byte.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{DecodeError, Field, NotScaleHint, Section};
+use crate::func::{ScaleFunc, to_hex};
+use crate::rules::{check_name, check_wasm};
+use crate::{Language, Signature};
+
+/// The 8 bytes every `.scale` file starts with: `89 53 43 41 4c 45 0d 0a`,
+/// that is `\x89`, `SCALE`, `\r\n`.
+///
+/// Like PNG's signature, the non-ASCII first byte and the CR LF pair make a
+/// file that went through a text-mode transfer fail the magic check (with
+/// [`NotScaleHint::Mangled`]) rather than a later, more confusing one.
+pub const MAGIC: [u8; 8] = *b"\x89SCALE\r\n";
+
+/// The format version [`ScaleFunc::encode`] writes.
+pub const FORMAT_VERSION: FormatVersion = FormatVersion::V1;
+
+/// Length of the SHA-256 checksum that ends a file.
+pub const CHECKSUM_LEN: usize = 32;
+
+/// A version of the `.scale` container layout, stored as a little-endian
+/// `u16` right after [`MAGIC`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum FormatVersion {
+    /// Version 1, the only one so far.
+    V1 = 1,
+}
+
+impl FormatVersion {
+    /// The number stored in files.
+    pub const fn as_u16(self) -> u16 {
+        self as u16
+    }
+
+    /// The version stored as `value`, if this crate knows it.
+    pub const fn from_u16(value: u16) -> Option<Self> {
+        match value {
+            1 => Some(FormatVersion::V1),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for FormatVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.as_u16())
+    }
+}
+
+impl ScaleFunc {
+    /// Writes this function as a `.scale` file, in the layout of its
+    /// [`version`](Self::version).
+    pub fn encode(&self) -> Vec<u8> {
+        let signature = self.signature.to_string();
+        let fields: [&[u8]; 5] = [
+            self.name.as_bytes(),
+            self.tag.as_bytes(),
+            signature.as_bytes(),
+            self.language.as_str().as_bytes(),
+            &self.function,
+        ];
+        let len =
+            MAGIC.len() + 2 + fields.iter().map(|f| 4 + f.len()).sum::<usize>() + CHECKSUM_LEN;
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&self.version.as_u16().to_le_bytes());
+        for field in fields {
+            // Names, tags and signature halves are at most 255 bytes and
+            // `new` refuses functions over `u32::MAX` bytes.
+            let field_len =
+                u32::try_from(field.len()).expect("field lengths are checked on construction");
+            out.extend_from_slice(&field_len.to_le_bytes());
+            out.extend_from_slice(field);
+        }
+        let checksum = Sha256::digest(&out);
+        out.extend_from_slice(&checksum);
+        debug_assert_eq!(out.len(), len);
+        out
+    }
+
+    /// Reads a `.scale` file.
+    ///
+    /// Checks, in order: the [`MAGIC`] ([`DecodeError::NotAScaleFile`], with
+    /// a hint at what the input looks like instead), the format version
+    /// ([`DecodeError::UnknownVersion`]), that every length-prefixed field
+    /// and the checksum fit in the input ([`DecodeError::Truncated`]), the
+    /// checksum ([`DecodeError::ChecksumMismatch`]), that nothing follows it
+    /// ([`DecodeError::TrailingBytes`]), and then the same rules as
+    /// [`ScaleFunc::new`] on every field.
+    ///
+    /// Never panics. Every length prefix is checked against the bytes that
+    /// remain before it is used, and nothing is copied out of the input
+    /// before the checksum is verified.
+    pub fn decode(bytes: &[u8]) -> Result<ScaleFunc, DecodeError> {
+        check_magic(bytes)?;
+        let mut input = Reader {
+            bytes,
+            pos: MAGIC.len(),
+        };
+        let version = u16::from_le_bytes(input.take_array(Section::Version)?);
+        let version =
+            FormatVersion::from_u16(version).ok_or(DecodeError::UnknownVersion(version))?;
+        // Version 1 is the only layout so far.
+        let name = input.field(Field::Name)?;
+        let tag = input.field(Field::Tag)?;
+        let signature = input.field(Field::Signature)?;
+        let language = input.field(Field::Language)?;
+        let function = input.field(Field::Function)?;
+        let (covered, _) = bytes.split_at(input.pos);
+        let stored: [u8; CHECKSUM_LEN] = input.take_array(Section::Checksum)?;
+
+        let actual: [u8; CHECKSUM_LEN] = Sha256::digest(covered).into();
+        if stored != actual {
+            return Err(DecodeError::ChecksumMismatch {
+                expected_hex: to_hex(&stored),
+                actual_hex: to_hex(&actual),
+            });
+        }
+        if input.pos != bytes.len() {
+            return Err(DecodeError::TrailingBytes {
+                offset: input.pos,
+                count: bytes.len() - input.pos,
+            });
+        }
+
+        let name = name.text()?;
+        if let Err(problem) = check_name(name) {
+            return Err(DecodeError::InvalidName {
+                value: name.to_owned(),
+                problem,
+            });
+        }
+        let tag = tag.text()?;
+        if let Err(problem) = check_name(tag) {
+            return Err(DecodeError::InvalidTag {
+                value: tag.to_owned(),
+                problem,
+            });
+        }
+        let signature: Signature = signature
+            .text()?
+            .parse()
+            .map_err(DecodeError::InvalidSignature)?;
+        let language: Language = language
+            .text()?
+            .parse()
+            .map_err(DecodeError::UnknownLanguage)?;
+        if !language.is_supported() {
+            return Err(DecodeError::UnsupportedLanguage(language));
+        }
+        check_wasm(function.bytes).map_err(DecodeError::NotWasm)?;
+
+        Ok(ScaleFunc::from_checked(
+            version,
+            name.to_owned(),
+            tag.to_owned(),
+            signature,
+            language,
+            function.bytes.to_vec(),
+        ))
+    }
+}
+
+/// Checks `bytes` starts with [`MAGIC`]; if not, says what it looks like.
+fn check_magic(bytes: &[u8]) -> Result<(), DecodeError> {
+    if bytes.starts_with(&MAGIC) {
+        return Ok(());
+    }
+    if !bytes.is_empty() && MAGIC.starts_with(bytes) {
+        return Err(DecodeError::Truncated {
+            section: Section::Magic,
+            offset: 0,
+            needed: MAGIC.len(),
+            available: bytes.len(),
+        });
+    }
+    Err(DecodeError::NotAScaleFile { hint: sniff(bytes) })
+}
+
+/// Guesses what input without the [`MAGIC`] is.
+fn sniff(bytes: &[u8]) -> NotScaleHint {
+    const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
+    if bytes.is_empty() {
+        return NotScaleHint::Empty;
+    }
+    if bytes.starts_with(b"\0asm") {
+        return NotScaleHint::Wasm;
+    }
+    let text = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
+    if let Some(&first) = text.iter().find(|b| !b.is_ascii_whitespace())
+        && (first == b'{' || first == b'[')
+    {
+        return NotScaleHint::Json;
+    }
+    // The magic with its first byte dropped, changed or widened (to U+FFFD,
+    // or to two bytes by a Latin-1 to UTF-8 conversion), or with its CR LF
+    // converted, still has "SCALE" near the start.
+    if bytes.windows(5).take(4).any(|w| w == b"SCALE") {
+        return NotScaleHint::Mangled;
+    }
+    NotScaleHint::Unrecognized
+}
+
+/// A cursor over the input; `pos <= bytes.len()` always holds.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+/// A field as framed in the input, not yet checked.
+struct RawField<'a> {
+    field: Field,
+    /// Offset of the first byte of `bytes` in the input.
+    offset: usize,
+    bytes: &'a [u8],
+}
+
+impl<'a> RawField<'a> {
+    fn text(&self) -> Result<&'a str, DecodeError> {
+        std::str::from_utf8(self.bytes).map_err(|err| DecodeError::InvalidUtf8 {
+            field: self.field,
+            offset: self.offset + err.valid_up_to(),
+        })
+    }
+}
+
+impl<'a> Reader<'a> {
+    /// Takes the next `n` bytes, checking first that they are there.
+    fn take(&mut self, n: usize, section: Section) -> Result<&'a [u8], DecodeError> {
+        let rest = self.bytes.get(self.pos..).unwrap_or_default();
+        if n > rest.len() {
+            return Err(DecodeError::Truncated {
+                section,
+                offset: self.pos,
+                needed: n,
+                available: rest.len(),
+            });
+        }
+        let (taken, _) = rest.split_at(n);
+        self.pos += n;
+        Ok(taken)
+    }
+
+    fn take_array<const N: usize>(&mut self, section: Section) -> Result<[u8; N], DecodeError> {
+        let taken = self.take(N, section)?;
+        let mut array = [0; N];
+        array.copy_from_slice(taken);
+        Ok(array)
+    }
+
+    /// Takes a `u32` little-endian length, then that many bytes.
+    fn field(&mut self, field: Field) -> Result<RawField<'a>, DecodeError> {
+        let len = u32::from_le_bytes(self.take_array(Section::Length(field))?);
+        // On targets where `usize` is narrower than `u32`, a length that
+        // does not fit certainly exceeds the input.
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        let offset = self.pos;
+        let bytes = self.take(len, Section::Value(field))?;
+        Ok(RawField {
+            field,
+            offset,
+            bytes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_is_documented_bytes() {
+        assert_eq!(MAGIC, [0x89, 0x53, 0x43, 0x41, 0x4c, 0x45, 0x0d, 0x0a]);
+    }
+
+    #[test]
+    fn sniffing() {
+        assert_eq!(sniff(b""), NotScaleHint::Empty);
+        assert_eq!(sniff(b"\0asm\x01\0\0\0"), NotScaleHint::Wasm);
+        assert_eq!(sniff(b"{\"name\": 1}"), NotScaleHint::Json);
+        assert_eq!(sniff(b"\xef\xbb\xbf \n[1]"), NotScaleHint::Json);
+        assert_eq!(sniff(b"\x89SCALE\n\x01\0"), NotScaleHint::Mangled);
+        assert_eq!(sniff(b"\xc2\x89SCALE\r\n"), NotScaleHint::Mangled);
+        assert_eq!(sniff(b"\xef\xbf\xbdSCALE\r\n"), NotScaleHint::Mangled);
+        assert_eq!(sniff(b"hello"), NotScaleHint::Unrecognized);
+        assert_eq!(sniff(b"   "), NotScaleHint::Unrecognized);
+    }
+
+    #[test]
+    fn version_numbers() {
+        assert_eq!(FormatVersion::from_u16(1), Some(FormatVersion::V1));
+        assert_eq!(FormatVersion::from_u16(0), None);
+        assert_eq!(FormatVersion::from_u16(2), None);
+        assert_eq!(FORMAT_VERSION.as_u16(), 1);
+    }
+}
