@@ -1,0 +1,3 @@
+module github.com/scale-rs/scale/crates/scale-signature-http/go
+
+go 1.24
