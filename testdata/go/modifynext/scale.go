@@ -1,0 +1,9 @@
+// Sets the response body to "modified", then hands the context on.
+package scale
+
+import signature "github.com/scale-rs/scale/crates/scale-signature-http/go"
+
+func Scale(ctx *signature.Context) (*signature.Context, error) {
+	ctx.Response().SetBody("modified")
+	return ctx.Next()
+}
