@@ -1,1 +1,178 @@
-fn main() {}
+//! Project automation. `cargo xtask fixtures` builds the test fixtures;
+//! `cargo xtask test` checks formatting and lints, builds the fixtures and
+//! runs every test (Rust and Go).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use scale_build::{GoBuild, RustTarget};
+use scale_func::{Language, Signature};
+use sha2::{Digest, Sha256};
+use xshell::{Shell, cmd};
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  fixtures   build every fixture under testdata/ into target/fixtures/{go,rust}/<name>.scale
+  test       fmt check, clippy, fixtures, then every Rust and Go test";
+
+fn main() -> Result<()> {
+    let task = std::env::args().nth(1);
+    let sh = Shell::new()?;
+    let root = workspace_root();
+    sh.change_dir(&root);
+    match task.as_deref() {
+        Some("fixtures") => fixtures(&sh, &root),
+        Some("test") => test(&sh, &root),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => bail!("{USAGE}"),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace root").to_path_buf()
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// Where built fixtures go; tests read them from here.
+fn fixtures_dir(root: &Path) -> PathBuf {
+    root.join("target").join("fixtures")
+}
+
+fn test(sh: &Shell, root: &Path) -> Result<()> {
+    let cargo = cargo();
+    step("cargo fmt --check");
+    cmd!(sh, "{cargo} fmt --all -- --check").run().context("formatting differs: run `cargo fmt --all`")?;
+    step("cargo clippy");
+    cmd!(sh, "{cargo} clippy --workspace --all-targets --all-features -- -D warnings").run()?;
+    fixtures(sh, root)?;
+    step("cargo test --workspace");
+    cmd!(sh, "{cargo} test --workspace --all-features").run()?;
+    step("go vet and go test (Go guest package)");
+    let _dir = sh.push_dir(root.join("crates/scale-signature-http/go"));
+    cmd!(sh, "go vet ./...").run()?;
+    cmd!(sh, "go test ./...").run()?;
+    Ok(())
+}
+
+fn step(what: &str) {
+    eprintln!("\n==> {what}");
+}
+
+fn fixtures(sh: &Shell, root: &Path) -> Result<()> {
+    let out = fixtures_dir(root);
+    rust_fixtures(sh, root, &out.join("rust"))?;
+    go_fixtures(root, &out.join("go"))?;
+    Ok(())
+}
+
+/// Fixture folders under `dir`, sorted.
+fn fixture_names(dir: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() && !entry.file_name().to_string_lossy().starts_with('.') {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Fixtures built for `wasm32-wasip1` instead of `wasm32-unknown-unknown`.
+const WASIP1_RUST_FIXTURES: &[&str] = &["file"];
+
+fn rust_fixtures(sh: &Shell, root: &Path, out: &Path) -> Result<()> {
+    step("Rust fixtures");
+    let cargo = cargo();
+    let manifest = root.join("testdata/rust/Cargo.toml");
+    let target_dir = root.join("target/fixtures-build");
+    let mut excludes = Vec::new();
+    for name in WASIP1_RUST_FIXTURES {
+        excludes.push("--exclude".to_string());
+        excludes.push(format!("fixture-{name}"));
+    }
+    cmd!(sh, "{cargo} build --release --quiet --manifest-path {manifest} --target-dir {target_dir} --target wasm32-unknown-unknown --workspace {excludes...}")
+        .run()
+        .context("building the Rust fixtures (is the wasm32-unknown-unknown target installed? `rustup target add wasm32-unknown-unknown`)")?;
+    for name in WASIP1_RUST_FIXTURES {
+        let package = format!("fixture-{name}");
+        cmd!(sh, "{cargo} build --release --quiet --manifest-path {manifest} --target-dir {target_dir} --target wasm32-wasip1 -p {package}")
+            .run()
+            .context("building the wasip1 Rust fixtures (is the wasm32-wasip1 target installed? `rustup target add wasm32-wasip1`)")?;
+    }
+    std::fs::create_dir_all(out)?;
+    for name in fixture_names(&root.join("testdata/rust"))? {
+        let target = if WASIP1_RUST_FIXTURES.contains(&name.as_str()) { RustTarget::Wasip1 } else { RustTarget::Unknown };
+        let wasm_path = target_dir
+            .join(target.triple())
+            .join("release")
+            .join(format!("fixture_{}.wasm", name.replace('-', "_")));
+        let wasm = std::fs::read(&wasm_path).with_context(|| format!("reading {}", wasm_path.display()))?;
+        let func = scale_build::pack(wasm, &name, "test", Language::Rust)?;
+        write_if_changed(&out.join(format!("{name}.scale")), &func.encode())?;
+    }
+    Ok(())
+}
+
+/// Fixtures recorded with another signature, which runtimes must refuse.
+const BAD_SIGNATURE_FIXTURES: &[&str] = &["bad-signature"];
+
+fn go_fixtures(root: &Path, out: &Path) -> Result<()> {
+    step("Go fixtures");
+    let version = scale_build::check_go(Path::new("go")).context("the Go fixtures need Go")?;
+    std::fs::create_dir_all(out)?;
+    let source_root = root.join("testdata/go");
+    for name in fixture_names(&source_root)? {
+        let dir = source_root.join(&name);
+        let scale_path = out.join(format!("{name}.scale"));
+        let stamp_path = out.join(format!("{name}.stamp"));
+        let stamp = go_stamp(&dir, &version)?;
+        if scale_path.exists() && std::fs::read_to_string(&stamp_path).is_ok_and(|old| old == stamp) {
+            continue;
+        }
+        eprintln!("building Go fixture {name}");
+        let mut build = GoBuild::new(&dir).name(&name).tag("test").work_dir(root.join("target/fixtures-build/go").join(&name));
+        if BAD_SIGNATURE_FIXTURES.contains(&name.as_str()) {
+            build = build.record_signature(Signature::new("not-http", "v9.9.9")?);
+        }
+        let func = build.build().with_context(|| format!("building Go fixture {name}"))?;
+        std::fs::write(&scale_path, func.encode())?;
+        std::fs::write(&stamp_path, stamp)?;
+    }
+    Ok(())
+}
+
+/// A hash of everything a Go fixture's build depends on: its files, the Go
+/// package shipped with the signature crate, and the Go version.
+fn go_stamp(dir: &Path, go_version: &str) -> Result<String> {
+    let mut hasher = Sha256::new();
+    hasher.update(go_version.as_bytes());
+    for (name, text) in scale_signature_http::go_sources::FILES {
+        hasher.update(name.as_bytes());
+        hasher.update(text.as_bytes());
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    files.sort();
+    for file in files {
+        if file.is_file() {
+            hasher.update(file.file_name().unwrap_or_default().as_encoded_bytes());
+            hasher.update(std::fs::read(&file)?);
+        }
+    }
+    hasher.update(env!("CARGO_PKG_VERSION").as_bytes());
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<()> {
+    if std::fs::read(path).is_ok_and(|old| old == bytes) {
+        return Ok(());
+    }
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}

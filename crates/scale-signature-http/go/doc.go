@@ -11,7 +11,7 @@
 //		return ctx.Next()
 //	}
 //
-// The build wraps it in a generated main package (template/main.go.tmpl)
+// The build wraps it in a generated main package (../../scale-build/templates/go-main.go.tmpl)
 // that calls [Register] from an init function, and compiles it with
 // GOOS=wasip1 GOARCH=wasm and -buildmode=c-shared. The package's exports
 // (scale_abi_version, resize, run) and imports (env.next, env.next_result,

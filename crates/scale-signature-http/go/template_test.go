@@ -13,7 +13,7 @@ import (
 // The generated main package must stay valid Go once its two placeholders
 // are filled in, and must register the function's Scale.
 func TestMainTemplateRendersToValidGo(t *testing.T) {
-	text, err := os.ReadFile("template/main.go.tmpl")
+	text, err := os.ReadFile("../../scale-build/templates/go-main.go.tmpl")
 	if err != nil {
 		t.Fatal(err)
 	}

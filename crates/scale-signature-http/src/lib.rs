@@ -41,11 +41,15 @@
 //! - `std` (default): `std::error::Error` for the error types.
 //! - `http`: conversions to and from `http::Request<Bytes>` and
 //!   `http::Response<Bytes>`.
+//! - `go-sources`: the sources of the Go guest package (in `go/` beside
+//!   this crate), for tools that build Go functions.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
 
 extern crate alloc;
 
+#[cfg(feature = "go-sources")]
+pub mod go_sources;
 #[cfg(feature = "http")]
 mod http_conv;
 mod types;

@@ -1,0 +1,444 @@
+//! One instantiated guest module and the host side of the ABI.
+//!
+//! A [`Guest`] owns a wasmer `Store` with one instance of a function's
+//! module. The chain of an [`Instance`](crate::Instance) is a linked list of
+//! [`Link`]s ending in the native [`Handlers`]; while a guest runs, the rest
+//! of the chain is moved into its store's [`GuestEnv`], so that the guest's
+//! `next` import can run it. Ownership moves in and out; nothing is shared.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use wasmer::{
+    Function, FunctionEnv, FunctionEnvMut, Global, Imports, Memory, MemoryView,
+    RuntimeError, Store, TypedFunction, Value,
+};
+
+use crate::engine::{clear_grow_refused, grow_refused, set_grow_refused};
+use crate::error::{Error, HandlerError};
+use crate::runtime::FunctionShared;
+use crate::signature::Signature;
+use crate::wasi::{self, Capture};
+
+/// A native handler, run after the last function of the chain.
+pub(crate) type BoxedHandler<S> = Box<dyn FnMut(&mut S) -> Result<(), HandlerError> + Send>;
+
+/// Why a host function stopped the guest. Raised as a wasm trap and
+/// recognised again when the trap reaches the host.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HostTrap {
+    /// The guest handed the host bad pointers or bytes.
+    #[error("{0}")]
+    Malformed(String),
+    /// The guest called `proc_exit` (or `proc_raise`).
+    #[error("the guest exited with code {0}")]
+    Exit(u32),
+}
+
+/// The host state of one guest instance, reachable from its imports.
+pub(crate) struct GuestEnv<S: Signature> {
+    pub memory: Option<Memory>,
+    /// The rest of the chain, present only while this guest runs.
+    pub downstream: Option<Downstream<S>>,
+    /// The first failure further down the chain during this run.
+    pub downstream_failure: Option<Error>,
+    /// An answer to `next` that did not fit the guest's buffer.
+    pub kept: Option<Vec<u8>>,
+    /// Scratch space for encoding answers to `next`.
+    pub scratch: Vec<u8>,
+    /// What the guest reported through `env.panic` during this run.
+    pub panic_message: Option<String>,
+    pub stdout: Capture,
+    pub stderr: Capture,
+}
+
+impl<S: Signature> GuestEnv<S> {
+    fn new() -> Self {
+        Self {
+            memory: None,
+            downstream: None,
+            downstream_failure: None,
+            kept: None,
+            scratch: Vec::new(),
+            panic_message: None,
+            stdout: Capture::default(),
+            stderr: Capture::default(),
+        }
+    }
+
+    /// Forgets everything from the previous run.
+    fn reset(&mut self) {
+        self.downstream_failure = None;
+        self.kept = None;
+        self.panic_message = None;
+        self.stdout.clear();
+        self.stderr.clear();
+    }
+}
+
+/// One instantiated module, ready to run.
+pub(crate) struct Guest<S: Signature> {
+    store: Store,
+    env: FunctionEnv<GuestEnv<S>>,
+    memory: Memory,
+    resize: TypedFunction<u32, u32>,
+    run: TypedFunction<u32, u64>,
+    /// The input buffer from the last `resize`: address and size.
+    input: (u32, u32),
+    /// The metering globals (remaining points, exhausted flag), when metering is on.
+    metering: Option<(Global, Global)>,
+    /// Encoded input for the next call.
+    encoded: Vec<u8>,
+    pub uses: u64,
+    pub generation: u64,
+}
+
+// SAFETY: a `Guest` owns its `Store` and every handle into it; nothing else
+// refers to that store, and it is only ever used through `&mut Guest`, by one
+// thread at a time (the pool hands a guest to one `Instance`, and `Instance`
+// is used through `&mut self`). Moving it to another thread between calls is
+// therefore a plain move of owned heap data. wasmer 7 marks `Store` `!Send`
+// for two reasons that do not apply here: the optional `on_called` handler
+// (a boxed closure without a `Send` bound; we never install one) and raw
+// pointers inside the store's objects, which point into allocations the
+// store owns and which have no thread affinity in the `sys` backend (wasmer
+// 6 declared the same store `Send`). Trap handling is set up per call on the
+// calling thread, not per store. The `GuestEnv` inside (native handlers,
+// captured output, other guests further down the chain) is `Send` on its own
+// terms: handlers are required to be `Send`, and the guests are this type.
+unsafe impl<S: Signature> Send for Guest<S> {}
+
+impl<S: Signature> Guest<S> {
+    /// Instantiates `function`'s module in a fresh store.
+    pub fn instantiate(function: &FunctionShared<S>, generation: u64) -> Result<Self, Error> {
+        let name = &function.name;
+        let fail = |reason: String| Error::Instantiation { function: name.to_string(), reason };
+        let mut store = Store::new(function.engine.clone());
+        let env = FunctionEnv::new(&mut store, GuestEnv::<S>::new());
+        let mut imports = Imports::new();
+        for import in function.module.imports() {
+            let f = match (import.module(), import.name()) {
+                ("env", "next") => Function::new_typed_with_env(&mut store, &env, host_next::<S>),
+                ("env", "next_result") => Function::new_typed_with_env(&mut store, &env, host_next_result::<S>),
+                ("env", "panic") => Function::new_typed_with_env(&mut store, &env, host_panic::<S>),
+                (wasi::MODULE, name) => wasi::function(name, &mut store, &env)
+                    .ok_or_else(|| fail(format!("no host function for import {}.{name}", wasi::MODULE)))?,
+                (module, name) => return Err(fail(format!("no host function for import {module}.{name}"))),
+            };
+            imports.define(import.module(), import.name(), f);
+        }
+        let instance = wasmer::Instance::new(&mut store, &function.module, &imports).map_err(|err| {
+            if let wasmer::InstantiationError::Start(_) = &err
+                && grow_refused()
+            {
+                return Error::MemoryLimit { function: name.to_string(), limit_bytes: function.limits.memory_limit };
+            }
+            fail(err.to_string())
+        })?;
+        let exports = &instance.exports;
+        let memory = exports.get_memory("memory").map_err(|err| fail(err.to_string()))?.clone();
+        env.as_mut(&mut store).memory = Some(memory.clone());
+        let export_err = |export: &str, err: wasmer::ExportError| fail(format!("export {export}: {err}"));
+        let resize = exports.get_typed_function(&store, "resize").map_err(|e| export_err("resize", e))?;
+        let run = exports.get_typed_function(&store, "run").map_err(|e| export_err("run", e))?;
+        let version: TypedFunction<(), u32> =
+            exports.get_typed_function(&store, "scale_abi_version").map_err(|e| export_err("scale_abi_version", e))?;
+        let metering = if function.limits.cpu_budget.is_some() {
+            let global = |export: &str| exports.get_global(export).map(Clone::clone).map_err(|err| fail(err.to_string()));
+            Some((global("wasmer_metering_remaining_points")?, global("wasmer_metering_points_exhausted")?))
+        } else {
+            None
+        };
+        let mut guest = Guest { store, env, memory, resize, run, input: (0, 0), metering, encoded: Vec::new(), uses: 0, generation };
+
+        if let Ok(initialize) = exports.get_typed_function::<(), ()>(&guest.store, "_initialize") {
+            clear_grow_refused();
+            initialize
+                .call(&mut guest.store)
+                .map_err(|trap| guest.classify(trap, function))?;
+        }
+        let abi = version.call(&mut guest.store).map_err(|trap| guest.classify(trap, function))?;
+        if abi != scale_abi::VERSION {
+            return Err(fail(format!("the module speaks ABI version {abi}; this host speaks {}", scale_abi::VERSION)));
+        }
+        Ok(guest)
+    }
+
+    /// The current size of the guest's memory, in bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory.view(&self.store).data_size()
+    }
+
+    /// Runs the module's `run` on `input`, returning the bytes it answered with.
+    fn invoke(&mut self, input: &[u8], function: &FunctionShared<S>) -> Result<Bytes, Error> {
+        let malformed = |what: String| Error::MalformedOutput { function: function.name.to_string(), what };
+        let len = u32::try_from(input.len()).map_err(|_| malformed(format!("a context of {} bytes does not fit the 32-bit ABI", input.len())))?;
+        if len > self.input.1 {
+            let ptr = self.resize.call(&mut self.store, len).map_err(|trap| self.classify(trap, function))?;
+            let view = self.memory.view(&self.store);
+            if ptr == 0 || u64::from(ptr) + u64::from(len) > view.data_size() {
+                return Err(malformed(format!(
+                    "resize({len}) returned {ptr:#x}, which does not hold {len} bytes inside its {}-byte memory",
+                    view.data_size()
+                )));
+            }
+            self.input = (ptr, len);
+        }
+        self.memory
+            .view(&self.store)
+            .write(u64::from(self.input.0), input)
+            .map_err(|err| malformed(format!("writing the input: {err}")))?;
+        if let (Some((remaining, exhausted)), Some(budget)) = (&self.metering, function.limits.cpu_budget) {
+            let set = remaining.set(&mut self.store, Value::I64(budget as i64)).and_then(|()| exhausted.set(&mut self.store, Value::I32(0)));
+            set.map_err(|err| malformed(format!("resetting the CPU budget: {err}")))?;
+        }
+        self.env.as_mut(&mut self.store).reset();
+        clear_grow_refused();
+        let packed = self.run.call(&mut self.store, len).map_err(|trap| self.classify(trap, function))?;
+        self.uses += 1;
+        let (ptr, out_len) = ((packed >> 32) as u32, packed as u32);
+        let view = self.memory.view(&self.store);
+        if ptr == 0 || u64::from(ptr) + u64::from(out_len) > view.data_size() {
+            return Err(malformed(format!(
+                "run returned {out_len} bytes at {ptr:#x}, outside its {}-byte memory",
+                view.data_size()
+            )));
+        }
+        let output = view
+            .copy_range_to_vec(u64::from(ptr)..u64::from(ptr) + u64::from(out_len))
+            .map_err(|err| malformed(format!("reading the output: {err}")))?;
+        self.log_output(function);
+        Ok(Bytes::from(output))
+    }
+
+    /// Sends what the guest printed this run to `tracing`.
+    fn log_output(&mut self, function: &FunctionShared<S>) {
+        let env = self.env.as_ref(&self.store);
+        if !env.stdout.is_empty() || !env.stderr.is_empty() {
+            tracing::debug!(
+                function = %function.name,
+                stdout = %env.stdout.text(),
+                stderr = %env.stderr.text(),
+                dropped = env.stdout.dropped + env.stderr.dropped,
+                "guest output"
+            );
+        }
+    }
+
+    /// Turns a trap out of this guest into the error that explains it.
+    fn classify(&mut self, trap: RuntimeError, function: &FunctionShared<S>) -> Error {
+        let name = function.name.to_string();
+        self.log_output(function);
+        let env = self.env.as_mut(&mut self.store);
+        let panic_message = env.panic_message.take();
+        let stderr = env.stderr.text();
+        match trap.downcast::<HostTrap>() {
+            Ok(HostTrap::Malformed(what)) => return Error::MalformedOutput { function: name, what },
+            Ok(HostTrap::Exit(code)) => {
+                let message = panic_message.unwrap_or_else(|| {
+                    let stderr = stderr.trim();
+                    if stderr.is_empty() {
+                        format!("exited with code {code}")
+                    } else {
+                        format!("exited with code {code}: {stderr}")
+                    }
+                });
+                return Error::Panic { function: name, message };
+            }
+            Err(trap) => {
+                if let Some((_, exhausted)) = &self.metering
+                    && exhausted.get(&mut self.store).i32() == Some(1)
+                {
+                    return Error::CpuBudget { function: name, budget: function.limits.cpu_budget.unwrap_or(0) };
+                }
+                if grow_refused() {
+                    return Error::MemoryLimit { function: name, limit_bytes: function.limits.memory_limit };
+                }
+                if let Some(message) = panic_message {
+                    return Error::Panic { function: name, message };
+                }
+                Error::Trap { function: name, trap: trap.message() }
+            }
+        }
+    }
+}
+
+/// A guest in the chain, and what follows it.
+pub(crate) struct Link<S: Signature> {
+    pub function: Arc<FunctionShared<S>>,
+    pub guest: Guest<S>,
+    /// What follows; moved into the guest's env while it runs.
+    pub next: Option<Downstream<S>>,
+    /// Set when the guest trapped or broke the ABI: it must not run again.
+    pub poisoned: bool,
+}
+
+/// What a guest's `next` runs.
+pub(crate) enum Downstream<S: Signature> {
+    Guest(Box<Link<S>>),
+    Handlers(Vec<BoxedHandler<S>>),
+}
+
+impl<S: Signature> Downstream<S> {
+    /// Runs this part of the chain on `ctx`, in place.
+    pub fn run(&mut self, ctx: &mut S) -> Result<(), Error> {
+        match self {
+            Downstream::Guest(link) => link.run(ctx),
+            Downstream::Handlers(handlers) => {
+                for (index, handler) in handlers.iter_mut().enumerate() {
+                    handler(ctx).map_err(|source| Error::Handler { index, source })?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl<S: Signature> Link<S> {
+    /// Runs this guest (and, through its `next`, the rest of the chain) on
+    /// `ctx`. `ctx` is replaced only when the guest succeeds.
+    pub fn run(&mut self, ctx: &mut S) -> Result<(), Error> {
+        let _span = tracing::debug_span!("function", name = %self.function.name).entered();
+        if self.poisoned {
+            // Instances heal poisoned links before each run; reaching one is a bug.
+            return Err(Error::Trap { function: self.function.name.to_string(), trap: "instance was discarded".into() });
+        }
+        let mut encoded = std::mem::take(&mut self.guest.encoded);
+        encoded.clear();
+        ctx.encode(&mut encoded);
+        self.guest.env.as_mut(&mut self.guest.store).downstream = self.next.take();
+        let outcome = self.guest.invoke(&encoded, &self.function);
+        self.guest.encoded = encoded;
+        let env = self.guest.env.as_mut(&mut self.guest.store);
+        self.next = env.downstream.take();
+        let downstream_failure = env.downstream_failure.take();
+        let name = || self.function.name.to_string();
+        let output = match outcome {
+            Ok(output) => output,
+            Err(err) => {
+                self.poisoned = err.poisons_instance();
+                return Err(err);
+            }
+        };
+        match S::decode_result(output) {
+            Ok(Ok(new)) => {
+                *ctx = new;
+                Ok(())
+            }
+            // A guest passing on an error from further down keeps the original error.
+            Ok(Err(message)) => Err(downstream_failure.unwrap_or_else(|| Error::Guest { function: name(), message })),
+            Err(err) => {
+                self.poisoned = true;
+                Err(Error::MalformedOutput { function: name(), what: format!("its result does not decode: {err}") })
+            }
+        }
+    }
+}
+
+fn range_in(view: &MemoryView<'_>, ptr: u32, len: u32) -> bool {
+    u64::from(ptr) + u64::from(len) <= view.data_size()
+}
+
+/// `env.next(ptr, len, out_ptr, out_cap) -> i32`.
+fn host_next<S: Signature>(
+    mut env: FunctionEnvMut<'_, GuestEnv<S>>,
+    ptr: u32,
+    len: u32,
+    out_ptr: u32,
+    out_cap: u32,
+) -> Result<i32, HostTrap> {
+    let (data, store) = env.data_and_store_mut();
+    let memory = data.memory.clone().ok_or_else(|| HostTrap::Malformed("next called before instantiation finished".into()))?;
+    let input = {
+        let view = memory.view(&store);
+        if !range_in(&view, ptr, len) || !range_in(&view, out_ptr, out_cap) {
+            return Err(HostTrap::Malformed(format!(
+                "next({ptr:#x}, {len}, {out_ptr:#x}, {out_cap}) points outside the {}-byte memory",
+                view.data_size()
+            )));
+        }
+        view.copy_range_to_vec(u64::from(ptr)..u64::from(ptr) + u64::from(len))
+            .map_err(|err| HostTrap::Malformed(format!("next: {err}")))?
+    };
+    let mut ctx = S::decode(Bytes::from(input)).map_err(|err| HostTrap::Malformed(format!("next was handed a context that does not decode: {err}")))?;
+
+    // The rest of the chain may trap on memory growth of its own; keep this
+    // guest's record of refused growth apart from theirs.
+    let refused = grow_refused();
+    let result = match data.downstream.as_mut() {
+        Some(downstream) => downstream.run(&mut ctx),
+        None => Ok(()),
+    };
+    set_grow_refused(refused);
+
+    let mut answer = std::mem::take(&mut data.scratch);
+    answer.clear();
+    match result {
+        Ok(()) => S::encode_result(Ok(&ctx), &mut answer),
+        Err(err) => {
+            S::encode_result(Err(&err.to_string()), &mut answer);
+            if data.downstream_failure.is_none() {
+                data.downstream_failure = Some(err);
+            }
+        }
+    }
+    let n = i32::try_from(answer.len()).map_err(|_| HostTrap::Malformed("next: the answer exceeds 2 GiB".into()))?;
+    if answer.len() <= out_cap as usize {
+        memory
+            .view(&store)
+            .write(u64::from(out_ptr), &answer)
+            .map_err(|err| HostTrap::Malformed(format!("next: {err}")))?;
+        data.scratch = answer;
+        Ok(n)
+    } else {
+        data.kept = Some(answer);
+        Ok(-n)
+    }
+}
+
+/// `env.next_result(out_ptr, out_cap) -> i32`.
+fn host_next_result<S: Signature>(mut env: FunctionEnvMut<'_, GuestEnv<S>>, out_ptr: u32, out_cap: u32) -> Result<i32, HostTrap> {
+    let (data, store) = env.data_and_store_mut();
+    let Some(kept) = data.kept.take() else { return Ok(0) };
+    let n = kept.len() as i32;
+    if kept.len() > out_cap as usize {
+        data.kept = Some(kept);
+        return Ok(-n);
+    }
+    let memory = data.memory.clone().ok_or_else(|| HostTrap::Malformed("next_result called before instantiation finished".into()))?;
+    let view = memory.view(&store);
+    if !range_in(&view, out_ptr, out_cap) {
+        return Err(HostTrap::Malformed(format!(
+            "next_result({out_ptr:#x}, {out_cap}) points outside the {}-byte memory",
+            view.data_size()
+        )));
+    }
+    view.write(u64::from(out_ptr), &kept).map_err(|err| HostTrap::Malformed(format!("next_result: {err}")))?;
+    data.scratch = kept;
+    Ok(n)
+}
+
+/// The longest panic message kept.
+const PANIC_MESSAGE_LIMIT: u32 = 16 * 1024;
+
+/// `env.panic(ptr, len)`.
+fn host_panic<S: Signature>(mut env: FunctionEnvMut<'_, GuestEnv<S>>, ptr: u32, len: u32) {
+    let (data, store) = env.data_and_store_mut();
+    let Some(memory) = data.memory.clone() else { return };
+    let view = memory.view(&store);
+    let len = len.min(PANIC_MESSAGE_LIMIT);
+    let message = if range_in(&view, ptr, len) {
+        match view.copy_range_to_vec(u64::from(ptr)..u64::from(ptr) + u64::from(len)) {
+            Ok(bytes) => String::from_utf8(bytes).unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned()),
+            Err(err) => format!("<panic message unreadable: {err}>"),
+        }
+    } else {
+        format!("<panic message at {ptr:#x}+{len} lies outside the guest's memory>")
+    };
+    data.panic_message = Some(message);
+}
+
+/// The ABI version this host speaks (docs/abi.md).
+pub(crate) mod scale_abi {
+    pub const VERSION: u32 = 1;
+}

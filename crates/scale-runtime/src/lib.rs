@@ -1,0 +1,87 @@
+//! Run Scale Functions from Rust.
+//!
+//! A Scale function is a WebAssembly module, written in Go or Rust against
+//! the HTTP signature and packed in a `.scale` file ([`scale_func`]). A
+//! [`Runtime`] compiles one or more of them into a chain; an [`Instance`]
+//! runs that chain on a [`Context`](scale_signature_http::Context).
+//!
+//! ```no_run
+//! use scale_runtime::{Runtime, ScaleFunc};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let function = ScaleFunc::decode(&std::fs::read("hello.scale")?)?;
+//! let runtime = Runtime::new([function])?;
+//!
+//! // Cheap, and safe to call from any thread:
+//! let mut instance = runtime
+//!     .instance()?
+//!     .with_handler(|ctx| {
+//!         // Runs when the last function calls `next`.
+//!         ctx.response.headers_mut().set("x-served-by", ["rust"]);
+//!         Ok(())
+//!     });
+//! instance.context_mut().request.set_body_string("Hello");
+//! instance.run()?;
+//! assert_eq!(instance.context().response.status_code, 200);
+//! # Ok(()) }
+//! ```
+//!
+//! # Concepts
+//!
+//! - **Chain.** A function's `next` runs the next function; after the last
+//!   one, the native handlers of the instance, in order. Results flow back up.
+//!   A guest's error ends the run with [`Error::Guest`]; a handler's error
+//!   comes back to the calling guest as the error of its `next` (and, if the
+//!   guest passes it on, ends the run as [`Error::Handler`]).
+//! - **Pool.** Each function keeps idle instantiated modules. An [`Instance`]
+//!   takes one per function and gives them back on drop. Instances that
+//!   trapped or returned malformed output are discarded, never reused; old or
+//!   grown ones are recycled. [`Runtime::clear`] drops the idle ones.
+//! - **Sandbox.** Guests get no files, network, arguments or environment;
+//!   WASI guests (Go) get a deny-by-default `wasi_snapshot_preview1` with real
+//!   clocks and randomness. See the project's `docs/abi.md`.
+//! - **Limits.** A memory limit per instance (64 MiB by default) and an
+//!   optional CPU budget per call ([`RuntimeBuilder::cpu_budget`]).
+//! - **Signatures.** The runtime is generic over [`Signature`]; the HTTP
+//!   signature is the default.
+//!
+//! # Threads
+//!
+//! [`Runtime`] is `Send + Sync` and cheap to clone. [`Instance`] is `Send`
+//! and used through `&mut self`. Guest code runs on the thread that calls
+//! [`Instance::run`]; it is CPU work, so async servers should run it off the
+//! reactor (see `scale-http`).
+#![warn(missing_docs)]
+
+mod engine;
+mod error;
+mod guest;
+mod module;
+mod runtime;
+mod signature;
+mod wasi;
+
+pub use error::{Error, HandlerError};
+pub use runtime::{
+    DEFAULT_MAX_IDLE, DEFAULT_MAX_USES, DEFAULT_MEMORY_LIMIT, Instance, PoolStats, Runtime, RuntimeBuilder,
+};
+pub use scale_func::ScaleFunc;
+pub use scale_signature_http::Context;
+pub use signature::{BoxError, Signature};
+
+/// The version of the guest ABI this runtime speaks (see `docs/abi.md`).
+pub const ABI_VERSION: u32 = guest::scale_abi::VERSION;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+    fn assert_send<T: Send>() {}
+
+    #[test]
+    fn thread_story_holds() {
+        assert_send_sync::<Runtime>();
+        assert_send::<Instance>();
+    }
+}

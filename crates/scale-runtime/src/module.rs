@@ -1,0 +1,155 @@
+//! Compiling modules, checking them against the ABI, and the on-disk cache.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmer::{Engine, ExternType, FunctionType, Module, Type};
+
+use crate::engine::EngineSettings;
+use crate::error::Error;
+use crate::wasi;
+
+/// Compiles `wasm`, through the cache in `cache_dir` when one is set.
+pub(crate) fn load(
+    name: &str,
+    wasm: &[u8],
+    engine: &Engine,
+    settings: EngineSettings,
+    cache_dir: Option<&Path>,
+) -> Result<Module, Error> {
+    let invalid = |reason: String| Error::InvalidModule { function: name.to_string(), reason };
+    let Some(dir) = cache_dir else {
+        return Module::new(engine, wasm).map_err(|err| invalid(err.to_string()));
+    };
+    let path = cache_path(dir, wasm, settings);
+    if let Some(module) = read_cached(&path, engine) {
+        tracing::debug!(function = name, path = %path.display(), "module loaded from cache");
+        return Ok(module);
+    }
+    let module = Module::new(engine, wasm).map_err(|err| invalid(err.to_string()))?;
+    std::fs::create_dir_all(dir).map_err(|source| Error::Cache { path: dir.to_path_buf(), source })?;
+    match module.serialize() {
+        Ok(bytes) => {
+            if let Err(err) = write_cached(&path, &bytes) {
+                tracing::warn!(function = name, path = %path.display(), error = %err, "could not write the module cache");
+            }
+        }
+        Err(err) => tracing::warn!(function = name, error = %err, "could not serialize the module for the cache"),
+    }
+    Ok(module)
+}
+
+/// Cache files start with this, then the SHA-256 of the rest, then wasmer's artifact.
+const CACHE_MAGIC: &[u8; 8] = b"SCALEMC1";
+
+fn cache_path(dir: &Path, wasm: &[u8], settings: EngineSettings) -> PathBuf {
+    let mut hasher = Sha256::new();
+    hasher.update(settings.cache_tag().as_bytes());
+    hasher.update([0]);
+    hasher.update(wasm);
+    let key: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    dir.join(format!("{key}.module"))
+}
+
+/// The cached module at `path`, if there is one that is whole and ours.
+fn read_cached(path: &Path, engine: &Engine) -> Option<Module> {
+    let bytes = std::fs::read(path).ok()?;
+    let rest = bytes.strip_prefix(CACHE_MAGIC.as_slice())?;
+    let (checksum, artifact) = rest.split_at_checked(32)?;
+    if Sha256::digest(artifact).as_slice() != checksum {
+        tracing::warn!(path = %path.display(), "module cache entry is corrupt; recompiling");
+        return None;
+    }
+    // SAFETY: `deserialize` trusts its input to be an artifact wasmer wrote.
+    // The file carries a SHA-256 over the artifact that we wrote beside it,
+    // and its name is the hash of the wasm and of the engine settings, so
+    // these bytes are what `Module::serialize` produced for this very module
+    // with an engine like this one (wasmer also checks its own header and
+    // version). A corrupt or foreign file fails the checksum and is recompiled.
+    match unsafe { Module::deserialize(engine, artifact) } {
+        Ok(module) => Some(module),
+        Err(err) => {
+            tracing::warn!(path = %path.display(), error = %err, "module cache entry is unusable; recompiling");
+            None
+        }
+    }
+}
+
+fn write_cached(path: &Path, artifact: &[u8]) -> std::io::Result<()> {
+    // Write to a temporary name and rename, so readers never see half a file.
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(CACHE_MAGIC)?;
+    file.write_all(&Sha256::digest(artifact))?;
+    file.write_all(artifact)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)
+}
+
+/// Checks a compiled module against the ABI: the exports it must have and
+/// the imports it may have. Names the first offending export or import.
+pub(crate) fn validate(name: &str, module: &Module) -> Result<(), Error> {
+    let invalid = |reason: String| Error::InvalidModule { function: name.to_string(), reason };
+    let func = |params: &[Type], results: &[Type]| FunctionType::new(params.to_vec(), results.to_vec());
+    let required = [
+        ("scale_abi_version", func(&[], &[Type::I32])),
+        ("resize", func(&[Type::I32], &[Type::I32])),
+        ("run", func(&[Type::I32], &[Type::I64])),
+    ];
+    let mut memory = None;
+    for export in module.exports() {
+        if export.name() == "memory" {
+            memory = Some(export.ty().clone());
+        }
+    }
+    match memory {
+        Some(ExternType::Memory(ty)) if !ty.shared => {}
+        Some(ExternType::Memory(_)) => return Err(invalid("export `memory` is a shared memory".into())),
+        Some(other) => return Err(invalid(format!("export `memory` is not a memory but {other:?}"))),
+        None => return Err(invalid("missing export `memory`".into())),
+    }
+    for (export, expected) in required {
+        let found = module.exports().find(|e| e.name() == export);
+        match found.as_ref().map(|e| e.ty()) {
+            Some(ExternType::Function(ty)) if *ty == expected => {}
+            Some(ExternType::Function(ty)) => {
+                return Err(invalid(format!("export `{export}` has type {ty}, expected {expected}")));
+            }
+            Some(_) => return Err(invalid(format!("export `{export}` is not a function"))),
+            None => return Err(invalid(format!("missing export `{export}` (is this a Scale function?)"))),
+        }
+    }
+    if let Some(init) = module.exports().find(|e| e.name() == "_initialize") {
+        let expected = func(&[], &[]);
+        if !matches!(init.ty(), ExternType::Function(ty) if *ty == expected) {
+            return Err(invalid("export `_initialize` must be a function () -> ()".into()));
+        }
+    }
+    let env_imports = [
+        ("next", func(&[Type::I32; 4], &[Type::I32])),
+        ("next_result", func(&[Type::I32; 2], &[Type::I32])),
+        ("panic", func(&[Type::I32; 2], &[])),
+    ];
+    for import in module.imports() {
+        let (module_name, field) = (import.module(), import.name());
+        let expected = match module_name {
+            "env" => env_imports.iter().find(|(n, _)| *n == field).map(|(_, ty)| ty.clone()),
+            wasi::MODULE => wasi::function_type(field).map(|(params, results)| func(params, results)),
+            _ => None,
+        };
+        let Some(expected) = expected else {
+            return Err(invalid(format!(
+                "it imports `{module_name}.{field}`, which the host does not provide (guests are sandboxed: see docs/abi.md)"
+            )));
+        };
+        match import.ty() {
+            ExternType::Function(ty) if *ty == expected => {}
+            other => {
+                return Err(invalid(format!("import `{module_name}.{field}` has type {other:?}, expected {expected}")));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,516 @@
+//! `Runtime`, its builder, `Instance`, and the per-function pools.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use scale_func::ScaleFunc;
+use wasmer::{Engine, Module};
+
+use crate::engine::{EngineSettings, build_engine};
+use crate::error::{Error, HandlerError};
+use crate::guest::{BoxedHandler, Downstream, Guest, Link};
+use crate::module;
+use crate::signature::Signature;
+
+/// The default memory limit of one guest instance: 64 MiB.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 64 << 20;
+/// The default number of idle instances kept per function.
+pub const DEFAULT_MAX_IDLE: usize = 64;
+/// The default number of runs after which an instance is recycled.
+pub const DEFAULT_MAX_USES: u64 = 100_000;
+
+const PAGE: u64 = 64 * 1024;
+
+/// Limits that apply to every guest instance of a runtime.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub memory_limit: u64,
+    pub cpu_budget: Option<u64>,
+    pub max_idle: usize,
+    pub max_uses: u64,
+    pub memory_high_water: u64,
+}
+
+/// Builds a [`Runtime`] with non-default settings.
+///
+/// ```no_run
+/// # fn main() -> Result<(), scale_runtime::Error> {
+/// # let function: scale_func::ScaleFunc = todo!();
+/// let runtime = scale_runtime::Runtime::builder()
+///     .function(function)
+///     .memory_limit(32 << 20)
+///     .cpu_budget(50_000_000)
+///     .cache_dir("/var/cache/scale")
+///     .build()?;
+/// # Ok(()) }
+/// ```
+pub struct RuntimeBuilder<S: Signature = scale_signature_http::Context> {
+    functions: Vec<ScaleFunc>,
+    limits: Limits,
+    cache_dir: Option<PathBuf>,
+    _signature: std::marker::PhantomData<fn() -> S>,
+}
+
+impl<S: Signature> fmt::Debug for RuntimeBuilder<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RuntimeBuilder")
+            .field("functions", &self.functions.iter().map(ScaleFunc::name).collect::<Vec<_>>())
+            .field("limits", &self.limits)
+            .field("cache_dir", &self.cache_dir)
+            .finish()
+    }
+}
+
+impl<S: Signature> Default for RuntimeBuilder<S> {
+    fn default() -> Self {
+        Self {
+            functions: Vec::new(),
+            limits: Limits {
+                memory_limit: DEFAULT_MEMORY_LIMIT,
+                cpu_budget: None,
+                max_idle: DEFAULT_MAX_IDLE,
+                max_uses: DEFAULT_MAX_USES,
+                memory_high_water: DEFAULT_MEMORY_LIMIT / 2,
+            },
+            cache_dir: None,
+            _signature: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<S: Signature> RuntimeBuilder<S> {
+    /// A builder with the defaults: 64 MiB of memory per instance, no CPU
+    /// budget, up to 64 idle instances per function, recycled after 100,000
+    /// runs or once their memory passed 32 MiB, no module cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a function to the chain.
+    pub fn function(mut self, function: ScaleFunc) -> Self {
+        self.functions.push(function);
+        self
+    }
+
+    /// Appends functions to the chain, in order.
+    pub fn functions(mut self, functions: impl IntoIterator<Item = ScaleFunc>) -> Self {
+        self.functions.extend(functions);
+        self
+    }
+
+    /// The most linear memory one guest instance may have, in bytes (rounded
+    /// down to whole 64 KiB pages). A guest that needs more fails its run with
+    /// [`Error::MemoryLimit`]. Also lowers the recycling high-water mark to at
+    /// most half of this.
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.limits.memory_limit = bytes.clamp(PAGE, 1 << 32) / PAGE * PAGE;
+        self.limits.memory_high_water = self.limits.memory_high_water.min(self.limits.memory_limit / 2);
+        self
+    }
+
+    /// Counts the work of each guest call (one point per wasm operation) and
+    /// stops a call that uses more than `operations` with
+    /// [`Error::CpuBudget`]. Off by default: metering costs some speed.
+    pub fn cpu_budget(mut self, operations: u64) -> Self {
+        self.limits.cpu_budget = Some(operations);
+        self
+    }
+
+    /// How many idle instances to keep per function (default 64).
+    pub fn max_idle(mut self, instances: usize) -> Self {
+        self.limits.max_idle = instances;
+        self
+    }
+
+    /// Recycles an instance after this many runs (default 100,000).
+    pub fn max_uses(mut self, runs: u64) -> Self {
+        self.limits.max_uses = runs.max(1);
+        self
+    }
+
+    /// Recycles an instance whose memory grew past this many bytes, instead of
+    /// keeping it idle (wasm memory never shrinks). Default: half the memory limit.
+    pub fn memory_high_water(mut self, bytes: u64) -> Self {
+        self.limits.memory_high_water = bytes;
+        self
+    }
+
+    /// Keeps compiled modules in `dir` and loads them from there next time.
+    /// Entries are keyed by the module's hash, the wasmer version and the
+    /// engine settings, and carry a checksum: a corrupt or foreign entry is
+    /// recompiled, never loaded.
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Compiles and checks every function, and makes one instance of each.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoFunctions`], [`Error::SignatureMismatch`],
+    /// [`Error::InvalidModule`] (naming the export or import),
+    /// [`Error::Instantiation`], [`Error::Cache`].
+    pub fn build(self) -> Result<Runtime<S>, Error> {
+        if self.functions.is_empty() {
+            return Err(Error::NoFunctions);
+        }
+        let settings = EngineSettings {
+            metering: self.limits.cpu_budget.is_some(),
+            memory_limit_pages: (self.limits.memory_limit / PAGE) as u32,
+        };
+        // One engine for all functions, except with metering, whose
+        // middleware keeps per-module state: then one engine per function.
+        let shared_engine = (!settings.metering).then(|| build_engine(settings));
+        let mut functions = Vec::with_capacity(self.functions.len());
+        for function in &self.functions {
+            let name = function.name();
+            let found = function.signature().to_string();
+            if found != S::id() {
+                return Err(Error::SignatureMismatch { function: name.to_string(), expected: S::id(), found });
+            }
+            let engine = shared_engine.clone().unwrap_or_else(|| build_engine(settings));
+            let module = module::load(name, function.function(), &engine, settings, self.cache_dir.as_deref())?;
+            module::validate(name, &module)?;
+            let shared = Arc::new(FunctionShared {
+                name: Arc::from(name),
+                engine,
+                module,
+                limits: self.limits,
+                pool: object_pool::Pool::from_vec(Vec::new()),
+                generation: AtomicU64::new(0),
+                stats: Counters::default(),
+            });
+            // Instantiating once now reports instantiation problems at load
+            // time, and leaves a warm instance in the pool.
+            let guest = Guest::instantiate(&shared, 0)?;
+            shared.stats.created.fetch_add(1, Ordering::Relaxed);
+            shared.pool.attach(guest);
+            functions.push(shared);
+        }
+        Ok(Runtime { inner: Arc::new(RuntimeInner { functions }) })
+    }
+}
+
+/// Counters of one function's pool.
+#[derive(Debug, Default)]
+struct Counters {
+    created: AtomicU64,
+    reused: AtomicU64,
+    discarded: AtomicU64,
+}
+
+/// What a function's pool has done so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Instances made (each one a full instantiation of the module).
+    pub created: u64,
+    /// Times an idle instance was handed out again.
+    pub reused: u64,
+    /// Instances dropped instead of kept: after a trap or malformed output,
+    /// after `max_uses`, past the memory high-water mark, after `clear()`,
+    /// or because the pool was full.
+    pub discarded: u64,
+    /// Instances idle in the pool now.
+    pub idle: u64,
+}
+
+impl std::ops::Add for PoolStats {
+    type Output = PoolStats;
+
+    fn add(self, other: PoolStats) -> PoolStats {
+        PoolStats {
+            created: self.created + other.created,
+            reused: self.reused + other.reused,
+            discarded: self.discarded + other.discarded,
+            idle: self.idle + other.idle,
+        }
+    }
+}
+
+/// One function of a runtime: its compiled module and its pool.
+pub(crate) struct FunctionShared<S: Signature> {
+    pub name: Arc<str>,
+    pub engine: Engine,
+    pub module: Module,
+    pub limits: Limits,
+    pool: object_pool::Pool<Guest<S>>,
+    /// Bumped by `clear()`: instances of an older generation are not kept.
+    generation: AtomicU64,
+    stats: Counters,
+}
+
+impl<S: Signature> FunctionShared<S> {
+    /// An idle instance, or a new one.
+    fn checkout(&self) -> Result<Guest<S>, Error> {
+        let generation = self.generation.load(Ordering::Acquire);
+        while let Some(pooled) = self.pool.try_pull() {
+            let (_, guest) = pooled.detach();
+            if guest.generation == generation {
+                self.stats.reused.fetch_add(1, Ordering::Relaxed);
+                return Ok(guest);
+            }
+            self.stats.discarded.fetch_add(1, Ordering::Relaxed);
+        }
+        let guest = Guest::instantiate(self, generation)?;
+        self.stats.created.fetch_add(1, Ordering::Relaxed);
+        Ok(guest)
+    }
+
+    /// Takes an instance back: kept idle if it is healthy, else dropped.
+    fn checkin(&self, guest: Guest<S>, poisoned: bool) {
+        let keep = !poisoned
+            && guest.generation == self.generation.load(Ordering::Acquire)
+            && guest.uses < self.limits.max_uses
+            && guest.memory_bytes() <= self.limits.memory_high_water
+            && self.pool.len() < self.limits.max_idle;
+        if keep {
+            self.pool.attach(guest);
+        } else {
+            self.stats.discarded.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        while let Some(pooled) = self.pool.try_pull() {
+            drop(pooled.detach());
+            self.stats.discarded.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn stats(&self) -> PoolStats {
+        PoolStats {
+            created: self.stats.created.load(Ordering::Relaxed),
+            reused: self.stats.reused.load(Ordering::Relaxed),
+            discarded: self.stats.discarded.load(Ordering::Relaxed),
+            idle: self.pool.len() as u64,
+        }
+    }
+}
+
+struct RuntimeInner<S: Signature> {
+    functions: Vec<Arc<FunctionShared<S>>>,
+}
+
+/// A chain of compiled functions, ready to hand out instances.
+///
+/// `Runtime` is `Send + Sync` and cheap to clone (an `Arc` inside): share it
+/// between threads and call [`Runtime::instance`] wherever a request is
+/// handled.
+///
+/// ```no_run
+/// use scale_runtime::Runtime;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let function = scale_func::ScaleFunc::decode(&std::fs::read("hello.scale")?)?;
+/// let runtime = Runtime::new([function])?;
+///
+/// let mut instance = runtime.instance()?;
+/// instance.context_mut().request.set_body_string("Hello");
+/// instance.run()?;
+/// println!("{:?}", instance.context().response.body_str());
+/// # Ok(()) }
+/// ```
+pub struct Runtime<S: Signature = scale_signature_http::Context> {
+    inner: Arc<RuntimeInner<S>>,
+}
+
+impl<S: Signature> Clone for Runtime<S> {
+    fn clone(&self) -> Self {
+        Self { inner: Arc::clone(&self.inner) }
+    }
+}
+
+impl<S: Signature> fmt::Debug for Runtime<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("signature", &S::id())
+            .field("functions", &self.function_names())
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// A runtime for the HTTP signature running `functions` as a chain, in
+    /// order, with the default settings. See [`RuntimeBuilder::build`] for the errors.
+    pub fn new(functions: impl IntoIterator<Item = ScaleFunc>) -> Result<Self, Error> {
+        RuntimeBuilder::new().functions(functions).build()
+    }
+
+    /// A builder for an HTTP-signature runtime with non-default settings.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::new()
+    }
+}
+
+impl<S: Signature> Runtime<S> {
+    /// A builder for a runtime of another signature (the `NewWithSignature` of Scale).
+    pub fn with_signature() -> RuntimeBuilder<S> {
+        RuntimeBuilder::new()
+    }
+
+    /// The names of the chain's functions, in order.
+    pub fn function_names(&self) -> Vec<&str> {
+        self.inner.functions.iter().map(|f| &*f.name).collect()
+    }
+
+    /// An instance with no native handlers: after the last function, `next`
+    /// hands the context back unchanged. Add handlers with
+    /// [`Instance::with_handler`].
+    ///
+    /// Takes one pooled guest instance per function (making new ones when the
+    /// pools are empty); they go back to the pools when the `Instance` drops.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Instantiation`] when a fresh guest instance cannot be made.
+    pub fn instance(&self) -> Result<Instance<S>, Error> {
+        let mut chain = Downstream::Handlers(Vec::new());
+        for function in self.inner.functions.iter().rev() {
+            let guest = match function.checkout() {
+                Ok(guest) => guest,
+                Err(err) => {
+                    release(chain);
+                    return Err(err);
+                }
+            };
+            chain = Downstream::Guest(Box::new(Link {
+                function: Arc::clone(function),
+                guest,
+                next: Some(chain),
+                poisoned: false,
+            }));
+        }
+        Ok(Instance { chain: Some(chain), context: S::default() })
+    }
+
+    /// Drops every idle instance. Instances in use finish their runs normally
+    /// and are dropped, not kept, when they come back.
+    pub fn clear(&self) {
+        for function in &self.inner.functions {
+            function.clear();
+        }
+    }
+
+    /// What the pools have done, summed over all functions.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.inner.functions.iter().map(|f| f.stats()).fold(PoolStats::default(), |a, b| a + b)
+    }
+
+    /// What the pool of each function has done, in chain order.
+    pub fn function_pool_stats(&self) -> Vec<(&str, PoolStats)> {
+        self.inner.functions.iter().map(|f| (&*f.name, f.stats())).collect()
+    }
+}
+
+/// Returns every guest of a chain to its pool.
+fn release<S: Signature>(chain: Downstream<S>) {
+    let mut next = Some(chain);
+    while let Some(Downstream::Guest(link)) = next {
+        let Link { function, guest, next: rest, poisoned } = *link;
+        function.checkin(guest, poisoned);
+        next = rest;
+    }
+}
+
+/// One use of a runtime's chain: a context, the guest instances to run it
+/// through, and the native handlers that follow the last function.
+///
+/// Reusable for many runs. `Send`, but used through `&mut self`, so one
+/// thread at a time uses it. Its guest instances go back to the runtime's
+/// pools when it drops.
+pub struct Instance<S: Signature = scale_signature_http::Context> {
+    chain: Option<Downstream<S>>,
+    context: S,
+}
+
+impl<S: Signature> fmt::Debug for Instance<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Instance").finish_non_exhaustive()
+    }
+}
+
+impl<S: Signature> Instance<S> {
+    /// Adds a native handler, run after the last function (and after the
+    /// handlers added before it) when that function calls `next`. A handler's
+    /// error comes back to the calling guest as the error of its `next`.
+    pub fn with_handler<F>(mut self, handler: F) -> Self
+    where
+        F: FnMut(&mut S) -> Result<(), HandlerError> + Send + 'static,
+    {
+        self.handlers_mut().push(Box::new(handler));
+        self
+    }
+
+    fn handlers_mut(&mut self) -> &mut Vec<BoxedHandler<S>> {
+        let mut at = self.chain.as_mut().expect("an instance always has a chain");
+        loop {
+            match at {
+                Downstream::Guest(link) => at = link.next.as_mut().expect("links are whole between runs"),
+                Downstream::Handlers(handlers) => return handlers,
+            }
+        }
+    }
+
+    /// The context: before a run, what the chain will get; after it, what
+    /// the chain made.
+    pub fn context(&self) -> &S {
+        &self.context
+    }
+
+    /// The context, for setting the request before a run.
+    pub fn context_mut(&mut self) -> &mut S {
+        &mut self.context
+    }
+
+    /// Replaces the context, returning the old one.
+    pub fn set_context(&mut self, context: S) -> S {
+        std::mem::replace(&mut self.context, context)
+    }
+
+    /// Runs the chain on the context.
+    ///
+    /// On success the context holds the chain's result. On error it holds
+    /// what it held before, except for changes made by native handlers that
+    /// ran before the failure. A guest instance that trapped or broke the ABI
+    /// is replaced by a fresh one before the next run.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Guest`], [`Error::Panic`], [`Error::Trap`],
+    /// [`Error::MalformedOutput`], [`Error::MemoryLimit`], [`Error::CpuBudget`],
+    /// [`Error::Handler`] (when a guest passed a handler's error on), and
+    /// [`Error::Instantiation`] when a replacement instance cannot be made.
+    pub fn run(&mut self) -> Result<(), Error> {
+        let _span = tracing::debug_span!("run").entered();
+        self.heal()?;
+        let chain = self.chain.as_mut().expect("an instance always has a chain");
+        chain.run(&mut self.context)
+    }
+
+    /// Replaces the guest instances that may not run again.
+    fn heal(&mut self) -> Result<(), Error> {
+        let mut at = self.chain.as_mut();
+        while let Some(Downstream::Guest(link)) = at {
+            if link.poisoned {
+                let fresh = link.function.checkout()?;
+                let old = std::mem::replace(&mut link.guest, fresh);
+                link.function.checkin(old, true);
+                link.poisoned = false;
+            }
+            at = link.next.as_mut();
+        }
+        Ok(())
+    }
+}
+
+impl<S: Signature> Drop for Instance<S> {
+    fn drop(&mut self) {
+        if let Some(chain) = self.chain.take() {
+            release(chain);
+        }
+    }
+}

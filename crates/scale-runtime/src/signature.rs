@@ -1,0 +1,61 @@
+//! Signatures: what the context is and how it crosses into a guest.
+
+use bytes::Bytes;
+
+/// A boxed error, for codec failures.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The contract between host and guests: the context type and its wire
+/// format. A runtime is generic over it; [`scale_signature_http::Context`]
+/// (the HTTP signature) is the default and the one the SDKs target.
+///
+/// A guest is built against one signature, recorded in its `.scale` file as
+/// `name@version`; the runtime refuses functions built for another.
+pub trait Signature: Default + Send + 'static {
+    /// The signature's name, as recorded in `.scale` files.
+    const NAME: &'static str;
+    /// The signature's version, as recorded in `.scale` files.
+    const VERSION: &'static str;
+
+    /// Appends the encoding of this context to `buf`.
+    fn encode(&self, buf: &mut Vec<u8>);
+
+    /// Decodes a context.
+    fn decode(bytes: Bytes) -> Result<Self, BoxError>;
+
+    /// Appends the encoding of a run's outcome (this context, or an error
+    /// message) to `buf`: what the host answers a guest's `next` with.
+    fn encode_result(result: Result<&Self, &str>, buf: &mut Vec<u8>);
+
+    /// Decodes a run's outcome, as a guest's `run` returns it.
+    fn decode_result(bytes: Bytes) -> Result<Result<Self, String>, BoxError>;
+
+    /// `name@version`.
+    fn id() -> String {
+        format!("{}@{}", Self::NAME, Self::VERSION)
+    }
+}
+
+impl Signature for scale_signature_http::Context {
+    const NAME: &'static str = scale_signature_http::SIGNATURE_NAME;
+    const VERSION: &'static str = scale_signature_http::SIGNATURE_VERSION;
+
+    fn encode(&self, buf: &mut Vec<u8>) {
+        self.encode_into(buf);
+    }
+
+    fn decode(bytes: Bytes) -> Result<Self, BoxError> {
+        Ok(scale_signature_http::Context::decode(bytes)?)
+    }
+
+    fn encode_result(result: Result<&Self, &str>, buf: &mut Vec<u8>) {
+        match result {
+            Ok(context) => scale_signature_http::RunResult::encode_context_into(context, buf),
+            Err(message) => scale_signature_http::RunResult::encode_error_into(message, buf),
+        }
+    }
+
+    fn decode_result(bytes: Bytes) -> Result<Result<Self, String>, BoxError> {
+        Ok(scale_signature_http::RunResult::decode(bytes)?.into_result())
+    }
+}

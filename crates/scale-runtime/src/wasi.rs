@@ -1,0 +1,409 @@
+//! A deny-by-default `wasi_snapshot_preview1` for guests built for WASI
+//! (Go, and Rust on `wasm32-wasip1`).
+//!
+//! No arguments, no environment, no files, no sockets. Clocks and randomness
+//! are real; standard output and error are captured (bounded) for `tracing`;
+//! `proc_exit` ends the run, never the host. Each function's behaviour is
+//! listed in the project's `docs/abi.md`.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use wasmer::{Function, FunctionEnv, FunctionEnvMut, MemoryView, Store, Type};
+
+use crate::guest::{GuestEnv, HostTrap};
+use crate::signature::Signature;
+
+/// The import module name.
+pub(crate) const MODULE: &str = "wasi_snapshot_preview1";
+
+const SUCCESS: i32 = 0;
+const EBADF: i32 = 8;
+const EFAULT: i32 = 21;
+const EINVAL: i32 = 28;
+const ENOTSUP: i32 = 58;
+const ESPIPE: i32 = 70;
+const ENOTCAPABLE: i32 = 76;
+
+const I32: Type = Type::I32;
+const I64: Type = Type::I64;
+
+/// Every preview1 function the shim provides, with its wasm type
+/// (parameters, results). Modules importing anything else are refused.
+pub(crate) const FUNCTIONS: &[(&str, &[Type], &[Type])] = &[
+    ("args_get", &[I32, I32], &[I32]),
+    ("args_sizes_get", &[I32, I32], &[I32]),
+    ("environ_get", &[I32, I32], &[I32]),
+    ("environ_sizes_get", &[I32, I32], &[I32]),
+    ("clock_res_get", &[I32, I32], &[I32]),
+    ("clock_time_get", &[I32, I64, I32], &[I32]),
+    ("fd_advise", &[I32, I64, I64, I32], &[I32]),
+    ("fd_allocate", &[I32, I64, I64], &[I32]),
+    ("fd_close", &[I32], &[I32]),
+    ("fd_datasync", &[I32], &[I32]),
+    ("fd_fdstat_get", &[I32, I32], &[I32]),
+    ("fd_fdstat_set_flags", &[I32, I32], &[I32]),
+    ("fd_fdstat_set_rights", &[I32, I64, I64], &[I32]),
+    ("fd_filestat_get", &[I32, I32], &[I32]),
+    ("fd_filestat_set_size", &[I32, I64], &[I32]),
+    ("fd_filestat_set_times", &[I32, I64, I64, I32], &[I32]),
+    ("fd_pread", &[I32, I32, I32, I64, I32], &[I32]),
+    ("fd_prestat_get", &[I32, I32], &[I32]),
+    ("fd_prestat_dir_name", &[I32, I32, I32], &[I32]),
+    ("fd_pwrite", &[I32, I32, I32, I64, I32], &[I32]),
+    ("fd_read", &[I32, I32, I32, I32], &[I32]),
+    ("fd_readdir", &[I32, I32, I32, I64, I32], &[I32]),
+    ("fd_renumber", &[I32, I32], &[I32]),
+    ("fd_seek", &[I32, I64, I32, I32], &[I32]),
+    ("fd_sync", &[I32], &[I32]),
+    ("fd_tell", &[I32, I32], &[I32]),
+    ("fd_write", &[I32, I32, I32, I32], &[I32]),
+    ("path_create_directory", &[I32, I32, I32], &[I32]),
+    ("path_filestat_get", &[I32, I32, I32, I32, I32], &[I32]),
+    ("path_filestat_set_times", &[I32, I32, I32, I32, I64, I64, I32], &[I32]),
+    ("path_link", &[I32, I32, I32, I32, I32, I32, I32], &[I32]),
+    ("path_open", &[I32, I32, I32, I32, I32, I64, I64, I32, I32], &[I32]),
+    ("path_readlink", &[I32, I32, I32, I32, I32, I32], &[I32]),
+    ("path_remove_directory", &[I32, I32, I32], &[I32]),
+    ("path_rename", &[I32, I32, I32, I32, I32, I32], &[I32]),
+    ("path_symlink", &[I32, I32, I32, I32, I32], &[I32]),
+    ("path_unlink_file", &[I32, I32, I32], &[I32]),
+    ("poll_oneoff", &[I32, I32, I32, I32], &[I32]),
+    ("proc_exit", &[I32], &[]),
+    ("proc_raise", &[I32], &[I32]),
+    ("sched_yield", &[], &[I32]),
+    ("random_get", &[I32, I32], &[I32]),
+    ("sock_accept", &[I32, I32, I32], &[I32]),
+    ("sock_recv", &[I32, I32, I32, I32, I32, I32], &[I32]),
+    ("sock_send", &[I32, I32, I32, I32, I32], &[I32]),
+    ("sock_shutdown", &[I32, I32], &[I32]),
+];
+
+/// The type of preview1 function `name`, if the shim provides it.
+pub(crate) fn function_type(name: &str) -> Option<(&'static [Type], &'static [Type])> {
+    FUNCTIONS.iter().find(|(n, _, _)| *n == name).map(|(_, params, results)| (*params, *results))
+}
+
+/// At most this much of each of standard output and error is kept per run.
+pub(crate) const CAPTURE_LIMIT: usize = 64 * 1024;
+
+/// The longest a single `poll_oneoff` sleeps, so a sleeping guest still
+/// returns to the host's checks regularly.
+const MAX_POLL_SLEEP: Duration = Duration::from_millis(10);
+
+/// Bytes a guest wrote to standard output or error during one run, kept up
+/// to [`CAPTURE_LIMIT`]; the rest is counted and dropped.
+#[derive(Debug, Default)]
+pub(crate) struct Capture {
+    pub kept: Vec<u8>,
+    pub dropped: u64,
+}
+
+impl Capture {
+    fn push(&mut self, bytes: &[u8]) {
+        let room = CAPTURE_LIMIT.saturating_sub(self.kept.len());
+        let take = room.min(bytes.len());
+        self.kept.extend_from_slice(&bytes[..take]);
+        self.dropped += (bytes.len() - take) as u64;
+    }
+
+    /// Empties the capture, keeping its allocation.
+    pub fn clear(&mut self) {
+        self.kept.clear();
+        self.dropped = 0;
+    }
+
+    /// The text kept, lossily decoded.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.kept).into_owned()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.kept.is_empty() && self.dropped == 0
+    }
+}
+
+/// Makes the shim's function `name` for one instance, if it is one the shim provides.
+pub(crate) fn function<S: Signature>(
+    name: &str,
+    store: &mut Store,
+    env: &FunctionEnv<GuestEnv<S>>,
+) -> Option<Function> {
+    type Env<'a, S> = FunctionEnvMut<'a, GuestEnv<S>>;
+    let f = match name {
+        "args_sizes_get" | "environ_sizes_get" => {
+            Function::new_typed_with_env(store, env, |mut env: Env<'_, S>, count: u32, size: u32| {
+                with_view(&mut env, |view| match (write_u32(view, count, 0), write_u32(view, size, 0)) {
+                    (Ok(()), Ok(())) => SUCCESS,
+                    _ => EFAULT,
+                })
+            })
+        }
+        "args_get" | "environ_get" => Function::new_typed(store, |_: u32, _: u32| SUCCESS),
+        "clock_res_get" => Function::new_typed_with_env(store, env, |mut env: Env<'_, S>, id: u32, out: u32| {
+            if id > 3 {
+                return EINVAL;
+            }
+            with_view(&mut env, |view| errno(write_u64(view, out, 1)))
+        }),
+        "clock_time_get" => {
+            Function::new_typed_with_env(store, env, |mut env: Env<'_, S>, id: u32, _precision: u64, out: u32| {
+                let now = match id {
+                    0 => SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64,
+                    1..=3 => monotonic_nanos(),
+                    _ => return EINVAL,
+                };
+                with_view(&mut env, |view| errno(write_u64(view, out, now)))
+            })
+        }
+        "random_get" => Function::new_typed_with_env(store, env, |mut env: Env<'_, S>, buf: u32, len: u32| {
+            with_view(&mut env, |view| {
+                if !in_bounds(view, buf, len) {
+                    return EFAULT;
+                }
+                let mut bytes = vec![0u8; len as usize];
+                if getrandom::fill(&mut bytes).is_err() {
+                    // No entropy source: fail the call rather than hand out predictable bytes.
+                    return ENOTSUP;
+                }
+                errno(view.write(u64::from(buf), &bytes).map_err(drop))
+            })
+        }),
+        "fd_write" => Function::new_typed_with_env(
+            store,
+            env,
+            |mut env: Env<'_, S>, fd: u32, iovs: u32, iovs_len: u32, written: u32| {
+                if fd != 1 && fd != 2 {
+                    return EBADF;
+                }
+                let (data, store) = env.data_and_store_mut();
+                let Some(memory) = data.memory.clone() else { return EFAULT };
+                let view = memory.view(&store);
+                let capture = if fd == 1 { &mut data.stdout } else { &mut data.stderr };
+                match write_iovs(&view, capture, iovs, iovs_len) {
+                    Ok(total) => errno(write_u32(&view, written, total)),
+                    Err(()) => EFAULT,
+                }
+            },
+        ),
+        "fd_read" => Function::new_typed_with_env(
+            store,
+            env,
+            |mut env: Env<'_, S>, fd: u32, _iovs: u32, _iovs_len: u32, read: u32| {
+                if fd != 0 {
+                    return EBADF;
+                }
+                // Standard input is empty.
+                with_view(&mut env, |view| errno(write_u32(view, read, 0)))
+            },
+        ),
+        "fd_close" | "fd_sync" | "fd_datasync" => Function::new_typed(store, |fd: u32| stdio_or(fd, SUCCESS)),
+        "fd_fdstat_get" => Function::new_typed_with_env(store, env, |mut env: Env<'_, S>, fd: u32, out: u32| {
+            if fd > 2 {
+                return EBADF;
+            }
+            // filetype character device (2), no flags, no rights beyond read/write.
+            let mut stat = [0u8; 24];
+            stat[0] = 2;
+            stat[8..16].copy_from_slice(&(FD_READ | FD_WRITE).to_le_bytes());
+            with_view(&mut env, |view| errno(view.write(u64::from(out), &stat).map_err(drop)))
+        }),
+        "fd_filestat_get" => Function::new_typed_with_env(store, env, |mut env: Env<'_, S>, fd: u32, out: u32| {
+            if fd > 2 {
+                return EBADF;
+            }
+            let mut stat = [0u8; 64];
+            stat[16] = 2;
+            with_view(&mut env, |view| errno(view.write(u64::from(out), &stat).map_err(drop)))
+        }),
+        "fd_seek" => Function::new_typed(store, |fd: u32, _: i64, _: u32, _: u32| stdio_or(fd, ESPIPE)),
+        "fd_tell" => Function::new_typed(store, |fd: u32, _: u32| stdio_or(fd, ESPIPE)),
+        "fd_fdstat_set_flags" => Function::new_typed(store, |fd: u32, _: u32| stdio_or(fd, ENOTSUP)),
+        "fd_fdstat_set_rights" => Function::new_typed(store, |fd: u32, _: i64, _: i64| stdio_or(fd, ENOTSUP)),
+        "fd_prestat_get" => Function::new_typed(store, |_: u32, _: u32| EBADF),
+        "fd_prestat_dir_name" => Function::new_typed(store, |_: u32, _: u32, _: u32| EBADF),
+        "fd_advise" => Function::new_typed(store, |_: u32, _: i64, _: i64, _: u32| EBADF),
+        "fd_allocate" => Function::new_typed(store, |_: u32, _: i64, _: i64| EBADF),
+        "fd_filestat_set_size" => Function::new_typed(store, |_: u32, _: i64| EBADF),
+        "fd_filestat_set_times" => Function::new_typed(store, |_: u32, _: i64, _: i64, _: u32| EBADF),
+        "fd_pread" | "fd_pwrite" => Function::new_typed(store, |_: u32, _: u32, _: u32, _: i64, _: u32| EBADF),
+        "fd_readdir" => Function::new_typed(store, |_: u32, _: u32, _: u32, _: i64, _: u32| EBADF),
+        "fd_renumber" => Function::new_typed(store, |_: u32, _: u32| EBADF),
+        "path_create_directory" | "path_remove_directory" | "path_unlink_file" => {
+            Function::new_typed(store, |_: u32, _: u32, _: u32| ENOTCAPABLE)
+        }
+        "path_filestat_get" => Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: u32| ENOTCAPABLE),
+        "path_filestat_set_times" => {
+            Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: i64, _: i64, _: u32| ENOTCAPABLE)
+        }
+        "path_link" => {
+            Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32| ENOTCAPABLE)
+        }
+        "path_open" => Function::new_typed(
+            store,
+            |_: u32, _: u32, _: u32, _: u32, _: u32, _: i64, _: i64, _: u32, _: u32| ENOTCAPABLE,
+        ),
+        "path_readlink" | "path_rename" => {
+            Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: u32, _: u32| ENOTCAPABLE)
+        }
+        "path_symlink" => Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: u32| ENOTCAPABLE),
+        "poll_oneoff" => Function::new_typed_with_env(
+            store,
+            env,
+            |mut env: Env<'_, S>, subs: u32, events: u32, count: u32, written: u32| {
+                with_view(&mut env, |view| poll_oneoff(view, subs, events, count, written))
+            },
+        ),
+        "proc_exit" => Function::new_typed(store, |code: u32| -> Result<(), HostTrap> { Err(HostTrap::Exit(code)) }),
+        "proc_raise" => {
+            Function::new_typed(store, |signal: u32| -> Result<i32, HostTrap> { Err(HostTrap::Exit(128 + signal)) })
+        }
+        "sched_yield" => Function::new_typed(store, || SUCCESS),
+        "sock_accept" => Function::new_typed(store, |_: u32, _: u32, _: u32| ENOTSUP),
+        "sock_recv" => Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: u32, _: u32| ENOTSUP),
+        "sock_send" => Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: u32| ENOTSUP),
+        "sock_shutdown" => Function::new_typed(store, |_: u32, _: u32| ENOTSUP),
+        _ => return None,
+    };
+    Some(f)
+}
+
+const FD_READ: u64 = 1 << 1;
+const FD_WRITE: u64 = 1 << 6;
+
+fn stdio_or(fd: u32, answer: i32) -> i32 {
+    if fd <= 2 { answer } else { EBADF }
+}
+
+fn errno(result: Result<(), ()>) -> i32 {
+    match result {
+        Ok(()) => SUCCESS,
+        Err(()) => EFAULT,
+    }
+}
+
+fn monotonic_nanos() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    // Offset by one second so that "zero" is never a reading a guest sees.
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64 + 1_000_000_000
+}
+
+fn with_view<S: Signature>(env: &mut FunctionEnvMut<'_, GuestEnv<S>>, f: impl FnOnce(&MemoryView<'_>) -> i32) -> i32 {
+    let (data, store) = env.data_and_store_mut();
+    match &data.memory {
+        Some(memory) => f(&memory.view(&store)),
+        None => EFAULT,
+    }
+}
+
+fn in_bounds(view: &MemoryView<'_>, ptr: u32, len: u32) -> bool {
+    u64::from(ptr) + u64::from(len) <= view.data_size()
+}
+
+fn write_u32(view: &MemoryView<'_>, ptr: u32, value: u32) -> Result<(), ()> {
+    view.write(u64::from(ptr), &value.to_le_bytes()).map_err(drop)
+}
+
+fn write_u64(view: &MemoryView<'_>, ptr: u32, value: u64) -> Result<(), ()> {
+    view.write(u64::from(ptr), &value.to_le_bytes()).map_err(drop)
+}
+
+fn read_u32(view: &MemoryView<'_>, ptr: u64) -> Result<u32, ()> {
+    let mut bytes = [0u8; 4];
+    view.read(ptr, &mut bytes).map_err(drop)?;
+    Ok(u32::from_le_bytes(bytes))
+}
+
+fn read_u64(view: &MemoryView<'_>, ptr: u64) -> Result<u64, ()> {
+    let mut bytes = [0u8; 8];
+    view.read(ptr, &mut bytes).map_err(drop)?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+/// Gathers the iovecs at `iovs` into `capture`, returning how many bytes the
+/// guest wrote (all of them count as written, kept or not).
+fn write_iovs(view: &MemoryView<'_>, capture: &mut Capture, iovs: u32, iovs_len: u32) -> Result<u32, ()> {
+    let mut total: u32 = 0;
+    let mut chunk = Vec::new();
+    for i in 0..u64::from(iovs_len) {
+        let at = u64::from(iovs) + i * 8;
+        let buf = read_u32(view, at)?;
+        let len = read_u32(view, at + 4)?;
+        if !in_bounds(view, buf, len) {
+            return Err(());
+        }
+        let room = CAPTURE_LIMIT.saturating_sub(capture.kept.len()).min(len as usize);
+        chunk.resize(room, 0);
+        view.read(u64::from(buf), &mut chunk).map_err(drop)?;
+        capture.push(&chunk);
+        capture.dropped += u64::from(len) - room as u64;
+        total = total.checked_add(len).ok_or(())?;
+    }
+    Ok(total)
+}
+
+/// `poll_oneoff`: clock subscriptions sleep (up to [`MAX_POLL_SLEEP`]) until
+/// the earliest is due; file descriptor subscriptions fail with `EBADF` at once.
+fn poll_oneoff(view: &MemoryView<'_>, subs: u32, events: u32, count: u32, written: u32) -> i32 {
+    const SUBSCRIPTION_SIZE: u64 = 48;
+    const EVENT_SIZE: u64 = 32;
+    const CLOCK: u8 = 0;
+    const ABSTIME: u16 = 1;
+    if count == 0 {
+        return EINVAL;
+    }
+    let poll = || -> Result<u32, ()> {
+        let mut fd_events = Vec::new();
+        let mut earliest: Option<(u64, Duration)> = None;
+        for i in 0..u64::from(count) {
+            let at = u64::from(subs) + i * SUBSCRIPTION_SIZE;
+            let userdata = read_u64(view, at)?;
+            let mut tag = [0u8; 1];
+            view.read(at + 8, &mut tag).map_err(drop)?;
+            if tag[0] == CLOCK {
+                let clock_id = read_u32(view, at + 16)?;
+                let timeout = read_u64(view, at + 24)?;
+                let mut flags = [0u8; 2];
+                view.read(at + 40, &mut flags).map_err(drop)?;
+                let now = match clock_id {
+                    0 => SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64,
+                    _ => monotonic_nanos(),
+                };
+                let wait = if u16::from_le_bytes(flags) & ABSTIME != 0 {
+                    timeout.saturating_sub(now)
+                } else {
+                    timeout
+                };
+                let wait = Duration::from_nanos(wait);
+                if earliest.is_none_or(|(_, best)| wait < best) {
+                    earliest = Some((userdata, wait));
+                }
+            } else {
+                fd_events.push((userdata, tag[0]));
+            }
+        }
+        let mut out = u64::from(events);
+        let mut write_event = |userdata: u64, error: u16, kind: u8| -> Result<(), ()> {
+            let mut event = [0u8; EVENT_SIZE as usize];
+            event[0..8].copy_from_slice(&userdata.to_le_bytes());
+            event[8..10].copy_from_slice(&error.to_le_bytes());
+            event[10] = kind;
+            view.write(out, &event).map_err(drop)?;
+            out += EVENT_SIZE;
+            Ok(())
+        };
+        if !fd_events.is_empty() {
+            for (userdata, kind) in &fd_events {
+                write_event(*userdata, EBADF as u16, *kind)?;
+            }
+            return Ok(fd_events.len() as u32);
+        }
+        let (userdata, wait) = earliest.ok_or(())?;
+        std::thread::sleep(wait.min(MAX_POLL_SLEEP));
+        write_event(userdata, 0, CLOCK)?;
+        Ok(1)
+    };
+    match poll() {
+        Ok(n) => errno(write_u32(view, written, n)),
+        Err(()) => EFAULT,
+    }
+}
