@@ -1,0 +1,6 @@
+//! Integration tests of the runtime: ABI rules with tiny WAT modules, and the
+//! Go and Rust fixture matrix (built by `cargo xtask fixtures`).
+
+mod abi;
+mod common;
+mod fixtures;
