@@ -109,11 +109,10 @@ fn rust_fixtures(sh: &Shell, root: &Path, out: &Path) -> Result<()> {
     }
     std::fs::create_dir_all(out)?;
     for name in fixture_names(&root.join("testdata/rust"))? {
-        let target = if WASIP1_RUST_FIXTURES.contains(&name.as_str()) { RustTarget::Wasip1 } else { RustTarget::Unknown };
-        let wasm_path = target_dir
-            .join(target.triple())
-            .join("release")
-            .join(format!("fixture_{}.wasm", name.replace('-', "_")));
+        let target =
+            if WASIP1_RUST_FIXTURES.contains(&name.as_str()) { RustTarget::Wasip1 } else { RustTarget::Unknown };
+        let wasm_path =
+            target_dir.join(target.triple()).join("release").join(format!("fixture_{}.wasm", name.replace('-', "_")));
         let wasm = std::fs::read(&wasm_path).with_context(|| format!("reading {}", wasm_path.display()))?;
         let func = scale_build::pack(wasm, &name, "test", Language::Rust)?;
         write_if_changed(&out.join(format!("{name}.scale")), &func.encode())?;
@@ -138,7 +137,8 @@ fn go_fixtures(root: &Path, out: &Path) -> Result<()> {
             continue;
         }
         eprintln!("building Go fixture {name}");
-        let mut build = GoBuild::new(&dir).name(&name).tag("test").work_dir(root.join("target/fixtures-build/go").join(&name));
+        let mut build =
+            GoBuild::new(&dir).name(&name).tag("test").work_dir(root.join("target/fixtures-build/go").join(&name));
         if BAD_SIGNATURE_FIXTURES.contains(&name.as_str()) {
             build = build.record_signature(Signature::new("not-http", "v9.9.9")?);
         }

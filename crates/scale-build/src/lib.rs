@@ -98,12 +98,11 @@ pub fn pack(wasm: Vec<u8>, name: &str, tag: &str, language: Language) -> Result<
 /// Runs a command, returning its standard output, or its output as the error.
 fn run(mut command: Command) -> Result<String, BuildError> {
     let program = command.get_program().to_string_lossy().into_owned();
-    let line = format!(
-        "{program} {}",
-        command.get_args().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
-    );
+    let line = format!("{program} {}", command.get_args().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
     let output = command.stdin(Stdio::null()).output().map_err(|err| match err.kind() {
-        std::io::ErrorKind::NotFound => BuildError::ToolMissing { program: program.clone(), hint: install_hint(&program) },
+        std::io::ErrorKind::NotFound => {
+            BuildError::ToolMissing { program: program.clone(), hint: install_hint(&program) }
+        }
         _ => BuildError::Io { path: PathBuf::from(&program), source: err },
     })?;
     if !output.status.success() {
@@ -313,7 +312,8 @@ fn read_module_path(dir: &Path) -> Result<String, BuildError> {
     let text = std::fs::read_to_string(&go_mod).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => BuildError::BadSource {
             path: dir.to_path_buf(),
-            problem: "no go.mod here: a Go function is a module (`go mod init example.com/hello`) with `package scale`".into(),
+            problem: "no go.mod here: a Go function is a module (`go mod init example.com/hello`) with `package scale`"
+                .into(),
         },
         _ => BuildError::Io { path: go_mod.clone(), source },
     })?;
@@ -325,9 +325,10 @@ fn read_module_path(dir: &Path) -> Result<String, BuildError> {
 
 fn dir_name(dir: &Path) -> Result<String, BuildError> {
     let dir = std::path::absolute(dir).map_err(io_error(dir))?;
-    dir.file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .ok_or_else(|| BuildError::BadSource { path: dir.clone(), problem: "cannot name a function after this directory; pass a name".into() })
+    dir.file_name().map(|name| name.to_string_lossy().into_owned()).ok_or_else(|| BuildError::BadSource {
+        path: dir.clone(),
+        problem: "cannot name a function after this directory; pass a name".into(),
+    })
 }
 
 /// Writes `text` to `path` unless it already holds exactly that (keeping
@@ -421,10 +422,8 @@ impl RustBuild {
         let target_dir = self.target_dir.clone().unwrap_or_else(|| self.dir.join("target"));
         command.arg("--target-dir").arg(&target_dir);
         run(command)?;
-        let wasm_path = target_dir
-            .join(self.target.triple())
-            .join("release")
-            .join(format!("{}.wasm", package.replace('-', "_")));
+        let wasm_path =
+            target_dir.join(self.target.triple()).join("release").join(format!("{}.wasm", package.replace('-', "_")));
         let wasm = std::fs::read(&wasm_path).map_err(io_error(&wasm_path))?;
         let name = self.name.clone().unwrap_or(package);
         pack(wasm, &name, &self.tag, Language::Rust)
@@ -487,7 +486,8 @@ mod tests {
     fn package_names_are_read_from_the_package_table() {
         let dir = TempDir::new("scale-build-test").unwrap();
         let manifest = dir.path().join("Cargo.toml");
-        std::fs::write(&manifest, "[workspace]\nname = \"no\"\n\n[package]\nname = \"my-fn\"\nversion = \"0.1.0\"\n").unwrap();
+        std::fs::write(&manifest, "[workspace]\nname = \"no\"\n\n[package]\nname = \"my-fn\"\nversion = \"0.1.0\"\n")
+            .unwrap();
         assert_eq!(read_package_name(&manifest).unwrap(), "my-fn");
         std::fs::write(&manifest, "[dependencies]\nname = \"x\"\n").unwrap();
         assert!(matches!(read_package_name(&manifest), Err(BuildError::BadSource { .. })));

@@ -282,21 +282,17 @@ impl fmt::Display for NotScaleHint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NotScaleHint::Empty => f.write_str("the input is empty"),
-            NotScaleHint::Json => {
-                f.write_str("it looks like JSON (a Scale JSON file?), but .scale files are binary")
+            NotScaleHint::Json => f.write_str("it looks like JSON (a Scale JSON file?), but .scale files are binary"),
+            NotScaleHint::Wasm => {
+                f.write_str("it looks like a raw WebAssembly module: pack it into a .scale file first")
             }
-            NotScaleHint::Wasm => f.write_str(
-                "it looks like a raw WebAssembly module: pack it into a .scale file first",
-            ),
             NotScaleHint::Mangled => f.write_str(
                 "it looks like a .scale file damaged by a text-mode transfer \
                  (line endings or character set converted); transfer it as binary",
             ),
-            NotScaleHint::Unrecognized => write!(
-                f,
-                "it does not start with the .scale magic bytes {}",
-                hex_bytes(&MAGIC)
-            ),
+            NotScaleHint::Unrecognized => {
+                write!(f, "it does not start with the .scale magic bytes {}", hex_bytes(&MAGIC))
+            }
         }
     }
 }
@@ -402,13 +398,7 @@ mod tests {
     #[test]
     fn long_values_are_cut_in_messages() {
         let value = "x".repeat(1000);
-        let err = Error::InvalidName {
-            value: value.clone(),
-            problem: Malformed::TooLong {
-                len: 1000,
-                max: 255,
-            },
-        };
+        let err = Error::InvalidName { value: value.clone(), problem: Malformed::TooLong { len: 1000, max: 255 } };
         let msg = err.to_string();
         assert!(msg.len() < 300, "{msg}");
         assert!(msg.contains("1000 bytes in all"), "{msg}");
@@ -423,9 +413,7 @@ mod tests {
 
     #[test]
     fn components_are_named_as_such() {
-        let err = NotWasm::UnsupportedVersion {
-            found: [0x0d, 0, 1, 0],
-        };
+        let err = NotWasm::UnsupportedVersion { found: [0x0d, 0, 1, 0] };
         assert!(err.to_string().contains("component"));
     }
 }

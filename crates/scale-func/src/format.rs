@@ -67,16 +67,14 @@ impl ScaleFunc {
             self.language.as_str().as_bytes(),
             &self.function,
         ];
-        let len =
-            MAGIC.len() + 2 + fields.iter().map(|f| 4 + f.len()).sum::<usize>() + CHECKSUM_LEN;
+        let len = MAGIC.len() + 2 + fields.iter().map(|f| 4 + f.len()).sum::<usize>() + CHECKSUM_LEN;
         let mut out = Vec::with_capacity(len);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&self.version.as_u16().to_le_bytes());
         for field in fields {
             // Names, tags and signature halves are at most 255 bytes and
             // `new` refuses functions over `u32::MAX` bytes.
-            let field_len =
-                u32::try_from(field.len()).expect("field lengths are checked on construction");
+            let field_len = u32::try_from(field.len()).expect("field lengths are checked on construction");
             out.extend_from_slice(&field_len.to_le_bytes());
             out.extend_from_slice(field);
         }
@@ -101,13 +99,9 @@ impl ScaleFunc {
     /// before the checksum is verified.
     pub fn decode(bytes: &[u8]) -> Result<ScaleFunc, DecodeError> {
         check_magic(bytes)?;
-        let mut input = Reader {
-            bytes,
-            pos: MAGIC.len(),
-        };
+        let mut input = Reader { bytes, pos: MAGIC.len() };
         let version = u16::from_le_bytes(input.take_array(Section::Version)?);
-        let version =
-            FormatVersion::from_u16(version).ok_or(DecodeError::UnknownVersion(version))?;
+        let version = FormatVersion::from_u16(version).ok_or(DecodeError::UnknownVersion(version))?;
         // Version 1 is the only layout so far.
         let name = input.field(Field::Name)?;
         let tag = input.field(Field::Tag)?;
@@ -119,40 +113,22 @@ impl ScaleFunc {
 
         let actual: [u8; CHECKSUM_LEN] = Sha256::digest(covered).into();
         if stored != actual {
-            return Err(DecodeError::ChecksumMismatch {
-                expected_hex: to_hex(&stored),
-                actual_hex: to_hex(&actual),
-            });
+            return Err(DecodeError::ChecksumMismatch { expected_hex: to_hex(&stored), actual_hex: to_hex(&actual) });
         }
         if input.pos != bytes.len() {
-            return Err(DecodeError::TrailingBytes {
-                offset: input.pos,
-                count: bytes.len() - input.pos,
-            });
+            return Err(DecodeError::TrailingBytes { offset: input.pos, count: bytes.len() - input.pos });
         }
 
         let name = name.text()?;
         if let Err(problem) = check_name(name) {
-            return Err(DecodeError::InvalidName {
-                value: name.to_owned(),
-                problem,
-            });
+            return Err(DecodeError::InvalidName { value: name.to_owned(), problem });
         }
         let tag = tag.text()?;
         if let Err(problem) = check_name(tag) {
-            return Err(DecodeError::InvalidTag {
-                value: tag.to_owned(),
-                problem,
-            });
+            return Err(DecodeError::InvalidTag { value: tag.to_owned(), problem });
         }
-        let signature: Signature = signature
-            .text()?
-            .parse()
-            .map_err(DecodeError::InvalidSignature)?;
-        let language: Language = language
-            .text()?
-            .parse()
-            .map_err(DecodeError::UnknownLanguage)?;
+        let signature: Signature = signature.text()?.parse().map_err(DecodeError::InvalidSignature)?;
+        let language: Language = language.text()?.parse().map_err(DecodeError::UnknownLanguage)?;
         if !language.is_supported() {
             return Err(DecodeError::UnsupportedLanguage(language));
         }
@@ -226,10 +202,8 @@ struct RawField<'a> {
 
 impl<'a> RawField<'a> {
     fn text(&self) -> Result<&'a str, DecodeError> {
-        std::str::from_utf8(self.bytes).map_err(|err| DecodeError::InvalidUtf8 {
-            field: self.field,
-            offset: self.offset + err.valid_up_to(),
-        })
+        std::str::from_utf8(self.bytes)
+            .map_err(|err| DecodeError::InvalidUtf8 { field: self.field, offset: self.offset + err.valid_up_to() })
     }
 }
 
@@ -238,12 +212,7 @@ impl<'a> Reader<'a> {
     fn take(&mut self, n: usize, section: Section) -> Result<&'a [u8], DecodeError> {
         let rest = self.bytes.get(self.pos..).unwrap_or_default();
         if n > rest.len() {
-            return Err(DecodeError::Truncated {
-                section,
-                offset: self.pos,
-                needed: n,
-                available: rest.len(),
-            });
+            return Err(DecodeError::Truncated { section, offset: self.pos, needed: n, available: rest.len() });
         }
         let (taken, _) = rest.split_at(n);
         self.pos += n;
@@ -265,11 +234,7 @@ impl<'a> Reader<'a> {
         let len = usize::try_from(len).unwrap_or(usize::MAX);
         let offset = self.pos;
         let bytes = self.take(len, Section::Value(field))?;
-        Ok(RawField {
-            field,
-            offset,
-            bytes,
-        })
+        Ok(RawField { field, offset, bytes })
     }
 }
 

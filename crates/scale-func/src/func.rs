@@ -53,30 +53,17 @@ impl ScaleFunc {
     ) -> Result<Self, Error> {
         let (name, tag, function) = (name.into(), tag.into(), function.into());
         if let Err(problem) = check_name(&name) {
-            return Err(Error::InvalidName {
-                value: name,
-                problem,
-            });
+            return Err(Error::InvalidName { value: name, problem });
         }
         if let Err(problem) = check_name(&tag) {
-            return Err(Error::InvalidTag {
-                value: tag,
-                problem,
-            });
+            return Err(Error::InvalidTag { value: tag, problem });
         }
         if !language.is_supported() {
             return Err(Error::UnsupportedLanguage(language));
         }
         check_wasm(&function).map_err(Error::NotWasm)?;
         check_function_len(function.len())?;
-        Ok(ScaleFunc::from_checked(
-            FORMAT_VERSION,
-            name,
-            tag,
-            signature,
-            language,
-            function,
-        ))
+        Ok(ScaleFunc::from_checked(FORMAT_VERSION, name, tag, signature, language, function))
     }
 
     /// Assembles a `ScaleFunc` from fields the caller has already checked,
@@ -90,15 +77,7 @@ impl ScaleFunc {
         function: Vec<u8>,
     ) -> Self {
         let checksum = Sha256::digest(&function).into();
-        ScaleFunc {
-            version,
-            name,
-            tag,
-            signature,
-            language,
-            function,
-            checksum,
-        }
+        ScaleFunc { version, name, tag, signature, language, function, checksum }
     }
 
     /// The format version this function was read in, or will be written in.
@@ -213,31 +192,15 @@ mod tests {
     #[test]
     fn checksum_is_sha256_of_the_function() {
         let wasm = b"\0asm\x01\0\0\0".to_vec();
-        let func = ScaleFunc::new(
-            "f",
-            "t",
-            "http@v0.1.0".parse().unwrap(),
-            Language::Rust,
-            wasm,
-        )
-        .unwrap();
+        let func = ScaleFunc::new("f", "t", "http@v0.1.0".parse().unwrap(), Language::Rust, wasm).unwrap();
         // `sha256sum` of the 8 header bytes.
-        assert_eq!(
-            func.checksum_hex(),
-            "93a44bbb96c751218e4c00d479e4c14358122a389acca16205b1e4d0dc5f9476"
-        );
+        assert_eq!(func.checksum_hex(), "93a44bbb96c751218e4c00d479e4c14358122a389acca16205b1e4d0dc5f9476");
     }
 
     #[test]
     fn debug_hides_the_bytes() {
-        let func = ScaleFunc::new(
-            "f",
-            "t",
-            "http@v0.1.0".parse().unwrap(),
-            Language::Go,
-            b"\0asm\x01\0\0\0".to_vec(),
-        )
-        .unwrap();
+        let func = ScaleFunc::new("f", "t", "http@v0.1.0".parse().unwrap(), Language::Go, b"\0asm\x01\0\0\0".to_vec())
+            .unwrap();
         let shown = format!("{func:?}");
         assert!(shown.contains("function_len: 8"), "{shown}");
         assert!(shown.contains("http@v0.1.0"), "{shown}");

@@ -43,13 +43,8 @@ pub enum Language {
 
 impl Language {
     /// Every language, supported or reserved.
-    pub const ALL: [Language; 5] = [
-        Language::Go,
-        Language::TinyGo,
-        Language::Rust,
-        Language::TypeScript,
-        Language::JavaScript,
-    ];
+    pub const ALL: [Language; 5] =
+        [Language::Go, Language::TinyGo, Language::Rust, Language::TypeScript, Language::JavaScript];
 
     /// The name used in `.scale` files and by `Display`/`FromStr`:
     /// `go`, `tinygo`, `rust`, `ts` or `js`.
@@ -87,9 +82,7 @@ impl FromStr for Language {
         Language::ALL
             .into_iter()
             .find(|lang| lang.as_str() == s)
-            .ok_or_else(|| ParseLanguageError {
-                value: s.to_owned(),
-            })
+            .ok_or_else(|| ParseLanguageError { value: s.to_owned() })
     }
 }
 

@@ -63,8 +63,7 @@ mod rules;
 mod signature;
 
 pub use error::{
-    DecodeError, Error, Field, Malformed, NotScaleHint, NotWasm, ParseLanguageError, Section,
-    SignatureError,
+    DecodeError, Error, Field, Malformed, NotScaleHint, NotWasm, ParseLanguageError, Section, SignatureError,
 };
 pub use format::{CHECKSUM_LEN, FORMAT_VERSION, FormatVersion, MAGIC};
 pub use func::ScaleFunc;

@@ -16,28 +16,17 @@ fn check(value: &str, allowed: fn(char) -> bool, described: &'static str) -> Res
         return Err(Malformed::Empty);
     }
     if value.len() > MAX_NAME_LEN {
-        return Err(Malformed::TooLong {
-            len: value.len(),
-            max: MAX_NAME_LEN,
-        });
+        return Err(Malformed::TooLong { len: value.len(), max: MAX_NAME_LEN });
     }
     match value.char_indices().find(|&(_, ch)| !allowed(ch)) {
-        Some((index, ch)) => Err(Malformed::ForbiddenChar {
-            ch,
-            index,
-            allowed: described,
-        }),
+        Some((index, ch)) => Err(Malformed::ForbiddenChar { ch, index, allowed: described }),
         None => Ok(()),
     }
 }
 
 /// Function names and tags: `[A-Za-z0-9.-]`, 1 to 255 bytes.
 pub(crate) fn check_name(value: &str) -> Result<(), Malformed> {
-    check(
-        value,
-        |ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '.',
-        "ASCII letters, digits, '-' and '.'",
-    )
+    check(value, |ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '.', "ASCII letters, digits, '-' and '.'")
 }
 
 /// Signature names: `[a-z0-9-]`, 1 to 255 bytes.
@@ -51,19 +40,13 @@ pub(crate) fn check_signature_name(value: &str) -> Result<(), Malformed> {
 
 /// Signature versions: `[A-Za-z0-9.-]`, 1 to 255 bytes.
 pub(crate) fn check_signature_version(value: &str) -> Result<(), Malformed> {
-    check(
-        value,
-        |ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '.',
-        "ASCII letters, digits, '.' and '-'",
-    )
+    check(value, |ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '.', "ASCII letters, digits, '.' and '-'")
 }
 
 /// Checks `function` starts with [`WASM_HEADER`].
 pub(crate) fn check_wasm(function: &[u8]) -> Result<(), NotWasm> {
     let Some(&[m0, m1, m2, m3, v0, v1, v2, v3]) = function.first_chunk::<8>() else {
-        return Err(NotWasm::TooShort {
-            len: function.len(),
-        });
+        return Err(NotWasm::TooShort { len: function.len() });
     };
     let (magic, version) = ([m0, m1, m2, m3], [v0, v1, v2, v3]);
     if magic[..] != WASM_HEADER[..4] {
@@ -87,62 +70,23 @@ mod tests {
 
     #[test]
     fn names_refuse_outsiders() {
-        assert!(matches!(
-            check_name("a b"),
-            Err(Malformed::ForbiddenChar {
-                ch: ' ',
-                index: 1,
-                ..
-            })
-        ));
-        assert!(matches!(
-            check_name("ab_"),
-            Err(Malformed::ForbiddenChar {
-                ch: '_',
-                index: 2,
-                ..
-            })
-        ));
-        assert!(matches!(
-            check_name("aé"),
-            Err(Malformed::ForbiddenChar {
-                ch: 'é',
-                index: 1,
-                ..
-            })
-        ));
+        assert!(matches!(check_name("a b"), Err(Malformed::ForbiddenChar { ch: ' ', index: 1, .. })));
+        assert!(matches!(check_name("ab_"), Err(Malformed::ForbiddenChar { ch: '_', index: 2, .. })));
+        assert!(matches!(check_name("aé"), Err(Malformed::ForbiddenChar { ch: 'é', index: 1, .. })));
     }
 
     #[test]
     fn signature_names_are_lowercase() {
         assert_eq!(check_signature_name("http-2"), Ok(()));
-        assert!(matches!(
-            check_signature_name("Http"),
-            Err(Malformed::ForbiddenChar {
-                ch: 'H',
-                index: 0,
-                ..
-            })
-        ));
-        assert!(matches!(
-            check_signature_name("a.b"),
-            Err(Malformed::ForbiddenChar { ch: '.', .. })
-        ));
+        assert!(matches!(check_signature_name("Http"), Err(Malformed::ForbiddenChar { ch: 'H', index: 0, .. })));
+        assert!(matches!(check_signature_name("a.b"), Err(Malformed::ForbiddenChar { ch: '.', .. })));
     }
 
     #[test]
     fn wasm_header_is_checked_in_order() {
         assert_eq!(check_wasm(&WASM_HEADER), Ok(()));
         assert_eq!(check_wasm(b"\0asm"), Err(NotWasm::TooShort { len: 4 }));
-        assert_eq!(
-            check_wasm(b"\0ASM\x01\0\0\0"),
-            Err(NotWasm::BadMagic { found: *b"\0ASM" })
-        );
-        assert_eq!(
-            check_wasm(b"\0asm\x0d\0\x01\0"),
-            Err(NotWasm::UnsupportedVersion {
-                found: [0x0d, 0, 1, 0]
-            })
-        );
+        assert_eq!(check_wasm(b"\0ASM\x01\0\0\0"), Err(NotWasm::BadMagic { found: *b"\0ASM" }));
+        assert_eq!(check_wasm(b"\0asm\x0d\0\x01\0"), Err(NotWasm::UnsupportedVersion { found: [0x0d, 0, 1, 0] }));
     }
 }

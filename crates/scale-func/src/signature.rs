@@ -33,10 +33,7 @@ pub struct Signature {
 
 impl Signature {
     /// Builds a signature from its two halves, checking both.
-    pub fn new(
-        name: impl Into<String>,
-        version: impl Into<String>,
-    ) -> Result<Self, SignatureError> {
+    pub fn new(name: impl Into<String>, version: impl Into<String>) -> Result<Self, SignatureError> {
         let (name, version) = (name.into(), version.into());
         if let Err(problem) = check_signature_name(&name) {
             return Err(SignatureError::InvalidName { name, problem });
@@ -71,9 +68,7 @@ impl FromStr for Signature {
     /// `@` lands in the version and is refused there).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let Some((name, version)) = s.split_once('@') else {
-            return Err(SignatureError::MissingAt {
-                value: s.to_owned(),
-            });
+            return Err(SignatureError::MissingAt { value: s.to_owned() });
         };
         Signature::new(name, version)
     }
@@ -93,38 +88,19 @@ mod tests {
 
     #[test]
     fn refuses_malformed_text() {
-        assert!(matches!(
-            "http".parse::<Signature>(),
-            Err(SignatureError::MissingAt { .. })
-        ));
+        assert!(matches!("http".parse::<Signature>(), Err(SignatureError::MissingAt { .. })));
         assert!(matches!(
             "@v1".parse::<Signature>(),
-            Err(SignatureError::InvalidName {
-                problem: Malformed::Empty,
-                ..
-            })
+            Err(SignatureError::InvalidName { problem: Malformed::Empty, .. })
         ));
         assert!(matches!(
             "http@".parse::<Signature>(),
-            Err(SignatureError::InvalidVersion {
-                problem: Malformed::Empty,
-                ..
-            })
+            Err(SignatureError::InvalidVersion { problem: Malformed::Empty, .. })
         ));
         assert!(matches!(
             "http@v1@v2".parse::<Signature>(),
-            Err(SignatureError::InvalidVersion {
-                problem: Malformed::ForbiddenChar {
-                    ch: '@',
-                    index: 2,
-                    ..
-                },
-                ..
-            })
+            Err(SignatureError::InvalidVersion { problem: Malformed::ForbiddenChar { ch: '@', index: 2, .. }, .. })
         ));
-        assert!(matches!(
-            "HTTP@v1".parse::<Signature>(),
-            Err(SignatureError::InvalidName { .. })
-        ));
+        assert!(matches!("HTTP@v1".parse::<Signature>(), Err(SignatureError::InvalidName { .. })));
     }
 }

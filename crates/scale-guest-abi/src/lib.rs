@@ -94,11 +94,7 @@ pub trait NextHost {
 
 /// Hands `context` to the rest of the chain through `host`, receiving the
 /// answer into `buf` (grown as needed), and returns the answer's bytes.
-pub fn next_with<'b>(
-    host: &mut impl NextHost,
-    context: &[u8],
-    buf: &'b mut Vec<u8>,
-) -> Result<&'b [u8], NextError> {
+pub fn next_with<'b>(host: &mut impl NextHost, context: &[u8], buf: &'b mut Vec<u8>) -> Result<&'b [u8], NextError> {
     if buf.len() < MIN_NEXT_BUFFER {
         buf.resize(MIN_NEXT_BUFFER, 0);
     }
@@ -218,9 +214,8 @@ mod wasm {
         // Move the input and output buffers out of the statics while user
         // code runs, so that `next` (which uses the other two) never aliases
         // them; put them back afterwards so the input keeps its address.
-        let (input, mut output) = with_buffers(|buffers| {
-            (core::mem::take(&mut buffers.input), core::mem::take(&mut buffers.output))
-        });
+        let (input, mut output) =
+            with_buffers(|buffers| (core::mem::take(&mut buffers.input), core::mem::take(&mut buffers.output)));
         let packed = run_on(&input, len, &mut output, f);
         with_buffers(|buffers| {
             buffers.input = input;
@@ -304,10 +299,7 @@ mod native {
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::{next, report_panic, return_request_buffer, take_request_buffer};
 #[cfg(target_arch = "wasm32")]
-pub use wasm::{
-    WasmHost, next, report_panic, resize_export, return_request_buffer, run_export,
-    take_request_buffer,
-};
+pub use wasm::{WasmHost, next, report_panic, resize_export, return_request_buffer, run_export, take_request_buffer};
 
 /// Defines the ABI's exports (`scale_abi_version`, `resize`, `run`) around a
 /// function `fn(input: &[u8], output: &mut Vec<u8>)` that turns an encoded

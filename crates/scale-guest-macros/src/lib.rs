@@ -27,8 +27,7 @@ use syn::{FnArg, ItemFn, ReturnType, Type, parse_macro_input};
 pub fn function(attr: TokenStream, item: TokenStream) -> TokenStream {
     let attr = proc_macro2::TokenStream::from(attr);
     if !attr.is_empty() {
-        let err = syn::Error::new(attr.span(), "#[scale_guest::function] takes no arguments")
-            .to_compile_error();
+        let err = syn::Error::new(attr.span(), "#[scale_guest::function] takes no arguments").to_compile_error();
         let item = proc_macro2::TokenStream::from(item);
         return quote!(#item #err).into();
     }

@@ -84,6 +84,8 @@ impl Context {
     /// The error of whatever failed further down: a later function's error
     /// or panic, or a native handler's error, with its message. On error the
     /// context is left as it was before the call.
+    // `next` is the name of this step in every Scale SDK; it is no iterator.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<(), Error> {
         let mut request = scale_guest_abi::take_request_buffer();
         self.inner.encode_into(&mut request);
@@ -263,7 +265,10 @@ mod tests {
         let mut output = Vec::new();
         __private::run(&[0xff, 0xff], &mut output, hello);
         let result = signature::RunResult::decode(&output[..]).unwrap();
-        assert!(matches!(result, signature::RunResult::Error(ref message) if message.contains("could not decode")), "{result:?}");
+        assert!(
+            matches!(result, signature::RunResult::Error(ref message) if message.contains("could not decode")),
+            "{result:?}"
+        );
     }
 
     #[test]

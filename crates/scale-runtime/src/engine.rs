@@ -5,12 +5,12 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmer::sys::{Cranelift, CraneliftOptLevel, EngineBuilder, NativeEngineExt, Tunables};
-use wasmer::sys::{CompilerConfig, Features};
 use wasmer::sys::vm::{
-    ExpectedValue, LinearMemory, MemoryError, MemoryStyle, ThreadConditions, Trap, VMMemory,
-    VMMemoryDefinition, VMSharedMemory, VMTable, VMTableDefinition, WaiterError,
+    ExpectedValue, LinearMemory, MemoryError, MemoryStyle, ThreadConditions, Trap, VMMemory, VMMemoryDefinition,
+    VMSharedMemory, VMTable, VMTableDefinition, WaiterError,
 };
+use wasmer::sys::{CompilerConfig, Features};
+use wasmer::sys::{Cranelift, CraneliftOptLevel, EngineBuilder, NativeEngineExt, Tunables};
 use wasmer::{Engine, MemoryType, Pages, TableStyle, TableType};
 use wasmer_middlewares::Metering;
 

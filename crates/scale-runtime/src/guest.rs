@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use wasmer::{
-    Function, FunctionEnv, FunctionEnvMut, Global, Imports, Memory, MemoryView,
-    RuntimeError, Store, TypedFunction, Value,
+    Function, FunctionEnv, FunctionEnvMut, Global, Imports, Memory, MemoryView, RuntimeError, Store, TypedFunction,
+    Value,
 };
 
 use crate::engine::{clear_grow_refused, grow_refused, set_grow_refused};
@@ -144,18 +144,27 @@ impl<S: Signature> Guest<S> {
         let version: TypedFunction<(), u32> =
             exports.get_typed_function(&store, "scale_abi_version").map_err(|e| export_err("scale_abi_version", e))?;
         let metering = if function.limits.cpu_budget.is_some() {
-            let global = |export: &str| exports.get_global(export).map(Clone::clone).map_err(|err| fail(err.to_string()));
+            let global = |export: &str| exports.get_global(export).cloned().map_err(|err| fail(err.to_string()));
             Some((global("wasmer_metering_remaining_points")?, global("wasmer_metering_points_exhausted")?))
         } else {
             None
         };
-        let mut guest = Guest { store, env, memory, resize, run, input: (0, 0), metering, encoded: Vec::new(), uses: 0, generation };
+        let mut guest = Guest {
+            store,
+            env,
+            memory,
+            resize,
+            run,
+            input: (0, 0),
+            metering,
+            encoded: Vec::new(),
+            uses: 0,
+            generation,
+        };
 
         if let Ok(initialize) = exports.get_typed_function::<(), ()>(&guest.store, "_initialize") {
             clear_grow_refused();
-            initialize
-                .call(&mut guest.store)
-                .map_err(|trap| guest.classify(trap, function))?;
+            initialize.call(&mut guest.store).map_err(|trap| guest.classify(trap, function))?;
         }
         let abi = version.call(&mut guest.store).map_err(|trap| guest.classify(trap, function))?;
         if abi != scale_abi::VERSION {
@@ -172,7 +181,8 @@ impl<S: Signature> Guest<S> {
     /// Runs the module's `run` on `input`, returning the bytes it answered with.
     fn invoke(&mut self, input: &[u8], function: &FunctionShared<S>) -> Result<Bytes, Error> {
         let malformed = |what: String| Error::MalformedOutput { function: function.name.to_string(), what };
-        let len = u32::try_from(input.len()).map_err(|_| malformed(format!("a context of {} bytes does not fit the 32-bit ABI", input.len())))?;
+        let len = u32::try_from(input.len())
+            .map_err(|_| malformed(format!("a context of {} bytes does not fit the 32-bit ABI", input.len())))?;
         if len > self.input.1 {
             let ptr = self.resize.call(&mut self.store, len).map_err(|trap| self.classify(trap, function))?;
             let view = self.memory.view(&self.store);
@@ -189,7 +199,9 @@ impl<S: Signature> Guest<S> {
             .write(u64::from(self.input.0), input)
             .map_err(|err| malformed(format!("writing the input: {err}")))?;
         if let (Some((remaining, exhausted)), Some(budget)) = (&self.metering, function.limits.cpu_budget) {
-            let set = remaining.set(&mut self.store, Value::I64(budget as i64)).and_then(|()| exhausted.set(&mut self.store, Value::I32(0)));
+            let set = remaining
+                .set(&mut self.store, Value::I64(budget as i64))
+                .and_then(|()| exhausted.set(&mut self.store, Value::I32(0)));
             set.map_err(|err| malformed(format!("resetting the CPU budget: {err}")))?;
         }
         self.env.as_mut(&mut self.store).reset();
@@ -232,35 +244,48 @@ impl<S: Signature> Guest<S> {
         let env = self.env.as_mut(&mut self.store);
         let panic_message = env.panic_message.take();
         let stderr = env.stderr.text();
-        match trap.downcast::<HostTrap>() {
+        let trap = match trap.downcast::<HostTrap>() {
             Ok(HostTrap::Malformed(what)) => return Error::MalformedOutput { function: name, what },
             Ok(HostTrap::Exit(code)) => {
-                let message = panic_message.unwrap_or_else(|| {
-                    let stderr = stderr.trim();
-                    if stderr.is_empty() {
-                        format!("exited with code {code}")
-                    } else {
-                        format!("exited with code {code}: {stderr}")
-                    }
+                let message = panic_message.unwrap_or_else(|| match stderr.trim() {
+                    "" => format!("exited with code {code}"),
+                    stderr => format!("exited with code {code}: {}", tail(stderr)),
                 });
                 return Error::Panic { function: name, message };
             }
-            Err(trap) => {
-                if let Some((_, exhausted)) = &self.metering
-                    && exhausted.get(&mut self.store).i32() == Some(1)
-                {
-                    return Error::CpuBudget { function: name, budget: function.limits.cpu_budget.unwrap_or(0) };
-                }
-                if grow_refused() {
-                    return Error::MemoryLimit { function: name, limit_bytes: function.limits.memory_limit };
-                }
-                if let Some(message) = panic_message {
-                    return Error::Panic { function: name, message };
-                }
-                Error::Trap { function: name, trap: trap.message() }
+            Err(trap) => trap,
+        };
+        if let Some((_, exhausted)) = &self.metering
+            && exhausted.get(&mut self.store).i32() == Some(1)
+        {
+            return Error::CpuBudget { function: name, budget: function.limits.cpu_budget.unwrap_or(0) };
+        }
+        if grow_refused() {
+            return Error::MemoryLimit { function: name, limit_bytes: function.limits.memory_limit };
+        }
+        if let Some(message) = panic_message {
+            return Error::Panic { function: name, message };
+        }
+        // Go's runtime prints a fatal error or an unrecovered panic to
+        // standard error and then aborts with `unreachable`.
+        let aborted = trap.clone().to_trap() == Some(wasmer::sys::vm::TrapCode::UnreachableCodeReached);
+        match stderr.trim() {
+            stderr if aborted && !stderr.is_empty() => {
+                Error::Panic { function: name, message: tail(stderr).to_string() }
             }
+            _ => Error::Trap { function: name, trap: trap.message() },
         }
     }
+}
+
+/// The last few KiB of a guest's standard error, on a character boundary.
+fn tail(text: &str) -> &str {
+    const KEEP: usize = 4096;
+    let mut start = text.len().saturating_sub(KEEP);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
 }
 
 /// A guest in the chain, and what follows it.
@@ -301,7 +326,10 @@ impl<S: Signature> Link<S> {
         let _span = tracing::debug_span!("function", name = %self.function.name).entered();
         if self.poisoned {
             // Instances heal poisoned links before each run; reaching one is a bug.
-            return Err(Error::Trap { function: self.function.name.to_string(), trap: "instance was discarded".into() });
+            return Err(Error::Trap {
+                function: self.function.name.to_string(),
+                trap: "instance was discarded".into(),
+            });
         }
         let mut encoded = std::mem::take(&mut self.guest.encoded);
         encoded.clear();
@@ -348,7 +376,8 @@ fn host_next<S: Signature>(
     out_cap: u32,
 ) -> Result<i32, HostTrap> {
     let (data, store) = env.data_and_store_mut();
-    let memory = data.memory.clone().ok_or_else(|| HostTrap::Malformed("next called before instantiation finished".into()))?;
+    let memory =
+        data.memory.clone().ok_or_else(|| HostTrap::Malformed("next called before instantiation finished".into()))?;
     let input = {
         let view = memory.view(&store);
         if !range_in(&view, ptr, len) || !range_in(&view, out_ptr, out_cap) {
@@ -360,7 +389,8 @@ fn host_next<S: Signature>(
         view.copy_range_to_vec(u64::from(ptr)..u64::from(ptr) + u64::from(len))
             .map_err(|err| HostTrap::Malformed(format!("next: {err}")))?
     };
-    let mut ctx = S::decode(Bytes::from(input)).map_err(|err| HostTrap::Malformed(format!("next was handed a context that does not decode: {err}")))?;
+    let mut ctx = S::decode(Bytes::from(input))
+        .map_err(|err| HostTrap::Malformed(format!("next was handed a context that does not decode: {err}")))?;
 
     // The rest of the chain may trap on memory growth of its own; keep this
     // guest's record of refused growth apart from theirs.
@@ -397,7 +427,11 @@ fn host_next<S: Signature>(
 }
 
 /// `env.next_result(out_ptr, out_cap) -> i32`.
-fn host_next_result<S: Signature>(mut env: FunctionEnvMut<'_, GuestEnv<S>>, out_ptr: u32, out_cap: u32) -> Result<i32, HostTrap> {
+fn host_next_result<S: Signature>(
+    mut env: FunctionEnvMut<'_, GuestEnv<S>>,
+    out_ptr: u32,
+    out_cap: u32,
+) -> Result<i32, HostTrap> {
     let (data, store) = env.data_and_store_mut();
     let Some(kept) = data.kept.take() else { return Ok(0) };
     let n = kept.len() as i32;
@@ -405,7 +439,10 @@ fn host_next_result<S: Signature>(mut env: FunctionEnvMut<'_, GuestEnv<S>>, out_
         data.kept = Some(kept);
         return Ok(-n);
     }
-    let memory = data.memory.clone().ok_or_else(|| HostTrap::Malformed("next_result called before instantiation finished".into()))?;
+    let memory = data
+        .memory
+        .clone()
+        .ok_or_else(|| HostTrap::Malformed("next_result called before instantiation finished".into()))?;
     let view = memory.view(&store);
     if !range_in(&view, out_ptr, out_cap) {
         return Err(HostTrap::Malformed(format!(
@@ -429,7 +466,9 @@ fn host_panic<S: Signature>(mut env: FunctionEnvMut<'_, GuestEnv<S>>, ptr: u32, 
     let len = len.min(PANIC_MESSAGE_LIMIT);
     let message = if range_in(&view, ptr, len) {
         match view.copy_range_to_vec(u64::from(ptr)..u64::from(ptr) + u64::from(len)) {
-            Ok(bytes) => String::from_utf8(bytes).unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned()),
+            Ok(bytes) => {
+                String::from_utf8(bytes).unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned())
+            }
             Err(err) => format!("<panic message unreadable: {err}>"),
         }
     } else {

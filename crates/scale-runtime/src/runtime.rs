@@ -326,10 +326,7 @@ impl<S: Signature> Clone for Runtime<S> {
 
 impl<S: Signature> fmt::Debug for Runtime<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Runtime")
-            .field("signature", &S::id())
-            .field("functions", &self.function_names())
-            .finish()
+        f.debug_struct("Runtime").field("signature", &S::id()).field("functions", &self.function_names()).finish()
     }
 }
 

@@ -235,13 +235,12 @@ pub(crate) fn function<S: Signature>(
         "path_filestat_set_times" => {
             Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: i64, _: i64, _: u32| ENOTCAPABLE)
         }
-        "path_link" => {
-            Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32| ENOTCAPABLE)
+        "path_link" => Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32| ENOTCAPABLE),
+        "path_open" => {
+            Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: u32, _: i64, _: i64, _: u32, _: u32| {
+                ENOTCAPABLE
+            })
         }
-        "path_open" => Function::new_typed(
-            store,
-            |_: u32, _: u32, _: u32, _: u32, _: u32, _: i64, _: i64, _: u32, _: u32| ENOTCAPABLE,
-        ),
         "path_readlink" | "path_rename" => {
             Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: u32, _: u32| ENOTCAPABLE)
         }
@@ -368,11 +367,7 @@ fn poll_oneoff(view: &MemoryView<'_>, subs: u32, events: u32, count: u32, writte
                     0 => SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64,
                     _ => monotonic_nanos(),
                 };
-                let wait = if u16::from_le_bytes(flags) & ABSTIME != 0 {
-                    timeout.saturating_sub(now)
-                } else {
-                    timeout
-                };
+                let wait = if u16::from_le_bytes(flags) & ABSTIME != 0 { timeout.saturating_sub(now) } else { timeout };
                 let wait = Duration::from_nanos(wait);
                 if earliest.is_none_or(|(_, best)| wait < best) {
                     earliest = Some((userdata, wait));

@@ -63,9 +63,10 @@ fn headers_from_http(map: &http::HeaderMap) -> Result<Headers, ConversionError> 
             .get_all(name)
             .iter()
             .map(|value| {
-                value.to_str().map(str::to_string).map_err(|_| ConversionError::NonUtf8HeaderValue {
-                    name: name.as_str().to_string(),
-                })
+                value
+                    .to_str()
+                    .map(str::to_string)
+                    .map_err(|_| ConversionError::NonUtf8HeaderValue { name: name.as_str().to_string() })
             })
             .collect::<Result<Vec<_>, _>>()?;
         headers.insert_raw(name.as_str().to_string(), values);
@@ -132,8 +133,7 @@ impl TryFrom<Request> for http::Request<Bytes> {
     fn try_from(request: Request) -> Result<Self, Self::Error> {
         let method = http::Method::from_bytes(request.method.as_bytes())
             .map_err(|_| ConversionError::InvalidMethod(request.method.clone()))?;
-        let uri: http::Uri =
-            request.uri.parse().map_err(|_| ConversionError::InvalidUri(request.uri.clone()))?;
+        let uri: http::Uri = request.uri.parse().map_err(|_| ConversionError::InvalidUri(request.uri.clone()))?;
         let mut out = http::Request::new(request.body);
         *out.method_mut() = method;
         *out.uri_mut() = uri;
@@ -148,11 +148,7 @@ impl TryFrom<http::Response<Bytes>> for Response {
 
     fn try_from(response: http::Response<Bytes>) -> Result<Self, Self::Error> {
         let (parts, body) = response.into_parts();
-        Ok(Response {
-            status_code: parts.status.as_u16(),
-            body,
-            headers: headers_from_http(&parts.headers)?,
-        })
+        Ok(Response { status_code: parts.status.as_u16(), body, headers: headers_from_http(&parts.headers)? })
     }
 }
 
@@ -206,20 +202,11 @@ mod tests {
     #[test]
     fn invalid_values_are_refused() {
         let mut response = Response { status_code: 42, ..Response::default() };
-        assert_eq!(
-            http::Response::try_from(response.clone()).unwrap_err(),
-            ConversionError::InvalidStatusCode(42)
-        );
+        assert_eq!(http::Response::try_from(response.clone()).unwrap_err(), ConversionError::InvalidStatusCode(42));
         response.status_code = 200;
         response.headers_mut().set("bad header", ["x"]);
-        assert!(matches!(
-            http::Response::try_from(response).unwrap_err(),
-            ConversionError::InvalidHeaderName { .. }
-        ));
+        assert!(matches!(http::Response::try_from(response).unwrap_err(), ConversionError::InvalidHeaderName { .. }));
         let request = Request { protocol: "SPDY".into(), uri: "/".into(), ..Request::default() };
-        assert_eq!(
-            http::Request::try_from(request).unwrap_err(),
-            ConversionError::UnknownProtocol("SPDY".into())
-        );
+        assert_eq!(http::Request::try_from(request).unwrap_err(), ConversionError::UnknownProtocol("SPDY".into()));
     }
 }

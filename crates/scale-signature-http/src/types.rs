@@ -46,10 +46,7 @@ impl Context {
 
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Context")
-            .field("request", &self.request)
-            .field("response", &self.response)
-            .finish()
+        f.debug_struct("Context").field("request", &self.request).field("response", &self.response).finish()
     }
 }
 
@@ -189,11 +186,7 @@ pub struct Response {
 
 impl Default for Response {
     fn default() -> Self {
-        Self {
-            status_code: DEFAULT_STATUS,
-            body: Bytes::new(),
-            headers: Headers::new(),
-        }
+        Self { status_code: DEFAULT_STATUS, body: Bytes::new(), headers: Headers::new() }
     }
 }
 
@@ -389,8 +382,6 @@ impl<'a> IntoIterator for &'a Headers {
 impl<N: Into<String>> FromIterator<(N, HeaderValues)> for Headers {
     /// Collects headers keeping names exactly as given.
     fn from_iter<T: IntoIterator<Item = (N, HeaderValues)>>(iter: T) -> Self {
-        Self {
-            map: iter.into_iter().map(|(name, values)| (name.into(), values)).collect(),
-        }
+        Self { map: iter.into_iter().map(|(name, values)| (name.into(), values)).collect() }
     }
 }

@@ -13,13 +13,11 @@ use core::fmt;
 use bytes::{Buf, BufMut};
 use prost::Message;
 use prost::encoding::{
-    DecodeContext, WireType, bytes as pbytes, check_wire_type, decode_key, encode_key,
-    encode_varint, encoded_len_varint, key_len, message, skip_field, string, uint32, uint64,
+    DecodeContext, WireType, bytes as pbytes, check_wire_type, decode_key, encode_key, encode_varint,
+    encoded_len_varint, key_len, message, skip_field, string, uint32, uint64,
 };
 
-use crate::types::{
-    Context, DEFAULT_METHOD, DEFAULT_PROTOCOL, DEFAULT_STATUS, Headers, Request, Response,
-};
+use crate::types::{Context, DEFAULT_METHOD, DEFAULT_PROTOCOL, DEFAULT_STATUS, Headers, Request, Response};
 
 /// Bytes that are not a valid encoding of the message asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]

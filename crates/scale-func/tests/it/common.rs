@@ -8,14 +8,7 @@ use sha2::{Digest, Sha256};
 pub fn sample() -> ScaleFunc {
     let mut wasm = WASM_HEADER.to_vec();
     wasm.extend_from_slice(&[0x01, 0x04, 0x01, 0x60, 0x00, 0x00]);
-    ScaleFunc::new(
-        "hello-world",
-        "v1.0",
-        "http@v0.1.0".parse().unwrap(),
-        Language::Rust,
-        wasm,
-    )
-    .unwrap()
+    ScaleFunc::new("hello-world", "v1.0", "http@v0.1.0".parse().unwrap(), Language::Rust, wasm).unwrap()
 }
 
 /// The fields of a file, written without any validation, so tests can
@@ -48,13 +41,7 @@ impl Raw<'_> {
     pub fn body(&self) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
         out.extend_from_slice(&self.version.to_le_bytes());
-        for field in [
-            self.name,
-            self.tag,
-            self.signature,
-            self.language,
-            self.function,
-        ] {
+        for field in [self.name, self.tag, self.signature, self.language, self.function] {
             out.extend_from_slice(&u32::try_from(field.len()).unwrap().to_le_bytes());
             out.extend_from_slice(field);
         }
@@ -79,17 +66,11 @@ pub fn names() -> impl Strategy<Value = String> {
 }
 
 pub fn signatures() -> impl Strategy<Value = Signature> {
-    ("[a-z0-9-]{1,255}", "[A-Za-z0-9.-]{1,255}")
-        .prop_map(|(name, version)| Signature::new(name, version).unwrap())
+    ("[a-z0-9-]{1,255}", "[A-Za-z0-9.-]{1,255}").prop_map(|(name, version)| Signature::new(name, version).unwrap())
 }
 
 pub fn languages() -> impl Strategy<Value = Language> {
-    prop::sample::select(
-        Language::ALL
-            .into_iter()
-            .filter(|lang| lang.is_supported())
-            .collect::<Vec<_>>(),
-    )
+    prop::sample::select(Language::ALL.into_iter().filter(|lang| lang.is_supported()).collect::<Vec<_>>())
 }
 
 pub fn functions() -> impl Strategy<Value = Vec<u8>> {
@@ -101,9 +82,7 @@ pub fn functions() -> impl Strategy<Value = Vec<u8>> {
 }
 
 pub fn scale_funcs() -> impl Strategy<Value = ScaleFunc> {
-    (names(), names(), signatures(), languages(), functions()).prop_map(
-        |(name, tag, signature, language, function)| {
-            ScaleFunc::new(name, tag, signature, language, function).unwrap()
-        },
-    )
+    (names(), names(), signatures(), languages(), functions()).prop_map(|(name, tag, signature, language, function)| {
+        ScaleFunc::new(name, tag, signature, language, function).unwrap()
+    })
 }

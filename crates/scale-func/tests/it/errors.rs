@@ -1,8 +1,8 @@
 //! One test per error variant, matching on the variant.
 
 use scale_func::{
-    DecodeError, Error, Field, Language, MAX_NAME_LEN, Malformed, NotScaleHint, NotWasm, ScaleFunc,
-    Section, Signature, SignatureError, WASM_HEADER,
+    DecodeError, Error, Field, Language, MAX_NAME_LEN, Malformed, NotScaleHint, NotWasm, ScaleFunc, Section, Signature,
+    SignatureError, WASM_HEADER,
 };
 
 use crate::common::{Raw, sample, seal};
@@ -24,23 +24,14 @@ mod new {
 
     #[test]
     fn invalid_name_empty() {
-        assert!(matches!(
-            new_with_name(""),
-            Err(Error::InvalidName {
-                problem: Malformed::Empty,
-                ..
-            })
-        ));
+        assert!(matches!(new_with_name(""), Err(Error::InvalidName { problem: Malformed::Empty, .. })));
     }
 
     #[test]
     fn invalid_name_too_long() {
         let name = "a".repeat(MAX_NAME_LEN + 1);
         match new_with_name(&name) {
-            Err(Error::InvalidName {
-                value,
-                problem: Malformed::TooLong { len, max },
-            }) => {
+            Err(Error::InvalidName { value, problem: Malformed::TooLong { len, max } }) => {
                 assert_eq!(value, name);
                 assert_eq!((len, max), (MAX_NAME_LEN + 1, MAX_NAME_LEN));
             }
@@ -51,10 +42,7 @@ mod new {
     #[test]
     fn invalid_name_forbidden_char() {
         match new_with_name("hello/world") {
-            Err(Error::InvalidName {
-                value,
-                problem: Malformed::ForbiddenChar { ch, index, .. },
-            }) => {
+            Err(Error::InvalidName { value, problem: Malformed::ForbiddenChar { ch, index, .. } }) => {
                 assert_eq!(value, "hello/world");
                 assert_eq!((ch, index), ('/', 5));
             }
@@ -67,14 +55,7 @@ mod new {
         let result = ScaleFunc::new("f", "latest!", sig(), Language::Go, WASM_HEADER.to_vec());
         assert!(matches!(
             result,
-            Err(Error::InvalidTag {
-                problem: Malformed::ForbiddenChar {
-                    ch: '!',
-                    index: 6,
-                    ..
-                },
-                ..
-            })
+            Err(Error::InvalidTag { problem: Malformed::ForbiddenChar { ch: '!', index: 6, .. }, .. })
         ));
     }
 
@@ -88,23 +69,15 @@ mod new {
 
     #[test]
     fn not_wasm_too_short() {
-        assert!(matches!(
-            new_with_function(b"\0asm\x01"),
-            Err(Error::NotWasm(NotWasm::TooShort { len: 5 }))
-        ));
-        assert!(matches!(
-            new_with_function(b""),
-            Err(Error::NotWasm(NotWasm::TooShort { len: 0 }))
-        ));
+        assert!(matches!(new_with_function(b"\0asm\x01"), Err(Error::NotWasm(NotWasm::TooShort { len: 5 }))));
+        assert!(matches!(new_with_function(b""), Err(Error::NotWasm(NotWasm::TooShort { len: 0 }))));
     }
 
     #[test]
     fn not_wasm_bad_magic() {
         assert!(matches!(
             new_with_function(b"\x7fELF\x02\x01\x01\0"),
-            Err(Error::NotWasm(NotWasm::BadMagic {
-                found: [0x7f, b'E', b'L', b'F']
-            }))
+            Err(Error::NotWasm(NotWasm::BadMagic { found: [0x7f, b'E', b'L', b'F'] }))
         ));
     }
 
@@ -113,9 +86,7 @@ mod new {
         // A WebAssembly component, not a core module.
         assert!(matches!(
             new_with_function(b"\0asm\x0d\0\x01\0"),
-            Err(Error::NotWasm(NotWasm::UnsupportedVersion {
-                found: [0x0d, 0, 1, 0]
-            }))
+            Err(Error::NotWasm(NotWasm::UnsupportedVersion { found: [0x0d, 0, 1, 0] }))
         ));
     }
 
@@ -138,21 +109,11 @@ mod signature {
     fn invalid_name() {
         assert!(matches!(
             "Http@v0.1.0".parse::<Signature>(),
-            Err(SignatureError::InvalidName {
-                problem: Malformed::ForbiddenChar {
-                    ch: 'H',
-                    index: 0,
-                    ..
-                },
-                ..
-            })
+            Err(SignatureError::InvalidName { problem: Malformed::ForbiddenChar { ch: 'H', index: 0, .. }, .. })
         ));
         assert!(matches!(
             Signature::new("a".repeat(MAX_NAME_LEN + 1), "v1"),
-            Err(SignatureError::InvalidName {
-                problem: Malformed::TooLong { .. },
-                ..
-            })
+            Err(SignatureError::InvalidName { problem: Malformed::TooLong { .. }, .. })
         ));
     }
 
@@ -160,17 +121,11 @@ mod signature {
     fn invalid_version() {
         assert!(matches!(
             "http@v0.1.0+build".parse::<Signature>(),
-            Err(SignatureError::InvalidVersion {
-                problem: Malformed::ForbiddenChar { ch: '+', .. },
-                ..
-            })
+            Err(SignatureError::InvalidVersion { problem: Malformed::ForbiddenChar { ch: '+', .. }, .. })
         ));
         assert!(matches!(
             Signature::new("http", ""),
-            Err(SignatureError::InvalidVersion {
-                problem: Malformed::Empty,
-                ..
-            })
+            Err(SignatureError::InvalidVersion { problem: Malformed::Empty, .. })
         ));
     }
 }
@@ -199,48 +154,20 @@ mod decode {
     fn not_a_scale_file() {
         assert!(matches!(
             decode(b"PK\x03\x04 a zip archive"),
-            DecodeError::NotAScaleFile {
-                hint: NotScaleHint::Unrecognized
-            }
+            DecodeError::NotAScaleFile { hint: NotScaleHint::Unrecognized }
         ));
-        assert!(matches!(
-            decode(b""),
-            DecodeError::NotAScaleFile {
-                hint: NotScaleHint::Empty
-            }
-        ));
+        assert!(matches!(decode(b""), DecodeError::NotAScaleFile { hint: NotScaleHint::Empty }));
     }
 
     #[test]
     fn json_and_raw_wasm_are_not_scale_files() {
-        let json =
-            br#"{"version":"v1alpha","name":"hello","tag":"latest","function":"AGFzbQEAAAA="}"#;
-        assert!(matches!(
-            decode(json),
-            DecodeError::NotAScaleFile {
-                hint: NotScaleHint::Json
-            }
-        ));
-        assert!(matches!(
-            decode(b"  [1, 2, 3]"),
-            DecodeError::NotAScaleFile {
-                hint: NotScaleHint::Json
-            }
-        ));
+        let json = br#"{"version":"v1alpha","name":"hello","tag":"latest","function":"AGFzbQEAAAA="}"#;
+        assert!(matches!(decode(json), DecodeError::NotAScaleFile { hint: NotScaleHint::Json }));
+        assert!(matches!(decode(b"  [1, 2, 3]"), DecodeError::NotAScaleFile { hint: NotScaleHint::Json }));
         // A real module, with a type section, not just the header.
         let wasm = b"\0asm\x01\0\0\0\x01\x04\x01\x60\x00\x00";
-        assert!(matches!(
-            decode(wasm),
-            DecodeError::NotAScaleFile {
-                hint: NotScaleHint::Wasm
-            }
-        ));
-        assert!(matches!(
-            decode(&WASM_HEADER),
-            DecodeError::NotAScaleFile {
-                hint: NotScaleHint::Wasm
-            }
-        ));
+        assert!(matches!(decode(wasm), DecodeError::NotAScaleFile { hint: NotScaleHint::Wasm }));
+        assert!(matches!(decode(&WASM_HEADER), DecodeError::NotAScaleFile { hint: NotScaleHint::Wasm }));
     }
 
     #[test]
@@ -248,22 +175,13 @@ mod decode {
         // CR LF turned into LF, as a text-mode transfer might.
         let mut bytes = sample().encode();
         bytes.remove(6);
-        assert!(matches!(
-            decode(&bytes),
-            DecodeError::NotAScaleFile {
-                hint: NotScaleHint::Mangled
-            }
-        ));
+        assert!(matches!(decode(&bytes), DecodeError::NotAScaleFile { hint: NotScaleHint::Mangled }));
     }
 
     #[test]
     fn unknown_version() {
         for version in [0, 2, u16::MAX] {
-            let bytes = Raw {
-                version,
-                ..Raw::default()
-            }
-            .encode();
+            let bytes = Raw { version, ..Raw::default() }.encode();
             assert!(matches!(decode(&bytes), DecodeError::UnknownVersion(v) if v == version));
         }
     }
@@ -274,12 +192,7 @@ mod decode {
         // Cut in the middle of the checksum.
         let cut = &bytes[..bytes.len() - 10];
         match decode(cut) {
-            DecodeError::Truncated {
-                section,
-                offset,
-                needed,
-                available,
-            } => {
+            DecodeError::Truncated { section, offset, needed, available } => {
                 assert_eq!(section, Section::Checksum);
                 assert_eq!(offset, bytes.len() - 32);
                 assert_eq!((needed, available), (32, 22));
@@ -303,13 +216,7 @@ mod decode {
             }
         }
         let mut expected = vec![Section::Magic, Section::Version];
-        for field in [
-            Field::Name,
-            Field::Tag,
-            Field::Signature,
-            Field::Language,
-            Field::Function,
-        ] {
+        for field in [Field::Name, Field::Tag, Field::Signature, Field::Language, Field::Function] {
             expected.push(Section::Length(field));
             expected.push(Section::Value(field));
         }
@@ -326,12 +233,7 @@ mod decode {
         bytes.extend_from_slice(b"hello");
         assert!(matches!(
             decode(&bytes),
-            DecodeError::Truncated {
-                section: Section::Value(Field::Name),
-                offset: 14,
-                available: 5,
-                ..
-            }
+            DecodeError::Truncated { section: Section::Value(Field::Name), offset: 14, available: 5, .. }
         ));
     }
 
@@ -341,10 +243,7 @@ mod decode {
         let last = bytes.len() - 1;
         bytes[last] ^= 0x01;
         match decode(&bytes) {
-            DecodeError::ChecksumMismatch {
-                expected_hex,
-                actual_hex,
-            } => {
+            DecodeError::ChecksumMismatch { expected_hex, actual_hex } => {
                 assert_eq!(expected_hex.len(), 64);
                 assert_eq!(actual_hex.len(), 64);
                 assert_ne!(expected_hex, actual_hex);
@@ -370,28 +269,14 @@ mod decode {
 
     #[test]
     fn invalid_utf8() {
-        let bytes = Raw {
-            tag: b"la\xfftest",
-            ..Raw::default()
-        }
-        .encode();
+        let bytes = Raw { tag: b"la\xfftest", ..Raw::default() }.encode();
         // magic 8 + version 2 + name 4+5 + tag length 4 = 23, then "la".
-        assert!(matches!(
-            decode(&bytes),
-            DecodeError::InvalidUtf8 {
-                field: Field::Tag,
-                offset: 25
-            }
-        ));
+        assert!(matches!(decode(&bytes), DecodeError::InvalidUtf8 { field: Field::Tag, offset: 25 }));
     }
 
     #[test]
     fn invalid_name() {
-        let bytes = Raw {
-            name: b"hello world",
-            ..Raw::default()
-        }
-        .encode();
+        let bytes = Raw { name: b"hello world", ..Raw::default() }.encode();
         assert!(matches!(
             decode(&bytes),
             DecodeError::InvalidName {
@@ -399,57 +284,29 @@ mod decode {
                 problem: Malformed::ForbiddenChar { ch: ' ', index: 5, .. },
             } if value == "hello world"
         ));
-        let bytes = Raw {
-            name: b"",
-            ..Raw::default()
-        }
-        .encode();
-        assert!(matches!(
-            decode(&bytes),
-            DecodeError::InvalidName {
-                problem: Malformed::Empty,
-                ..
-            }
-        ));
+        let bytes = Raw { name: b"", ..Raw::default() }.encode();
+        assert!(matches!(decode(&bytes), DecodeError::InvalidName { problem: Malformed::Empty, .. }));
     }
 
     #[test]
     fn invalid_tag() {
         let long = vec![b'x'; 256];
-        let bytes = Raw {
-            tag: &long,
-            ..Raw::default()
-        }
-        .encode();
+        let bytes = Raw { tag: &long, ..Raw::default() }.encode();
         assert!(matches!(
             decode(&bytes),
-            DecodeError::InvalidTag {
-                problem: Malformed::TooLong { len: 256, max: 255 },
-                ..
-            }
+            DecodeError::InvalidTag { problem: Malformed::TooLong { len: 256, max: 255 }, .. }
         ));
     }
 
     #[test]
     fn invalid_signature() {
-        let bytes = Raw {
-            signature: b"http",
-            ..Raw::default()
-        }
-        .encode();
-        assert!(matches!(
-            decode(&bytes),
-            DecodeError::InvalidSignature(SignatureError::MissingAt { .. })
-        ));
+        let bytes = Raw { signature: b"http", ..Raw::default() }.encode();
+        assert!(matches!(decode(&bytes), DecodeError::InvalidSignature(SignatureError::MissingAt { .. })));
     }
 
     #[test]
     fn unknown_language() {
-        let bytes = Raw {
-            language: b"cobol",
-            ..Raw::default()
-        }
-        .encode();
+        let bytes = Raw { language: b"cobol", ..Raw::default() }.encode();
         assert!(matches!(
             decode(&bytes),
             DecodeError::UnknownLanguage(err) if err.value() == "cobol"
@@ -459,11 +316,7 @@ mod decode {
     #[test]
     fn unsupported_language() {
         for (name, language) in [("ts", Language::TypeScript), ("js", Language::JavaScript)] {
-            let bytes = Raw {
-                language: name.as_bytes(),
-                ..Raw::default()
-            }
-            .encode();
+            let bytes = Raw { language: name.as_bytes(), ..Raw::default() }.encode();
             assert!(matches!(
                 decode(&bytes),
                 DecodeError::UnsupportedLanguage(l) if l == language
@@ -473,57 +326,23 @@ mod decode {
 
     #[test]
     fn not_wasm() {
-        let bytes = Raw {
-            function: b"\0asm",
-            ..Raw::default()
-        }
-        .encode();
-        assert!(matches!(
-            decode(&bytes),
-            DecodeError::NotWasm(NotWasm::TooShort { len: 4 })
-        ));
-        let bytes = Raw {
-            function: b"{\"json\": true}",
-            ..Raw::default()
-        }
-        .encode();
-        assert!(matches!(
-            decode(&bytes),
-            DecodeError::NotWasm(NotWasm::BadMagic { .. })
-        ));
-        let bytes = Raw {
-            function: b"\0asm\x02\0\0\0",
-            ..Raw::default()
-        }
-        .encode();
-        assert!(matches!(
-            decode(&bytes),
-            DecodeError::NotWasm(NotWasm::UnsupportedVersion { .. })
-        ));
+        let bytes = Raw { function: b"\0asm", ..Raw::default() }.encode();
+        assert!(matches!(decode(&bytes), DecodeError::NotWasm(NotWasm::TooShort { len: 4 })));
+        let bytes = Raw { function: b"{\"json\": true}", ..Raw::default() }.encode();
+        assert!(matches!(decode(&bytes), DecodeError::NotWasm(NotWasm::BadMagic { .. })));
+        let bytes = Raw { function: b"\0asm\x02\0\0\0", ..Raw::default() }.encode();
+        assert!(matches!(decode(&bytes), DecodeError::NotWasm(NotWasm::UnsupportedVersion { .. })));
     }
 
     #[test]
     fn corruption_is_reported_before_contents() {
         // A bad name in a file whose checksum is also wrong: the checksum
         // is what gets reported.
-        let mut body = Raw {
-            name: b"bad name",
-            ..Raw::default()
-        }
-        .body();
+        let mut body = Raw { name: b"bad name", ..Raw::default() }.body();
         body.extend_from_slice(&[0; 32]);
-        assert!(matches!(
-            decode(&body),
-            DecodeError::ChecksumMismatch { .. }
-        ));
+        assert!(matches!(decode(&body), DecodeError::ChecksumMismatch { .. }));
         // And a correct seal lets the name check through.
-        let sealed = seal(
-            Raw {
-                name: b"bad name",
-                ..Raw::default()
-            }
-            .body(),
-        );
+        let sealed = seal(Raw { name: b"bad name", ..Raw::default() }.body());
         assert!(matches!(decode(&sealed), DecodeError::InvalidName { .. }));
     }
 }

@@ -5,14 +5,8 @@ use sha2::{Digest, Sha256};
 
 #[test]
 fn encoding_matches_the_documented_layout() {
-    let func = ScaleFunc::new(
-        "hello",
-        "latest",
-        "http@v0.1.0".parse().unwrap(),
-        Language::Rust,
-        WASM_HEADER.to_vec(),
-    )
-    .unwrap();
+    let func = ScaleFunc::new("hello", "latest", "http@v0.1.0".parse().unwrap(), Language::Rust, WASM_HEADER.to_vec())
+        .unwrap();
 
     let mut expected: Vec<u8> = Vec::new();
     expected.extend_from_slice(b"\x89SCALE\r\n");

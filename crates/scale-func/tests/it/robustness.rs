@@ -15,16 +15,14 @@ fn with_header(rest: &[u8]) -> Vec<u8> {
 /// Little-endian `u32` lengths that are small, so that arbitrary input
 /// gets past the framing more often than pure noise would.
 fn framed_noise() -> impl Strategy<Value = Vec<u8>> {
-    prop::collection::vec((0u32..40, prop::collection::vec(any::<u8>(), 0..40)), 0..7).prop_map(
-        |fields| {
-            let mut out = Vec::new();
-            for (len, bytes) in fields {
-                out.extend_from_slice(&len.to_le_bytes());
-                out.extend(bytes);
-            }
-            out
-        },
-    )
+    prop::collection::vec((0u32..40, prop::collection::vec(any::<u8>(), 0..40)), 0..7).prop_map(|fields| {
+        let mut out = Vec::new();
+        for (len, bytes) in fields {
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend(bytes);
+        }
+        out
+    })
 }
 
 proptest! {

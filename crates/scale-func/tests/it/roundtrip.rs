@@ -40,11 +40,7 @@ fn getters_give_back_the_parts() {
 #[test]
 fn all_supported_languages_round_trip() {
     for language in ["go", "tinygo", "rust"] {
-        let bytes = Raw {
-            language: language.as_bytes(),
-            ..Raw::default()
-        }
-        .encode();
+        let bytes = Raw { language: language.as_bytes(), ..Raw::default() }.encode();
         let func = ScaleFunc::decode(&bytes).unwrap();
         assert_eq!(func.language().as_str(), language);
         assert_eq!(func.encode(), bytes);

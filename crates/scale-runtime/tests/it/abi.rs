@@ -102,7 +102,8 @@ fn an_unknown_import_is_refused_naming_it() {
     let reason = invalid_reason(load(&wat).unwrap_err());
     assert!(reason.contains("env.open_socket"), "{reason}");
 
-    let wat = module(r#"(import "wasi_snapshot_preview1" "sock_open" (func (param i32) (result i32)))"#, &packed(8, 6), "");
+    let wat =
+        module(r#"(import "wasi_snapshot_preview1" "sock_open" (func (param i32) (result i32)))"#, &packed(8, 6), "");
     let reason = invalid_reason(load(&wat).unwrap_err());
     assert!(reason.contains("wasi_snapshot_preview1.sock_open"), "{reason}");
 }
@@ -112,7 +113,8 @@ fn a_mistyped_import_is_refused_naming_it() {
     let wat = module(r#"(import "env" "next" (func (param i32 i32) (result i32)))"#, &packed(8, 6), "");
     let reason = invalid_reason(load(&wat).unwrap_err());
     assert!(reason.contains("env.next"), "{reason}");
-    let wat = module(r#"(import "wasi_snapshot_preview1" "fd_write" (func (param i32) (result i32)))"#, &packed(8, 6), "");
+    let wat =
+        module(r#"(import "wasi_snapshot_preview1" "fd_write" (func (param i32) (result i32)))"#, &packed(8, 6), "");
     let reason = invalid_reason(load(&wat).unwrap_err());
     assert!(reason.contains("fd_write"), "{reason}");
 }
@@ -278,7 +280,10 @@ fn a_reported_panic_message_is_kept() {
         r#"(data (i32.const 2048) "it went bad")"#,
     );
     let err = run_once(&wat).unwrap_err();
-    assert!(matches!(&err, Error::Panic { function, message } if function == "wat" && message == "it went bad"), "{err:?}");
+    assert!(
+        matches!(&err, Error::Panic { function, message } if function == "wat" && message == "it went bad"),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -309,7 +314,8 @@ fn unbounded_recursion_is_a_trap_not_a_host_crash() {
 
 #[test]
 fn a_module_whose_minimum_memory_exceeds_the_limit_is_refused() {
-    let wat = module("", &packed(8, 6), "").replace("(memory (export \"memory\") 1)", "(memory (export \"memory\") 2000)");
+    let wat =
+        module("", &packed(8, 6), "").replace("(memory (export \"memory\") 1)", "(memory (export \"memory\") 2000)");
     let err = Runtime::builder().memory_limit(16 << 20).function(function(&wat)).build().unwrap_err();
     assert!(matches!(&err, Error::Instantiation { reason, .. } if reason.contains("memory")), "{err:?}");
 }
@@ -317,7 +323,8 @@ fn a_module_whose_minimum_memory_exceeds_the_limit_is_refused() {
 #[test]
 fn growing_past_the_memory_limit_is_a_memory_limit_error() {
     // Grows by 1 GiB; the grow fails, and the guest traps as a real one would.
-    let wat = module("", "(if (i32.eq (memory.grow (i32.const 16384)) (i32.const -1)) (then unreachable)) i64.const 0", "");
+    let wat =
+        module("", "(if (i32.eq (memory.grow (i32.const 16384)) (i32.const -1)) (then unreachable)) i64.const 0", "");
     let runtime = Runtime::builder().memory_limit(16 << 20).function(function(&wat)).build().unwrap();
     let err = runtime.instance().unwrap().run().unwrap_err();
     assert!(matches!(err, Error::MemoryLimit { limit_bytes, .. } if limit_bytes == 16 << 20), "{err:?}");

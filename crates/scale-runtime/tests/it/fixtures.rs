@@ -207,7 +207,8 @@ fn runtime_of(lang: Lang, name: &str) -> Runtime {
 #[test]
 fn a_panic_is_reported_and_the_next_run_succeeds() {
     for lang in Lang::ALL {
-        let runtime = builder().function(fixture(lang, "panic")).function(fixture(lang, "passthrough")).build().unwrap();
+        let runtime =
+            builder().function(fixture(lang, "panic")).function(fixture(lang, "passthrough")).build().unwrap();
         let mut instance = runtime.instance().unwrap();
         let err = instance.run().unwrap_err();
         let Error::Panic { function, message } = &err else { panic!("{lang:?}: {err:?}") };
@@ -228,9 +229,10 @@ fn a_panic_leaves_the_same_runtime_serving() {
     for lang in Lang::ALL {
         // One runtime whose chain panics only when asked to by the request.
         let runtime = runtime(lang, &["next"]);
-        let mut instance = runtime.instance().unwrap().with_handler(|ctx| {
-            if ctx.request.uri == "/boom" { Err("handler refused".into()) } else { Ok(()) }
-        });
+        let mut instance = runtime
+            .instance()
+            .unwrap()
+            .with_handler(|ctx| if ctx.request.uri == "/boom" { Err("handler refused".into()) } else { Ok(()) });
         instance.context_mut().request.set_uri("/boom");
         assert!(instance.run().is_err());
         instance.context_mut().request.set_uri("/fine");
@@ -245,11 +247,7 @@ fn a_panic_leaves_the_same_runtime_serving() {
 #[test]
 fn a_loop_is_stopped_by_the_cpu_budget_and_the_runtime_stays_usable() {
     for lang in Lang::ALL {
-        let runtime = builder()
-            .cpu_budget(50_000_000)
-            .function(fixture(lang, "loop"))
-            .build()
-            .unwrap();
+        let runtime = builder().cpu_budget(50_000_000).function(fixture(lang, "loop")).build().unwrap();
         let mut instance = runtime.instance().unwrap();
         let err = instance.run().unwrap_err();
         assert!(matches!(&err, Error::CpuBudget { function, .. } if function == "loop"), "{lang:?}: {err:?}");
@@ -297,11 +295,8 @@ fn no_functions_is_an_error() {
 
 #[test]
 fn a_mixed_chain_accumulates_through_every_link() {
-    let runtime = builder()
-        .function(fixture(Lang::Go, "http-next"))
-        .function(fixture(Lang::Rust, "http-next"))
-        .build()
-        .unwrap();
+    let runtime =
+        builder().function(fixture(Lang::Go, "http-next")).function(fixture(Lang::Rust, "http-next")).build().unwrap();
     let mut instance = runtime.instance().unwrap().with_handler(append("-native"));
     run_with_body(&mut instance).unwrap();
     assert_eq!(body(&instance), "Test Data-modified-modified-native");

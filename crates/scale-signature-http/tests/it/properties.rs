@@ -10,12 +10,8 @@ fn headers() -> impl Strategy<Value = Headers> {
 }
 
 fn request() -> impl Strategy<Value = Request> {
-    (
-        (".{0,8}", ".{0,40}", any::<u64>(), ".{0,10}", ".{0,15}"),
-        vec(any::<u8>(), 0..512),
-        headers(),
-    )
-        .prop_map(|((method, uri, content_length, protocol, ip), body, headers)| Request {
+    ((".{0,8}", ".{0,40}", any::<u64>(), ".{0,10}", ".{0,15}"), vec(any::<u8>(), 0..512), headers()).prop_map(
+        |((method, uri, content_length, protocol, ip), body, headers)| Request {
             method,
             uri,
             content_length,
@@ -23,12 +19,16 @@ fn request() -> impl Strategy<Value = Request> {
             ip,
             body: Bytes::from(body),
             headers,
-        })
+        },
+    )
 }
 
 fn response() -> impl Strategy<Value = Response> {
-    (any::<u16>(), vec(any::<u8>(), 0..512), headers())
-        .prop_map(|(status_code, body, headers)| Response { status_code, body: Bytes::from(body), headers })
+    (any::<u16>(), vec(any::<u8>(), 0..512), headers()).prop_map(|(status_code, body, headers)| Response {
+        status_code,
+        body: Bytes::from(body),
+        headers,
+    })
 }
 
 fn context() -> impl Strategy<Value = Context> {

@@ -40,7 +40,10 @@ fn unicode_headers() -> Context {
 fn multi_valued_headers() -> Context {
     let mut ctx = Context::default();
     ctx.request_mut().headers_mut().set("accept", ["text/html", "application/json", ""]).set("cookie", ["a=1", "b=2"]);
-    ctx.response_mut().headers_mut().set("set-cookie", ["a=1; Path=/", "b=2; HttpOnly"]).set("empty", Vec::<String>::new());
+    ctx.response_mut()
+        .headers_mut()
+        .set("set-cookie", ["a=1; Path=/", "b=2; HttpOnly"])
+        .set("empty", Vec::<String>::new());
     ctx
 }
 
