@@ -51,6 +51,12 @@ fn test(sh: &Shell, root: &Path) -> Result<()> {
     cmd!(sh, "{cargo} fmt --all -- --check").run().context("formatting differs: run `cargo fmt --all`")?;
     step("cargo clippy");
     cmd!(sh, "{cargo} clippy --workspace --all-targets --all-features -- -D warnings").run()?;
+    tidy(sh)?;
+    step("no_std guest crates build for wasm32");
+    for target in ["wasm32-unknown-unknown", "wasm32-wasip1"] {
+        cmd!(sh, "{cargo} check --quiet -p scale-signature-http --no-default-features --target {target}").run()?;
+        cmd!(sh, "{cargo} check --quiet -p scale-guest-abi --target {target}").run()?;
+    }
     fixtures(sh, root)?;
     step("cargo test --workspace");
     cmd!(sh, "{cargo} test --workspace --all-features").run()?;
@@ -58,6 +64,31 @@ fn test(sh: &Shell, root: &Path) -> Result<()> {
     let _dir = sh.push_dir(root.join("crates/scale-signature-http/go"));
     cmd!(sh, "go vet ./...").run()?;
     cmd!(sh, "go test ./...").run()?;
+    Ok(())
+}
+
+/// Crates that must never depend on these, whatever their features: the
+/// layering rules of ARCHITECTURE.md.
+const LAYERS: &[(&str, &[&str])] = &[
+    ("scale-signature-http", &["wasmer", "tokio", "hyper"]),
+    ("scale-guest-abi", &["wasmer", "tokio", "hyper", "scale-signature-http"]),
+    ("scale-guest", &["wasmer", "tokio", "hyper"]),
+    ("scale-func", &["wasmer", "tokio", "hyper"]),
+    ("scale-runtime", &["tokio", "hyper"]),
+];
+
+fn tidy(sh: &Shell) -> Result<()> {
+    step("tidy: crate layering");
+    let cargo = cargo();
+    for (krate, forbidden) in LAYERS {
+        let tree = cmd!(sh, "{cargo} tree --quiet -p {krate} --all-features -e normal,build --prefix none").read()?;
+        for line in tree.lines() {
+            let name = line.split_whitespace().next().unwrap_or_default();
+            if forbidden.contains(&name) {
+                bail!("{krate} depends on {name}, which ARCHITECTURE.md's layering forbids");
+            }
+        }
+    }
     Ok(())
 }
 

@@ -1,4 +1,5 @@
 //! Integration tests of the HTTP signature codec.
 
+mod go_sources;
 mod properties;
 mod vectors;

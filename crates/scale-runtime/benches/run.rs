@@ -1,0 +1,59 @@
+//! What a run costs. `cargo xtask fixtures` first, then `cargo bench -p scale-runtime`.
+//!
+//! - `run_passthrough/{rust,go}`: `instance()` + set a 64-byte body + `run()`
+//!   on the passthrough fixture, pooled and warm: the whole round trip,
+//!   encoding and decoding on both sides included.
+//! - `baseline/wasmer_call`: one typed call of an exported identity function
+//!   on a bare wasmer instance, no codec and no memory traffic: the floor.
+
+use std::path::PathBuf;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use scale_runtime::{Runtime, ScaleFunc};
+use wasmer::{Instance, Module, Store, TypedFunction, imports};
+
+fn fixture(lang: &str, name: &str) -> ScaleFunc {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../target/fixtures/{lang}/{name}.scale"));
+    let bytes = std::fs::read(&path)
+        .unwrap_or_else(|err| panic!("{}: {err}: run `cargo xtask fixtures` first", path.display()));
+    ScaleFunc::decode(&bytes).expect("fixture decodes")
+}
+
+fn run_passthrough(c: &mut Criterion) {
+    static BODY: [u8; 64] = [b'x'; 64];
+    let mut group = c.benchmark_group("run_passthrough");
+    for lang in ["rust", "go"] {
+        let runtime = Runtime::new([fixture(lang, "passthrough")]).expect("runtime");
+        // Warm the pool.
+        runtime.instance().unwrap().run().unwrap();
+        group.bench_function(lang, |b| {
+            b.iter(|| {
+                let mut instance = runtime.instance().unwrap();
+                instance.context_mut().request.set_body(&BODY[..]);
+                instance.run().unwrap();
+                std::hint::black_box(instance.context().request.body.len());
+            })
+        });
+    }
+    group.finish();
+}
+
+fn baseline(c: &mut Criterion) {
+    let wasm = wasmer::wat2wasm(br#"(module (func (export "id") (param i32) (result i32) local.get 0))"#).unwrap();
+    let mut store = Store::default();
+    let module = Module::new(&store, wasm).unwrap();
+    let instance = Instance::new(&mut store, &module, &imports! {}).unwrap();
+    let id: TypedFunction<i32, i32> = instance.exports.get_typed_function(&store, "id").unwrap();
+    c.bench_function("baseline/wasmer_call", |b| {
+        b.iter(|| std::hint::black_box(id.call(&mut store, std::hint::black_box(7)).unwrap()))
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(std::time::Duration::from_secs(1))
+        .measurement_time(std::time::Duration::from_secs(3));
+    targets = run_passthrough, baseline
+}
+criterion_main!(benches);
