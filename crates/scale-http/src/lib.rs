@@ -1,0 +1,364 @@
+//! Serve Scale Functions over HTTP.
+//!
+//! [`ScaleService`] is a tower `Service<http::Request<B>>`: it turns each
+//! request into a [`Context`](scale_runtime::Context), runs the function
+//! chain on a pooled instance, and answers with the response the chain built.
+//! [`serve`] runs it on a TCP listener with hyper 1 and graceful shutdown.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use scale_http::ScaleService;
+//! use scale_runtime::{Runtime, ScaleFunc};
+//!
+//! let runtime = Runtime::new([ScaleFunc::decode(&std::fs::read("hello.scale")?)?])?;
+//! let service = ScaleService::new(runtime);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! scale_http::serve(listener, service, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Middleware
+//!
+//! A downstream handler becomes the chain's native handler: when the last
+//! function calls `next`, the request (as the functions left it) goes to the
+//! downstream, and its response comes back up the chain. The downstream is a
+//! closure ([`ScaleService::with_handler`]) or any tower service, such as an
+//! axum `Router` ([`ScaleService::with_downstream`]). So a function can check,
+//! rewrite or short-circuit requests in front of an existing app.
+//!
+//! # Status codes
+//!
+//! | what happened | status |
+//! | --- | --- |
+//! | the chain succeeded | the chain's status (200 unless a function set another) |
+//! | body larger than the limit (default 10 MiB) | 413 |
+//! | unreadable body, or a header value that is not UTF-8 | 400 |
+//! | a function failed, panicked, trapped or broke the ABI | 500 |
+//! | a function hit its memory limit or CPU budget, or no instance could be made | 503 |
+//! | the downstream handler or service failed | 502 |
+//! | the chain produced a response that is not valid HTTP (status outside 100–999, bad header) | 500 |
+//!
+//! Error bodies are generic ("Internal Server Error"); the details go to
+//! `tracing` at `error` level, never to the client.
+//!
+//! # Threads
+//!
+//! Running a function is CPU work, so each run happens on tokio's blocking
+//! pool (`spawn_blocking`), never on the reactor: a slow function delays its
+//! own response, not the server's other connections. The CPU budget of the
+//! runtime ([`scale_runtime::RuntimeBuilder::cpu_budget`]) bounds how long one
+//! run may hold a blocking thread.
+#![warn(missing_docs)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use scale_runtime::{Error, HandlerError, Runtime};
+use scale_signature_http::{Context, Request, Response};
+use tower::ServiceExt;
+
+/// The default largest request body: 10 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 10 << 20;
+
+/// A boxed error.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// The client's address, as [`serve`] puts it in each request's extensions.
+/// Servers of your own can insert it too; the adapter copies it into the
+/// context's `request.ip`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteAddr(pub SocketAddr);
+
+/// What the chain's native handler is.
+#[derive(Clone)]
+enum Downstream {
+    None,
+    Handler(Arc<dyn Fn(&mut Context) -> Result<(), HandlerError> + Send + Sync>),
+    Service(Arc<dyn Fn(http::Request<Bytes>) -> BoxFuture<Result<http::Response<Bytes>, BoxError>> + Send + Sync>),
+}
+
+/// A tower service that runs a Scale function chain for each HTTP request.
+///
+/// Cheap to clone (everything inside is shared).
+#[derive(Clone)]
+pub struct ScaleService {
+    runtime: Runtime,
+    body_limit: usize,
+    downstream: Downstream,
+}
+
+impl std::fmt::Debug for ScaleService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScaleService")
+            .field("runtime", &self.runtime)
+            .field("body_limit", &self.body_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScaleService {
+    /// A service running `runtime`'s chain, with no downstream: when the last
+    /// function calls `next`, the context comes back unchanged.
+    pub fn new(runtime: Runtime) -> Self {
+        Self { runtime, body_limit: DEFAULT_BODY_LIMIT, downstream: Downstream::None }
+    }
+
+    /// The largest request body accepted, in bytes; larger ones get 413.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// Runs `handler` as the chain's native handler.
+    pub fn with_handler<F>(mut self, handler: F) -> Self
+    where
+        F: Fn(&mut Context) -> Result<(), HandlerError> + Send + Sync + 'static,
+    {
+        self.downstream = Downstream::Handler(Arc::new(handler));
+        self
+    }
+
+    /// Sends the request on to `service` (an axum `Router`, for example) when
+    /// the last function calls `next`, and hands its response back up the chain.
+    pub fn with_downstream<S, ResBody>(mut self, service: S) -> Self
+    where
+        S: tower::Service<http::Request<Full<Bytes>>, Response = http::Response<ResBody>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+        ResBody::Error: Into<BoxError>,
+    {
+        let call = move |request: http::Request<Bytes>| -> BoxFuture<Result<http::Response<Bytes>, BoxError>> {
+            let service = service.clone();
+            Box::pin(async move {
+                let response = service.oneshot(request.map(Full::new)).await.map_err(Into::into)?;
+                let (parts, body) = response.into_parts();
+                let body = body.collect().await.map_err(Into::into)?.to_bytes();
+                Ok(http::Response::from_parts(parts, body))
+            })
+        };
+        self.downstream = Downstream::Service(Arc::new(call));
+        self
+    }
+
+    /// Handles one request (what `call` does).
+    pub async fn handle<B>(&self, request: http::Request<B>) -> http::Response<Full<Bytes>>
+    where
+        B: http_body::Body<Data = Bytes> + Send,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = request.into_parts();
+        if content_length(&parts.headers).is_some_and(|len| len > self.body_limit as u64) {
+            return plain(http::StatusCode::PAYLOAD_TOO_LARGE);
+        }
+        let body = match Limited::new(body, self.body_limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
+                return plain(http::StatusCode::PAYLOAD_TOO_LARGE);
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "reading the request body failed");
+                return plain(http::StatusCode::BAD_REQUEST);
+            }
+        };
+        let remote = parts.extensions.get::<RemoteAddr>().copied();
+        let mut request = match Request::try_from(http::Request::from_parts(parts, body)) {
+            Ok(request) => request,
+            Err(err) => {
+                tracing::debug!(error = %err, "request cannot be handed to a function");
+                return plain(http::StatusCode::BAD_REQUEST);
+            }
+        };
+        if let Some(RemoteAddr(addr)) = remote {
+            request.ip = addr.ip().to_string();
+        }
+
+        let runtime = self.runtime.clone();
+        let downstream = self.downstream.clone();
+        let handle = tokio::runtime::Handle::current();
+        let outcome = tokio::task::spawn_blocking(move || run_chain(&runtime, downstream, handle, request)).await;
+        match outcome {
+            Ok(Ok(response)) => match http::Response::<Bytes>::try_from(response) {
+                Ok(response) => response.map(Full::new),
+                Err(err) => {
+                    tracing::error!(error = %err, "the function chain produced an invalid response");
+                    plain(http::StatusCode::INTERNAL_SERVER_ERROR)
+                }
+            },
+            Ok(Err(err)) => {
+                tracing::error!(error = %err, function = err.function().unwrap_or("-"), "function chain failed");
+                plain(status_for(&err))
+            }
+            Err(join) => {
+                tracing::error!(error = %join, "the run's thread failed");
+                plain(http::StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        }
+    }
+}
+
+/// Runs the chain once on `request`, on the current (blocking) thread.
+fn run_chain(
+    runtime: &Runtime,
+    downstream: Downstream,
+    handle: tokio::runtime::Handle,
+    request: Request,
+) -> Result<Response, Error> {
+    let mut instance = runtime.instance()?;
+    match downstream {
+        Downstream::None => {}
+        Downstream::Handler(handler) => instance = instance.with_handler(move |ctx| handler(ctx)),
+        Downstream::Service(call) => {
+            instance = instance.with_handler(move |ctx| {
+                let request = http::Request::<Bytes>::try_from(ctx.request.clone()).map_err(HandlerError::new)?;
+                // This runs on a blocking-pool thread, where waiting on the
+                // runtime is allowed.
+                let response = handle.block_on(call(request)).map_err(HandlerError::new)?;
+                ctx.response = Response::try_from(response).map_err(HandlerError::new)?;
+                Ok(())
+            });
+        }
+    }
+    instance.context_mut().request = request;
+    instance.run()?;
+    Ok(std::mem::take(&mut instance.context_mut().response))
+}
+
+/// The status answering a failed run.
+pub fn status_for(err: &Error) -> http::StatusCode {
+    match err {
+        Error::MemoryLimit { .. } | Error::CpuBudget { .. } | Error::Instantiation { .. } => {
+            http::StatusCode::SERVICE_UNAVAILABLE
+        }
+        Error::Handler { .. } => http::StatusCode::BAD_GATEWAY,
+        _ => http::StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers.get(http::header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// A response with a generic text body naming the status.
+fn plain(status: http::StatusCode) -> http::Response<Full<Bytes>> {
+    let text = format!("{}\n", status.canonical_reason().unwrap_or("Error"));
+    let mut response = http::Response::new(Full::new(Bytes::from(text)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+impl<B> tower::Service<http::Request<B>> for ScaleService
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = http::Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(request).await) })
+    }
+}
+
+/// How long a client may take to send a request's headers before the
+/// connection is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `service` on `listener` with HTTP/1.1 until `shutdown` completes,
+/// then stops accepting and waits for the requests in flight to finish.
+///
+/// Each request carries a [`RemoteAddr`] extension. Clients that do not send
+/// their headers within [`HEADER_READ_TIMEOUT`] are disconnected.
+///
+/// # Errors
+///
+/// Accepting a connection failed in a way that is not about one client.
+pub async fn serve<S, B>(
+    listener: tokio::net::TcpListener,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) if is_per_connection(&err) => {
+                    tracing::debug!(error = %err, "accept failed for one connection");
+                    continue;
+                }
+                Err(err) if is_out_of_descriptors(&err) => {
+                    // Wait for connections to close instead of spinning.
+                    tracing::warn!(error = %err, "out of file descriptors; pausing accepts");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                Err(err) => return Err(err),
+            },
+            () = &mut shutdown => break,
+        };
+        let service = service.clone();
+        let with_peer = tower::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(RemoteAddr(peer));
+            service.clone().oneshot(request)
+        });
+        let connection = builder.serve_connection(
+            hyper_util::rt::TokioIo::new(stream),
+            hyper_util::service::TowerToHyperService::new(with_peer),
+        );
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, %peer, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Accept errors that concern one connection (the server goes on).
+fn is_per_connection(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(err.kind(), ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted | WouldBlock)
+}
+
+/// EMFILE or ENFILE: the process or system is out of file descriptors.
+fn is_out_of_descriptors(err: &std::io::Error) -> bool {
+    err.raw_os_error().is_some_and(|code| code == 24 || code == 23)
+}

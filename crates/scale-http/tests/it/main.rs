@@ -1,0 +1,211 @@
+//! End-to-end tests: a real server on a loopback port, real HTTP/1.1 bytes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use scale_http::{ScaleService, serve};
+use scale_runtime::{Runtime, ScaleFunc};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn fixture(lang: &str, name: &str) -> ScaleFunc {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../target/fixtures/{lang}/{name}.scale"));
+    let bytes = std::fs::read(&path)
+        .unwrap_or_else(|err| panic!("{}: {err}: run `cargo xtask fixtures` first", path.display()));
+    ScaleFunc::decode(&bytes).unwrap()
+}
+
+fn runtime(lang: &str, names: &[&str]) -> Runtime {
+    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-module-cache");
+    Runtime::builder().cache_dir(target).functions(names.iter().map(|name| fixture(lang, name))).build().unwrap()
+}
+
+/// A server for `service` on an ephemeral loopback port, stopped when the
+/// returned sender is dropped.
+async fn start(service: ScaleService) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        serve(listener, service, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    (addr, stop)
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
+    }
+
+    fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).unwrap()
+    }
+}
+
+/// Sends raw request bytes on a fresh connection and reads the whole reply.
+async fn send(addr: std::net::SocketAddr, request: &[u8]) -> Reply {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw)).await.unwrap().unwrap();
+    parse(&raw)
+}
+
+fn parse(raw: &[u8]) -> Reply {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete head");
+    let head = std::str::from_utf8(&raw[..split]).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = lines
+        .map(|line| {
+            let (name, value) = line.split_once(':').unwrap();
+            (name.trim().to_ascii_lowercase(), value.trim().to_string())
+        })
+        .collect();
+    Reply { status, headers, body: raw[split + 4..].to_vec() }
+}
+
+fn get(path: &str, extra: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{extra}\r\n").into_bytes()
+}
+
+fn post(path: &str, body: &[u8]) -> Vec<u8> {
+    let mut request =
+        format!("POST {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", body.len())
+            .into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_answer_real_requests_in_both_languages() {
+    for lang in ["go", "rust"] {
+        let (addr, _stop) = start(ScaleService::new(runtime(lang, &["http-handler"]))).await;
+        let reply = send(addr, &get("/", "")).await;
+        assert_eq!(reply.status, 200, "{lang}");
+        assert_eq!(reply.text(), "-modified", "{lang}");
+
+        let (addr, _stop) = start(ScaleService::new(runtime(lang, &["headers"]))).await;
+        let reply = send(addr, &get("/", "X-Test-Header: hello\r\n")).await;
+        assert_eq!(reply.header("x-response"), ["hello"], "{lang}");
+        assert_eq!(reply.header("x-multi"), ["a", "b"], "{lang}: multi-valued headers keep every value");
+
+        let (addr, _stop) = start(ScaleService::new(runtime(lang, &["status"]))).await;
+        assert_eq!(send(addr, &get("/", "")).await.status, 201, "{lang}");
+
+        let body: Vec<u8> = (0..200_000).map(|i| (i % 251) as u8).collect();
+        let (addr, _stop) = start(ScaleService::new(runtime(lang, &["large-body"]))).await;
+        let reply = send(addr, &post("/echo", &body)).await;
+        assert_eq!(reply.status, 200, "{lang}");
+        assert!(reply.body == body, "{lang}: the body round-trips");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_gets_413_and_the_server_keeps_serving() {
+    let service = ScaleService::new(runtime("rust", &["large-body"])).body_limit(1024);
+    let (addr, _stop) = start(service).await;
+    assert_eq!(send(addr, &post("/", &[b'x'; 2048])).await.status, 413);
+    // Announced length within the limit, but more bytes follow in chunks.
+    let chunked = b"POST / HTTP/1.1\r\nHost: t\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n\
+        400\r\n"
+        .to_vec();
+    let mut request = chunked;
+    request.extend_from_slice(&[b'y'; 1024]);
+    request.extend_from_slice(b"\r\n10\r\n0123456789abcdef\r\n0\r\n\r\n");
+    assert_eq!(send(addr, &request).await.status, 413);
+    assert_eq!(send(addr, &post("/", &[b'z'; 512])).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_error_is_a_generic_500() {
+    for lang in ["go", "rust"] {
+        let (addr, _stop) = start(ScaleService::new(runtime(lang, &["error"]))).await;
+        let reply = send(addr, &get("/", "")).await;
+        assert_eq!(reply.status, 500, "{lang}");
+        assert!(!reply.text().contains("guest error"), "{lang}: details never reach the client");
+        let (addr, _stop) = start(ScaleService::new(runtime(lang, &["panic"]))).await;
+        assert_eq!(send(addr, &get("/", "")).await.status, 500, "{lang}");
+        assert_eq!(send(addr, &get("/", "")).await.status, 500, "{lang}: still serving after a panic");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_request_gets_400() {
+    let (addr, _stop) = start(ScaleService::new(runtime("rust", &["passthrough"]))).await;
+    let reply = send(addr, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\nX-Bin: \xff\xfe\r\n\r\n").await;
+    assert_eq!(reply.status, 400);
+    let reply = send(addr, b"NOT HTTP AT ALL\r\n\r\n").await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(send(addr, &get("/", "")).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handler_sees_the_client_address_and_its_errors_are_502() {
+    let service = ScaleService::new(runtime("rust", &["next"])).with_handler(|ctx| {
+        if ctx.request.uri == "/fail" {
+            return Err("downstream broke".into());
+        }
+        let ip = ctx.request.ip.clone();
+        ctx.response.set_body_string(format!("hello {ip}"));
+        Ok(())
+    });
+    let (addr, _stop) = start(service).await;
+    assert_eq!(send(addr, &get("/", "")).await.text(), "hello 127.0.0.1");
+    let reply = send(addr, &get("/fail", "")).await;
+    assert_eq!(reply.status, 502);
+    assert!(!reply.text().contains("downstream broke"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_acts_as_middleware_in_front_of_an_axum_app() {
+    use axum::routing::get as route_get;
+    let app = axum::Router::new().route("/hello", route_get(|| async { "from axum" }));
+    for lang in ["go", "rust"] {
+        let service = ScaleService::new(runtime(lang, &["http-next"])).with_downstream(app.clone());
+        let (addr, _stop) = start(service).await;
+        let reply = send(addr, &get("/hello", "")).await;
+        assert_eq!(reply.status, 200, "{lang}");
+        assert_eq!(reply.text(), "from axum", "{lang}");
+        assert_eq!(send(addr, &get("/missing", "")).await.status, 404, "{lang}: the app's own status comes back");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_exceeded_are_503() {
+    let runtime = Runtime::builder().cpu_budget(20_000_000).function(fixture("rust", "loop")).build().unwrap();
+    let (addr, _stop) = start(ScaleService::new(runtime)).await;
+    assert_eq!(send(addr, &get("/", "")).await.status, 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_requests_in_flight_finish() {
+    let service = ScaleService::new(runtime("rust", &["next"])).with_handler(|ctx| {
+        std::thread::sleep(Duration::from_millis(300));
+        ctx.response.set_body_string("finished");
+        Ok(())
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, service, async {
+        let _ = stopped.await;
+    }));
+    let request = get("/", "");
+    let in_flight = tokio::spawn(async move { send(addr, &request).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.send(()).unwrap();
+    assert_eq!(in_flight.await.unwrap().text(), "finished");
+    tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
+    assert!(TcpStream::connect(addr).await.is_err(), "no longer accepting");
+}
