@@ -62,14 +62,14 @@ pub enum BuildError {
         /// What it printed on standard error (and output).
         output: String,
     },
-    /// Reading or writing files failed.
-    #[error("{path}: {source}")]
+    /// Reading or writing files failed. (The I/O error is part of the
+    /// message, so it is not repeated as the error's `source`.)
+    #[error("{path}: {error}")]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// The error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The built module could not be packed (for example a name with characters a `.scale` file refuses).
     #[error("packing the module: {0}")]
@@ -77,7 +77,7 @@ pub enum BuildError {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
-    move |source| BuildError::Io { path: path.to_path_buf(), source }
+    move |error| BuildError::Io { path: path.to_path_buf(), error }
 }
 
 /// The HTTP signature as recorded in `.scale` files.
@@ -103,7 +103,7 @@ fn run(mut command: Command) -> Result<String, BuildError> {
         std::io::ErrorKind::NotFound => {
             BuildError::ToolMissing { program: program.clone(), hint: install_hint(&program) }
         }
-        _ => BuildError::Io { path: PathBuf::from(&program), source: err },
+        _ => BuildError::Io { path: PathBuf::from(&program), error: err },
     })?;
     if !output.status.success() {
         let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
@@ -163,7 +163,7 @@ pub struct GoBuild {
     name: Option<String>,
     tag: String,
     compiler: GoCompiler,
-    go: PathBuf,
+    program: Option<PathBuf>,
     signature: Option<Signature>,
     work_dir: Option<PathBuf>,
 }
@@ -176,7 +176,7 @@ impl GoBuild {
             name: None,
             tag: "latest".into(),
             compiler: GoCompiler::Go,
-            go: PathBuf::from("go"),
+            program: None,
             signature: None,
             work_dir: None,
         }
@@ -200,10 +200,18 @@ impl GoBuild {
         self
     }
 
-    /// The `go` (or `tinygo`) program to run (default: found on `PATH`).
+    /// The `go` (or `tinygo`) program to run (default: `go` or `tinygo`,
+    /// after the compiler, found on `PATH`).
     pub fn program(mut self, program: impl Into<PathBuf>) -> Self {
-        self.go = program.into();
+        self.program = Some(program.into());
         self
+    }
+
+    fn program_path(&self) -> PathBuf {
+        self.program.clone().unwrap_or_else(|| match self.compiler {
+            GoCompiler::Go => PathBuf::from("go"),
+            GoCompiler::TinyGo => PathBuf::from("tinygo"),
+        })
     }
 
     /// Records another signature than HTTP's in the `.scale` file. The code is
@@ -249,18 +257,18 @@ impl GoBuild {
     ///
     /// As [`GoBuild::build`].
     pub fn build_wasm(&self) -> Result<Vec<u8>, BuildError> {
+        let program = self.program_path();
         if self.compiler == GoCompiler::Go {
-            check_go(&self.go)?;
+            check_go(&program)?;
         }
         let dir = std::path::absolute(&self.dir).map_err(io_error(&self.dir))?;
         let function_module = read_module_path(&dir)?;
-        let temp;
+        // By default the generated module lives in a folder named after the
+        // function's folder, so that rebuilds reuse Go's caches and record the
+        // same paths (and so give the same bytes).
         let work = match &self.work_dir {
             Some(work) => work.clone(),
-            None => {
-                temp = TempDir::new("scale-go-build")?;
-                temp.path().to_path_buf()
-            }
+            None => std::env::temp_dir().join(format!("scale-go-build-{:016x}", fnv1a(go_path(&dir).as_bytes()))),
         };
         let signature_dir = work.join("signature");
         let main_dir = work.join("main");
@@ -282,7 +290,7 @@ impl GoBuild {
         );
         write_if_changed(&main_dir.join("go.mod"), &go_mod)?;
         let out = work.join("function.wasm");
-        let mut command = Command::new(&self.go);
+        let mut command = Command::new(&program);
         command.current_dir(&main_dir).env("GOWORK", "off").env("GOFLAGS", "-mod=mod");
         match self.compiler {
             GoCompiler::Go => {
@@ -296,6 +304,11 @@ impl GoBuild {
         run(command)?;
         std::fs::read(&out).map_err(io_error(&out))
     }
+}
+
+/// FNV-1a, for naming work folders (stable across runs and Rust versions).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// The generated `main` package that registers the user's `Scale`.
@@ -315,7 +328,7 @@ fn read_module_path(dir: &Path) -> Result<String, BuildError> {
             problem: "no go.mod here: a Go function is a module (`go mod init example.com/hello`) with `package scale`"
                 .into(),
         },
-        _ => BuildError::Io { path: go_mod.clone(), source },
+        _ => BuildError::Io { path: go_mod.clone(), error: source },
     })?;
     text.lines()
         .find_map(|line| line.trim().strip_prefix("module "))
@@ -448,8 +461,10 @@ fn read_package_name(manifest: &Path) -> Result<String, BuildError> {
 }
 
 /// A directory removed when dropped.
+#[cfg(test)]
 struct TempDir(PathBuf);
 
+#[cfg(test)]
 impl TempDir {
     fn new(prefix: &str) -> Result<Self, BuildError> {
         let unique = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
@@ -463,6 +478,7 @@ impl TempDir {
     }
 }
 
+#[cfg(test)]
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);

@@ -172,8 +172,12 @@ fn sniff(bytes: &[u8]) -> NotScaleHint {
         return NotScaleHint::Wasm;
     }
     let text = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
-    if let Some(&first) = text.iter().find(|b| !b.is_ascii_whitespace())
-        && (first == b'{' || first == b'[')
+    let mut significant = text.iter().copied().filter(|b| !b.is_ascii_whitespace());
+    // JSON opens with `{` or `[` followed by what a JSON value or object can
+    // start with; a TOML table header (`[package]`) does not.
+    if let (Some(first @ (b'{' | b'[')), Some(second)) = (significant.next(), significant.next())
+        && (matches!(second, b'"' | b'{' | b'[' | b'}' | b']' | b'-' | b't' | b'f' | b'n') || second.is_ascii_digit())
+        && (first == b'[' || matches!(second, b'"' | b'}'))
     {
         return NotScaleHint::Json;
     }
@@ -253,6 +257,8 @@ mod tests {
         assert_eq!(sniff(b"\0asm\x01\0\0\0"), NotScaleHint::Wasm);
         assert_eq!(sniff(b"{\"name\": 1}"), NotScaleHint::Json);
         assert_eq!(sniff(b"\xef\xbb\xbf \n[1]"), NotScaleHint::Json);
+        assert_eq!(sniff(b"{}"), NotScaleHint::Json);
+        assert_ne!(sniff(b"[package]\nname = \"x\"\n"), NotScaleHint::Json);
         assert_eq!(sniff(b"\x89SCALE\n\x01\0"), NotScaleHint::Mangled);
         assert_eq!(sniff(b"\xc2\x89SCALE\r\n"), NotScaleHint::Mangled);
         assert_eq!(sniff(b"\xef\xbf\xbdSCALE\r\n"), NotScaleHint::Mangled);

@@ -123,8 +123,8 @@ fn explain(err: BuildError, dir: &Path) -> anyhow::Error {
         BuildError::Pack(scale_func::Error::InvalidName { .. }) => {
             Some("the name comes from the folder (Go) or the package (Rust); choose another with --name")
         }
-        BuildError::Io { path, source }
-            if source.kind() == std::io::ErrorKind::NotFound && path.extension().is_some_and(|e| e == "wasm") =>
+        BuildError::Io { path, error }
+            if error.kind() == std::io::ErrorKind::NotFound && path.extension().is_some_and(|e| e == "wasm") =>
         {
             Some("cargo made no .wasm: is the crate a cdylib? Its Cargo.toml needs `[lib] crate-type = [\"cdylib\"]`")
         }
