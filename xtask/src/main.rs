@@ -13,8 +13,9 @@ use xshell::{Shell, cmd};
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  fixtures   build every fixture under testdata/ into target/fixtures/{go,rust}/<name>.scale
-  test       fmt check, clippy, fixtures, then every Rust and Go test";
+  fixtures          build every fixture under testdata/ into target/fixtures/{go,rust}/<name>.scale
+  test              fmt check, clippy, fixtures, then every Rust and Go test
+  default-function  rebuild crates/scale-cli/assets/hello.scale (the function `scale serve` runs by default)";
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1);
@@ -24,6 +25,7 @@ fn main() -> Result<()> {
     match task.as_deref() {
         Some("fixtures") => fixtures(&sh, &root),
         Some("test") => test(&sh, &root),
+        Some("default-function") => default_function(&root),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -100,6 +102,20 @@ fn fixtures(sh: &Shell, root: &Path) -> Result<()> {
     let out = fixtures_dir(root);
     rust_fixtures(sh, root, &out.join("rust"))?;
     go_fixtures(root, &out.join("go"))?;
+    Ok(())
+}
+
+/// Rebuilds the built-in function of `scale serve`. Its `.scale` is
+/// committed, so that the CLI builds without a wasm toolchain.
+fn default_function(root: &Path) -> Result<()> {
+    step("default function");
+    let func = scale_build::RustBuild::new(root.join("crates/scale-cli/hello"))
+        .name("hello")
+        .target_dir(root.join("target/fixtures-build/hello"))
+        .build()?;
+    let out = root.join("crates/scale-cli/assets/hello.scale");
+    std::fs::write(&out, func.encode())?;
+    eprintln!("wrote {} ({} bytes)", out.display(), func.function().len());
     Ok(())
 }
 

@@ -28,6 +28,8 @@ enum Command {
     Function(commands::FunctionCommand),
     /// Run one or more .scale files as a chain on one request and print the response.
     Run(commands::run::Args),
+    /// Serve .scale files (or a built-in hello function) over HTTP.
+    Serve(commands::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Function(command) => command.run(),
         Command::Run(args) => commands::run::run(args),
+        Command::Serve(args) => commands::serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

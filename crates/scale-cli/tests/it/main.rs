@@ -5,6 +5,7 @@ mod build;
 mod export;
 mod inspect;
 mod run;
+mod serve;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,76 @@
+//! `scale serve [FILE.scale...]`
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use scale_func::ScaleFunc;
+use scale_http::ScaleService;
+use scale_runtime::Runtime;
+
+use crate::commands::read_scale;
+
+/// The function served when no files are given (source in `hello/`).
+const DEFAULT_FUNCTION: &[u8] = include_bytes!("../../assets/hello.scale");
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The .scale files, run as a chain for each request [default: a built-in hello function].
+    #[arg(value_name = "FILE.scale")]
+    files: Vec<PathBuf>,
+    /// The address to listen on (port 0 picks a free port).
+    #[arg(long, short = 'l', default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The largest request body accepted, in bytes; larger ones get 413.
+    #[arg(long, value_name = "BYTES", default_value_t = scale_http::DEFAULT_BODY_LIMIT)]
+    body_limit: usize,
+    /// The memory limit of each function instance, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = scale_runtime::DEFAULT_MEMORY_LIMIT >> 20)]
+    memory_limit: u64,
+    /// Stop a function after this many wasm operations per call [default: no limit].
+    #[arg(long, value_name = "OPERATIONS")]
+    cpu_budget: Option<u64>,
+    /// Keep compiled modules in this directory, to start faster next time.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+/// The built-in hello function.
+pub fn default_function() -> anyhow::Result<ScaleFunc> {
+    ScaleFunc::decode(DEFAULT_FUNCTION)
+        .context("the built-in function does not decode (rebuild it with `cargo xtask default-function`)")
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let functions = if args.files.is_empty() {
+        eprintln!("no files given: serving the built-in hello function");
+        vec![default_function()?]
+    } else {
+        args.files.iter().map(|path| read_scale(path)).collect::<anyhow::Result<Vec<_>>>()?
+    };
+    let mut builder = Runtime::builder().functions(functions).memory_limit(args.memory_limit << 20);
+    if let Some(budget) = args.cpu_budget {
+        builder = builder.cpu_budget(budget);
+    }
+    if let Some(dir) = &args.cache_dir {
+        builder = builder.cache_dir(dir);
+    }
+    let runtime = builder.build().context("loading the functions")?;
+    let names = runtime.function_names().join(" → ");
+    let service = ScaleService::new(runtime).body_limit(args.body_limit);
+
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+    tokio.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        eprintln!("serving {names} on http://{addr} (Ctrl-C stops after the requests in flight)");
+        scale_http::serve(listener, service, async {
+            let _ = tokio::signal::ctrl_c().await;
+            eprintln!("shutting down…");
+        })
+        .await
+        .context("serving")
+    })
+}

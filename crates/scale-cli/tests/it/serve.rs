@@ -1,0 +1,84 @@
+//! `scale serve`: a real server process on a loopback port.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::{arg, fixture};
+
+/// A running `scale serve`, killed when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `scale serve ARGS --listen 127.0.0.1:0` and waits for its "serving … on http://ADDR" line.
+fn start(args: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scale"))
+        .arg("serve")
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("scale serve exited before listening").unwrap();
+        if let Some(at) = line.find("http://") {
+            let rest = &line[at + "http://".len()..];
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    // Keep draining standard error so the server never blocks on it.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, addr }
+}
+
+/// One request, returning the status and the body.
+fn request(addr: SocketAddr, raw: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream.write_all(raw.as_bytes()).unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    let status = reply.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = reply.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn serve_without_files_answers_with_the_built_in_function() {
+    let server = start(&[]);
+    let (status, body) = request(server.addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(status, 200);
+    assert_eq!(body, "Hello, World!\n");
+}
+
+#[test]
+fn serve_runs_the_given_chain_and_refuses_oversized_bodies() {
+    let file = fixture("go", "http-handler");
+    let server = start(&[arg(&file), "--body-limit", "16"]);
+    let (status, body) = request(server.addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!((status, body.as_str()), (200, "-modified"));
+    let (status, _) = request(
+        server.addr,
+        "POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 32\r\n\r\n01234567890123456789012345678901",
+    );
+    assert_eq!(status, 413);
+}
+
+#[test]
+fn serve_refuses_a_file_that_is_not_a_scale_file() {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    crate::scale(["serve", arg(&manifest), "--listen", "127.0.0.1:0"]).expect_failure("not a .scale file");
+}
