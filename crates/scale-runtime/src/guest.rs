@@ -216,8 +216,7 @@ impl<S: Signature> Guest<S> {
                 view.data_size()
             )));
         }
-        let output = read_vec(&view, ptr, out_len)
-            .map_err(|err| malformed(format!("reading the output: {err}")))?;
+        let output = read_vec(&view, ptr, out_len).map_err(|err| malformed(format!("reading the output: {err}")))?;
         self.log_output(function);
         Ok(Bytes::from(output))
     }
