@@ -78,12 +78,19 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RemoteAddr(pub SocketAddr);
 
+/// A native handler shared by every run.
+type SharedHandler = Arc<dyn Fn(&mut Context) -> Result<(), HandlerError> + Send + Sync>;
+
+/// A downstream service, as a call from a collected request to a collected response.
+type SharedService =
+    Arc<dyn Fn(http::Request<Bytes>) -> BoxFuture<Result<http::Response<Bytes>, BoxError>> + Send + Sync>;
+
 /// What the chain's native handler is.
 #[derive(Clone)]
 enum Downstream {
     None,
-    Handler(Arc<dyn Fn(&mut Context) -> Result<(), HandlerError> + Send + Sync>),
-    Service(Arc<dyn Fn(http::Request<Bytes>) -> BoxFuture<Result<http::Response<Bytes>, BoxError>> + Send + Sync>),
+    Handler(SharedHandler),
+    Service(SharedService),
 }
 
 /// A tower service that runs a Scale function chain for each HTTP request.

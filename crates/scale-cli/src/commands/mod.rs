@@ -14,6 +14,7 @@ pub mod build;
 pub mod export;
 pub mod inspect;
 pub mod run;
+pub mod runtime_args;
 pub mod serve;
 
 /// `scale fn ...`

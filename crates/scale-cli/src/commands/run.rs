@@ -4,10 +4,10 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use scale_runtime::Runtime;
 use scale_signature_http::Response;
 
 use crate::commands::read_scale;
+use crate::commands::runtime_args::RuntimeArgs;
 use crate::display::reason_phrase;
 
 #[derive(Debug, clap::Args)]
@@ -33,15 +33,8 @@ pub struct Args {
     /// Print only the response body, not the status line and headers.
     #[arg(long)]
     body_only: bool,
-    /// The memory limit of each function, in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = scale_runtime::DEFAULT_MEMORY_LIMIT >> 20)]
-    memory_limit: u64,
-    /// Stop a function after this many wasm operations [default: no limit].
-    #[arg(long, value_name = "OPERATIONS")]
-    cpu_budget: Option<u64>,
-    /// Keep compiled modules in this directory, to start faster next time.
-    #[arg(long, value_name = "DIR")]
-    cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
 }
 
 /// `name: value` → `(name, value)`, both trimmed.
@@ -68,14 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (None, None) => Vec::new(),
     };
     let functions = args.files.iter().map(|path| read_scale(path)).collect::<anyhow::Result<Vec<_>>>()?;
-    let mut builder = Runtime::builder().functions(functions).memory_limit(args.memory_limit.saturating_mul(1 << 20));
-    if let Some(budget) = args.cpu_budget {
-        builder = builder.cpu_budget(budget);
-    }
-    if let Some(dir) = &args.cache_dir {
-        builder = builder.cache_dir(dir);
-    }
-    let runtime = builder.build()?;
+    let runtime = args.runtime.builder(functions).build()?;
     let mut instance = runtime.instance()?;
     let request = &mut instance.context_mut().request;
     request.set_method(args.method).set_uri(args.uri).set_body(body);

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use scale_func::ScaleFunc;
 use scale_http::ScaleService;
-use scale_runtime::Runtime;
 
 use crate::commands::read_scale;
+use crate::commands::runtime_args::RuntimeArgs;
 
 /// The function served when no files are given (source in `hello/`).
 const DEFAULT_FUNCTION: &[u8] = include_bytes!("../../assets/hello.scale");
@@ -24,15 +24,8 @@ pub struct Args {
     /// The largest request body accepted, in bytes; larger ones get 413.
     #[arg(long, value_name = "BYTES", default_value_t = scale_http::DEFAULT_BODY_LIMIT)]
     body_limit: usize,
-    /// The memory limit of each function instance, in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = scale_runtime::DEFAULT_MEMORY_LIMIT >> 20)]
-    memory_limit: u64,
-    /// Stop a function after this many wasm operations per call [default: no limit].
-    #[arg(long, value_name = "OPERATIONS")]
-    cpu_budget: Option<u64>,
-    /// Keep compiled modules in this directory, to start faster next time.
-    #[arg(long, value_name = "DIR")]
-    cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
 }
 
 /// The built-in hello function.
@@ -48,14 +41,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         args.files.iter().map(|path| read_scale(path)).collect::<anyhow::Result<Vec<_>>>()?
     };
-    let mut builder = Runtime::builder().functions(functions).memory_limit(args.memory_limit << 20);
-    if let Some(budget) = args.cpu_budget {
-        builder = builder.cpu_budget(budget);
-    }
-    if let Some(dir) = &args.cache_dir {
-        builder = builder.cache_dir(dir);
-    }
-    let runtime = builder.build().context("loading the functions")?;
+    let runtime = args.runtime.builder(functions).build().context("loading the functions")?;
     let names = runtime.function_names().join(" → ");
     let service = ScaleService::new(runtime).body_limit(args.body_limit);
 
