@@ -133,7 +133,7 @@ fn fixture_names(dir: &Path) -> Result<Vec<String>> {
 }
 
 /// Fixtures built for `wasm32-wasip1` instead of `wasm32-unknown-unknown`.
-const WASIP1_RUST_FIXTURES: &[&str] = &["file"];
+const WASIP1_RUST_FIXTURES: &[&str] = &["file", "escape"];
 
 fn rust_fixtures(sh: &Shell, root: &Path, out: &Path) -> Result<()> {
     step("Rust fixtures");
