@@ -4,3 +4,4 @@
 mod abi;
 mod common;
 mod fixtures;
+mod reliability;
