@@ -1,5 +1,7 @@
 //! End-to-end tests: a real server on a loopback port, real HTTP/1.1 bytes.
 
+mod reliability;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
