@@ -10,16 +10,12 @@ use scale_func::{Language, Signature};
 use sha2::{Digest, Sha256};
 use xshell::{Shell, cmd};
 
-mod soak;
-
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   fixtures          build every fixture under testdata/ into target/fixtures/{go,rust}/<name>.scale
   test              fmt check, clippy, fixtures, then every Rust and Go test
-  default-function  rebuild crates/scale-cli/assets/hello.scale (the function `scale serve` runs by default)
-  soak              full-scale reliability runs in release: fault-injection soak and 8-thread stress
-                    (cargo xtask soak [--runs 10000] [--stress-runs 100000])";
+  default-function  rebuild crates/scale-cli/assets/hello.scale (the function `scale serve` runs by default)";
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1);
@@ -30,7 +26,6 @@ fn main() -> Result<()> {
         Some("fixtures") => fixtures(&sh, &root),
         Some("test") => test(&sh, &root),
         Some("default-function") => default_function(&root),
-        Some("soak") => soak::soak(&sh, &root, std::env::args().skip(2)),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
