@@ -10,12 +10,21 @@ use scale_func::{Language, Signature};
 use sha2::{Digest, Sha256};
 use xshell::{Shell, cmd};
 
+mod chart;
+mod mem;
+
+mod soak;
+
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   fixtures          build every fixture under testdata/ into target/fixtures/{go,rust}/<name>.scale
   test              fmt check, clippy, fixtures, then every Rust and Go test
-  default-function  rebuild crates/scale-cli/assets/hello.scale (the function `scale serve` runs by default)";
+  default-function  rebuild crates/scale-cli/assets/hello.scale (the function `scale serve` runs by default)
+  mem               memory figures: RSS per idle pooled instance, RSS over 1,000,000 runs (release build)
+  chart             draw docs/benchmarks/regex.svg from the results of `cargo bench -p scale-runtime --bench workloads`
+  soak              full-scale reliability runs in release: fault-injection soak and 8-thread stress
+                    (cargo xtask soak [--runs 10000] [--stress-runs 100000])";
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1);
@@ -26,6 +35,9 @@ fn main() -> Result<()> {
         Some("fixtures") => fixtures(&sh, &root),
         Some("test") => test(&sh, &root),
         Some("default-function") => default_function(&root),
+        Some("mem") => mem::mem(&sh),
+        Some("chart") => chart::chart(&root),
+        Some("soak") => soak::soak(&sh, &root, std::env::args().skip(2)),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
