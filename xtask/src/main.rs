@@ -13,6 +13,7 @@ use xshell::{Shell, cmd};
 mod chart;
 mod mem;
 
+mod fuzz;
 mod soak;
 
 const USAGE: &str = "usage: cargo xtask <command>
@@ -24,7 +25,8 @@ commands:
   mem               memory figures: RSS per idle pooled instance, RSS over 1,000,000 runs (release build)
   chart             draw docs/benchmarks/regex.svg from the results of `cargo bench -p scale-runtime --bench workloads`
   soak              full-scale reliability runs in release: fault-injection soak and 8-thread stress
-                    (cargo xtask soak [--runs 10000] [--stress-runs 100000])";
+                    (cargo xtask soak [--runs 10000] [--stress-runs 100000])
+  fuzz              run each cargo-fuzz target for a bounded time, nightly + cargo-fuzz (cargo xtask fuzz [--seconds 30])";
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1);
@@ -38,6 +40,7 @@ fn main() -> Result<()> {
         Some("mem") => mem::mem(&sh),
         Some("chart") => chart::chart(&root),
         Some("soak") => soak::soak(&sh, &root, std::env::args().skip(2)),
+        Some("fuzz") => fuzz::fuzz(&sh, &root, &std::env::args().skip(2).collect::<Vec<_>>()),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
