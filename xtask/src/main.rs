@@ -15,6 +15,7 @@ mod mem;
 
 mod fuzz;
 mod soak;
+mod loadtest;
 
 const USAGE: &str = "usage: cargo xtask <command>
 
@@ -26,7 +27,9 @@ commands:
   chart             draw docs/benchmarks/regex.svg from the results of `cargo bench -p scale-runtime --bench workloads`
   soak              full-scale reliability runs in release: fault-injection soak and 8-thread stress
                     (cargo xtask soak [--runs 10000] [--stress-runs 100000])
-  fuzz              run each cargo-fuzz target for a bounded time, nightly + cargo-fuzz (cargo xtask fuzz [--seconds 30])";
+  fuzz              run each cargo-fuzz target for a bounded time, nightly + cargo-fuzz (cargo xtask fuzz [--seconds 30])
+  loadtest          requests/s and latency of `scale serve` against a bare hyper server, on loopback
+                    (cargo xtask loadtest [--duration 10s] [--warmup 2s] [--connections 32] [--rounds 1])";
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1);
@@ -41,6 +44,7 @@ fn main() -> Result<()> {
         Some("chart") => chart::chart(&root),
         Some("soak") => soak::soak(&sh, &root, std::env::args().skip(2)),
         Some("fuzz") => fuzz::fuzz(&sh, &root, &std::env::args().skip(2).collect::<Vec<_>>()),
+        Some("loadtest") => loadtest::run(&sh, &root, std::env::args().skip(2)),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
