@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -96,21 +97,48 @@ pub fn pack(wasm: Vec<u8>, name: &str, tag: &str, language: Language) -> Result<
 }
 
 /// Runs a command, returning its standard output, or its output as the error.
-fn run(mut command: Command) -> Result<String, BuildError> {
+/// With `echo`, the command's standard error is also copied to ours as it comes.
+fn run(mut command: Command, echo: bool) -> Result<String, BuildError> {
     let program = command.get_program().to_string_lossy().into_owned();
     let line = format!("{program} {}", command.get_args().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
-    let output = command.stdin(Stdio::null()).output().map_err(|err| match err.kind() {
+    let spawn_error = |err: std::io::Error| match err.kind() {
         std::io::ErrorKind::NotFound => {
             BuildError::ToolMissing { program: program.clone(), hint: install_hint(&program) }
         }
         _ => BuildError::Io { path: PathBuf::from(&program), error: err },
-    })?;
-    if !output.status.success() {
-        let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
-        text.push_str(&String::from_utf8_lossy(&output.stdout));
-        return Err(BuildError::ToolFailed { command: line, status: output.status.to_string(), output: text });
+    };
+    command.stdin(Stdio::null());
+    let (status, stdout, stderr) = if echo {
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(spawn_error)?;
+        let stderr = child.stderr.take().map(|stderr| std::thread::spawn(move || echo_lines(stderr)));
+        let output = child.wait_with_output().map_err(io_error(Path::new(&program)))?;
+        let stderr = stderr.and_then(|thread| thread.join().ok()).unwrap_or_default();
+        (output.status, output.stdout, stderr)
+    } else {
+        let output = command.output().map_err(spawn_error)?;
+        (output.status, output.stdout, output.stderr)
+    };
+    if !status.success() {
+        let mut text = String::from_utf8_lossy(&stderr).into_owned();
+        text.push_str(&String::from_utf8_lossy(&stdout));
+        return Err(BuildError::ToolFailed { command: line, status: status.to_string(), output: text });
     }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    Ok(String::from_utf8_lossy(&stdout).into_owned())
+}
+
+/// Copies `from` to our standard error line by line, and returns all of it.
+fn echo_lines(from: impl Read) -> Vec<u8> {
+    let mut reader = BufReader::new(from);
+    let mut all = Vec::new();
+    loop {
+        let start = all.len();
+        match reader.read_until(b'\n', &mut all) {
+            Ok(0) | Err(_) => return all,
+            Ok(_) => {
+                let _ = std::io::stderr().write_all(&all[start..]);
+            }
+        }
+    }
 }
 
 fn install_hint(program: &str) -> String {
@@ -130,7 +158,7 @@ fn install_hint(program: &str) -> String {
 pub fn check_go(go: &Path) -> Result<String, BuildError> {
     let mut command = Command::new(go);
     command.args(["env", "GOVERSION"]);
-    let version = run(command)?.trim().to_string();
+    let version = run(command, false)?.trim().to_string();
     match parse_go_version(&version) {
         Some(found) if found >= MIN_GO => Ok(version),
         _ => Err(BuildError::GoTooOld { found: version }),
@@ -166,6 +194,7 @@ pub struct GoBuild {
     program: Option<PathBuf>,
     signature: Option<Signature>,
     work_dir: Option<PathBuf>,
+    echo: bool,
 }
 
 impl GoBuild {
@@ -179,6 +208,7 @@ impl GoBuild {
             program: None,
             signature: None,
             work_dir: None,
+            echo: false,
         }
     }
 
@@ -227,6 +257,14 @@ impl GoBuild {
     /// repeated builds reuse Go's caches.
     pub fn work_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.work_dir = Some(dir.into());
+        self
+    }
+
+    /// Copies the compiler's standard error to this process's as the build
+    /// runs, to show progress (default: off; it is kept for
+    /// [`BuildError::ToolFailed`] either way).
+    pub fn echo_stderr(mut self, echo: bool) -> Self {
+        self.echo = echo;
         self
     }
 
@@ -301,7 +339,7 @@ impl GoBuild {
                 command.args(["build", "-target=wasip1", "-buildmode=c-shared", "-no-debug", "-o"]).arg(&out).arg(".");
             }
         }
-        run(command)?;
+        run(command, self.echo)?;
         std::fs::read(&out).map_err(io_error(&out))
     }
 }
@@ -382,6 +420,7 @@ pub struct RustBuild {
     target: RustTarget,
     target_dir: Option<PathBuf>,
     cargo: OsString,
+    echo: bool,
 }
 
 impl RustBuild {
@@ -394,6 +433,7 @@ impl RustBuild {
             target: RustTarget::Unknown,
             target_dir: None,
             cargo: std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
+            echo: false,
         }
     }
 
@@ -421,6 +461,14 @@ impl RustBuild {
         self
     }
 
+    /// Copies the cargo's standard error to this process's as the build
+    /// runs, to show progress (default: off; it is kept for
+    /// [`BuildError::ToolFailed`] either way).
+    pub fn echo_stderr(mut self, echo: bool) -> Self {
+        self.echo = echo;
+        self
+    }
+
     /// Runs `cargo build --release` for the target and packs the module.
     ///
     /// # Errors
@@ -434,7 +482,7 @@ impl RustBuild {
         command.args(["build", "--release", "--target", self.target.triple(), "--manifest-path"]).arg(&manifest);
         let target_dir = self.target_dir.clone().unwrap_or_else(|| self.dir.join("target"));
         command.arg("--target-dir").arg(&target_dir);
-        run(command)?;
+        run(command, self.echo)?;
         let wasm_path =
             target_dir.join(self.target.triple()).join("release").join(format!("{}.wasm", package.replace('-', "_")));
         let wasm = std::fs::read(&wasm_path).map_err(io_error(&wasm_path))?;

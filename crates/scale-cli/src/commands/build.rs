@@ -86,7 +86,7 @@ fn detect(dir: &Path) -> anyhow::Result<Lang> {
 }
 
 fn build_go(args: &Args, lang: Lang) -> Result<scale_func::ScaleFunc, BuildError> {
-    let mut build = GoBuild::new(&args.dir).tag(&args.tag);
+    let mut build = GoBuild::new(&args.dir).tag(&args.tag).echo_stderr(true);
     if let Some(name) = &args.name {
         build = build.name(name);
     }
@@ -102,7 +102,7 @@ fn build_go(args: &Args, lang: Lang) -> Result<scale_func::ScaleFunc, BuildError
 
 fn build_rust(args: &Args) -> Result<scale_func::ScaleFunc, BuildError> {
     let target = if args.wasi { RustTarget::Wasip1 } else { RustTarget::Unknown };
-    let mut build = RustBuild::new(&args.dir).tag(&args.tag).target(target);
+    let mut build = RustBuild::new(&args.dir).tag(&args.tag).target(target).echo_stderr(true);
     if let Some(name) = &args.name {
         build = build.name(name);
     }
@@ -133,7 +133,13 @@ fn explain(err: BuildError, dir: &Path) -> anyhow::Error {
         }
         _ => None,
     };
-    let mut err = anyhow::Error::from(err);
+    let mut err = match err {
+        // The toolchain's output was streamed to stderr as it ran (echo_stderr): do not print it twice.
+        BuildError::ToolFailed { command, status, .. } => {
+            anyhow::anyhow!("`{command}` failed ({status}); its output is above")
+        }
+        err => anyhow::Error::from(err),
+    };
     if let Some(hint) = hint {
         err = err.context(Hint(hint));
     }

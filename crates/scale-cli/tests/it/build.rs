@@ -17,6 +17,8 @@ fn build_rust_passthrough_then_run() {
     let out = scale(args).expect_success();
     assert!(out.stderr.contains("building Rust function in"), "{}", out.stderr);
     assert!(out.stderr.contains("for wasm32-unknown-unknown"), "{}", out.stderr);
+    // cargo's own progress is streamed through.
+    assert!(out.stderr.contains("Finished `release` profile"), "{}", out.stderr);
     assert!(out.stderr.contains(&format!("wrote {} (", output.display())), "{}", out.stderr);
 
     let func = ScaleFunc::decode(&std::fs::read(&output).unwrap()).unwrap();
