@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use scale_runtime::{Error, Instance, Runtime};
 
 use super::{Rng, count_from_env};
-use crate::common::{Lang, runtime};
+use crate::common::{Lang, builder, fixture, runtime};
 
 const THREADS: usize = 8;
 /// Runs per thread in CI; `cargo xtask soak` sets `SCALE_STRESS_RUNS` (100,000).
@@ -34,7 +34,9 @@ fn echo(instance: &mut Instance, body: Vec<u8>, what: &str) {
 fn eight_threads_with_random_bodies_never_see_each_others_answers() {
     let runs = count_from_env(RUNS_VAR, CI_RUNS_PER_THREAD);
     for lang in Lang::ALL {
-        let runtime = runtime(lang, &["large-body"]);
+        // No recycling after max_uses: at full scale an instance serves more
+        // than the default 100,000 runs, and every discard here would be a failure.
+        let runtime = builder().max_uses(u64::MAX).function(fixture(lang, "large-body")).build().unwrap();
         std::thread::scope(|scope| {
             for thread in 0..THREADS {
                 let runtime = runtime.clone();
