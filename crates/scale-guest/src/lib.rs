@@ -89,18 +89,30 @@ impl Context {
     pub fn next(&mut self) -> Result<(), Error> {
         let mut request = scale_guest_abi::take_request_buffer();
         self.inner.encode_into(&mut request);
-        let answer = scale_guest_abi::next(&request, |bytes: &[u8]| signature::RunResult::decode(bytes));
+        // The answer is decoded into a spare context, which trades places
+        // with this one on success: a warm guest allocates little.
+        let mut spare = NEXT_SPARE.take().unwrap_or_default();
+        let answer =
+            scale_guest_abi::next(&request, |bytes: &[u8]| signature::RunResult::decode_into(bytes, &mut spare));
         scale_guest_abi::return_request_buffer(request);
-        match answer {
-            Ok(Ok(signature::RunResult::Context(context))) => {
-                self.inner = context;
+        let outcome = match answer {
+            Ok(Ok(None)) => {
+                std::mem::swap(&mut self.inner, &mut spare);
                 Ok(())
             }
-            Ok(Ok(signature::RunResult::Error(message))) => Err(Error::from(message)),
+            Ok(Ok(Some(message))) => Err(Error::from(message)),
             Ok(Err(decode)) => Err(Error::new(format_args!("next: the host's answer is malformed: {decode}"))),
             Err(abi) => Err(Error::new(abi)),
-        }
+        };
+        NEXT_SPARE.set(Some(spare));
+        outcome
     }
+}
+
+std::thread_local! {
+    /// The context `next` decodes into. (WebAssembly guests have one thread;
+    /// natively, each thread has its own.)
+    static NEXT_SPARE: std::cell::Cell<Option<signature::Context>> = const { std::cell::Cell::new(None) };
 }
 
 impl Deref for Context {
@@ -187,21 +199,27 @@ pub mod __private {
     use super::{Context, signature};
     use std::fmt::Display;
 
+    std::thread_local! {
+        /// The context of the last run, decoded into again by the next one so
+        /// that its allocations are reused.
+        static CONTEXT: std::cell::Cell<Option<Context>> = const { std::cell::Cell::new(None) };
+    }
+
     /// Decodes a run's input, calls the handler, encodes its outcome.
     pub fn run<E: Display>(input: &[u8], output: &mut Vec<u8>, handler: fn(&mut Context) -> Result<(), E>) {
         install_panic_hook();
-        let mut ctx = match signature::Context::decode(input) {
-            Ok(inner) => Context { inner },
+        let mut ctx = CONTEXT.take().unwrap_or_default();
+        match ctx.inner.decode_in_place(input) {
+            Ok(()) => match handler(&mut ctx) {
+                Ok(()) => signature::RunResult::encode_context_into(&ctx.inner, output),
+                Err(err) => signature::RunResult::encode_error_into(&err.to_string(), output),
+            },
             Err(err) => {
                 let message = format!("the guest could not decode its input: {err}");
                 signature::RunResult::encode_error_into(&message, output);
-                return;
             }
-        };
-        match handler(&mut ctx) {
-            Ok(()) => signature::RunResult::encode_context_into(&ctx.inner, output),
-            Err(err) => signature::RunResult::encode_error_into(&err.to_string(), output),
         }
+        CONTEXT.set(Some(ctx));
     }
 
     /// Reports panics to the host before the guest traps (WebAssembly

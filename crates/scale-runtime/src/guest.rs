@@ -89,6 +89,17 @@ pub(crate) struct Guest<S: Signature> {
     metering: Option<(Global, Global)>,
     /// Encoded input for the next call.
     encoded: Vec<u8>,
+    /// What follows this guest in its instance's chain; `None` while pooled,
+    /// and moved into the env while the guest runs.
+    pub next: Option<Downstream<S>>,
+    /// The guest's result is decoded into this context, which then trades
+    /// places with the caller's: steady-state runs reuse the allocations of
+    /// the contexts before them. Reset before the guest goes back to the pool.
+    pub spare: S,
+    /// A context kept for the next `Instance` that has this guest first in
+    /// its chain, so that getting an instance allocates nothing. Reset before
+    /// the guest goes back to the pool.
+    pub lent: Option<S>,
     pub uses: u64,
     pub generation: u64,
 }
@@ -158,6 +169,9 @@ impl<S: Signature> Guest<S> {
             input: (0, 0),
             metering,
             encoded: Vec::new(),
+            next: None,
+            spare: S::default(),
+            lent: None,
             uses: 0,
             generation,
         };
@@ -178,8 +192,9 @@ impl<S: Signature> Guest<S> {
         self.memory.view(&self.store).data_size()
     }
 
-    /// Runs the module's `run` on `input`, returning the bytes it answered with.
-    fn invoke(&mut self, input: &[u8], function: &FunctionShared<S>) -> Result<Bytes, Error> {
+    /// Runs the module's `run` on `input`, returning where in its memory
+    /// the bytes it answered with are (checked to be inside it).
+    fn invoke(&mut self, input: &[u8], function: &FunctionShared<S>) -> Result<(u32, u32), Error> {
         let malformed = |what: String| Error::MalformedOutput { function: function.name.to_string(), what };
         let len = u32::try_from(input.len())
             .map_err(|_| malformed(format!("a context of {} bytes does not fit the 32-bit ABI", input.len())))?;
@@ -216,9 +231,25 @@ impl<S: Signature> Guest<S> {
                 view.data_size()
             )));
         }
-        let output = read_vec(&view, ptr, out_len).map_err(|err| malformed(format!("reading the output: {err}")))?;
         self.log_output(function);
-        Ok(Bytes::from(output))
+        Ok((ptr, out_len))
+    }
+
+    /// Decodes the result at `ptr..ptr + len` of guest memory into `spare`.
+    /// The range must be inside the memory (as `invoke` checks).
+    fn decode_output(&mut self, (ptr, len): (u32, u32)) -> Result<Result<(), String>, crate::signature::BoxError> {
+        let view = self.memory.view(&self.store);
+        // SAFETY: `data_unchecked` asks that nothing change the memory while
+        // the slice lives. The slice lives for this call only, during which
+        // no guest code runs (`self.store` is borrowed here, and the store is
+        // used by one thread at a time: see the `Send` impl above), the
+        // memory is not shared with another instance, and the decoder only
+        // reads it (copying what it keeps).
+        let memory = unsafe { view.data_unchecked() };
+        let Some(output) = memory.get(ptr as usize..).and_then(|rest| rest.get(..len as usize)) else {
+            return Err("the output lies outside the guest's memory".into());
+        };
+        S::decode_result_into(output, &mut self.spare)
     }
 
     /// Sends what the guest printed this run to `tracing`.
@@ -286,19 +317,18 @@ fn tail(text: &str) -> &str {
     &text[start..]
 }
 
-/// A guest in the chain, and what follows it.
+/// A guest in the chain. What follows it is in `guest.next`.
 pub(crate) struct Link<S: Signature> {
     pub function: Arc<FunctionShared<S>>,
-    pub guest: Guest<S>,
-    /// What follows; moved into the guest's env while it runs.
-    pub next: Option<Downstream<S>>,
+    /// Boxed, so that the pool hands it out and takes it back by pointer.
+    pub guest: Box<Guest<S>>,
     /// Set when the guest trapped or broke the ABI: it must not run again.
     pub poisoned: bool,
 }
 
 /// What a guest's `next` runs.
 pub(crate) enum Downstream<S: Signature> {
-    Guest(Box<Link<S>>),
+    Guest(Link<S>),
     Handlers(Vec<BoxedHandler<S>>),
 }
 
@@ -329,14 +359,15 @@ impl<S: Signature> Link<S> {
                 trap: "instance was discarded".into(),
             });
         }
-        let mut encoded = std::mem::take(&mut self.guest.encoded);
+        let guest = &mut *self.guest;
+        let mut encoded = std::mem::take(&mut guest.encoded);
         encoded.clear();
         ctx.encode(&mut encoded);
-        self.guest.env.as_mut(&mut self.guest.store).downstream = self.next.take();
-        let outcome = self.guest.invoke(&encoded, &self.function);
-        self.guest.encoded = encoded;
-        let env = self.guest.env.as_mut(&mut self.guest.store);
-        self.next = env.downstream.take();
+        guest.env.as_mut(&mut guest.store).downstream = guest.next.take();
+        let outcome = guest.invoke(&encoded, &self.function);
+        guest.encoded = encoded;
+        let env = guest.env.as_mut(&mut guest.store);
+        guest.next = env.downstream.take();
         let downstream_failure = env.downstream_failure.take();
         let name = || self.function.name.to_string();
         let output = match outcome {
@@ -346,9 +377,9 @@ impl<S: Signature> Link<S> {
                 return Err(err);
             }
         };
-        match S::decode_result(output) {
-            Ok(Ok(new)) => {
-                *ctx = new;
+        match guest.decode_output(output) {
+            Ok(Ok(())) => {
+                std::mem::swap(ctx, &mut guest.spare);
                 Ok(())
             }
             // A guest passing on an error from further down keeps the original error.

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use scale_func::ScaleFunc;
 use wasmer::{Engine, Module};
@@ -180,14 +180,15 @@ impl<S: Signature> RuntimeBuilder<S> {
                 module,
                 limits: self.limits,
                 pool: object_pool::Pool::from_vec(Vec::new()),
+                idle: AtomicUsize::new(0),
                 generation: AtomicU64::new(0),
                 stats: Counters::default(),
             });
             // Instantiating once now reports instantiation problems at load
             // time, and leaves a warm instance in the pool.
-            let guest = Guest::instantiate(&shared, 0)?;
+            let guest = Box::new(Guest::instantiate(&shared, 0)?);
             shared.stats.created.fetch_add(1, Ordering::Relaxed);
-            shared.pool.attach(guest);
+            shared.checkin(guest, false);
             functions.push(shared);
         }
         Ok(Runtime { inner: Arc::new(RuntimeInner { functions }) })
@@ -236,7 +237,10 @@ pub(crate) struct FunctionShared<S: Signature> {
     pub engine: Engine,
     pub module: Module,
     pub limits: Limits,
-    pool: object_pool::Pool<Guest<S>>,
+    pool: object_pool::Pool<Box<Guest<S>>>,
+    /// How many guests `pool` holds, kept beside it so that taking a guest
+    /// back is one lock, not two.
+    idle: AtomicUsize,
     /// Bumped by `clear()`: instances of an older generation are not kept.
     generation: AtomicU64,
     stats: Counters,
@@ -244,39 +248,52 @@ pub(crate) struct FunctionShared<S: Signature> {
 
 impl<S: Signature> FunctionShared<S> {
     /// An idle instance, or a new one.
-    fn checkout(&self) -> Result<Guest<S>, Error> {
+    fn checkout(&self) -> Result<Box<Guest<S>>, Error> {
         let generation = self.generation.load(Ordering::Acquire);
-        while let Some(pooled) = self.pool.try_pull() {
-            let (_, guest) = pooled.detach();
+        while let Some(guest) = self.pull() {
             if guest.generation == generation {
                 self.stats.reused.fetch_add(1, Ordering::Relaxed);
                 return Ok(guest);
             }
             self.stats.discarded.fetch_add(1, Ordering::Relaxed);
         }
-        let guest = Guest::instantiate(self, generation)?;
+        let guest = Box::new(Guest::instantiate(self, generation)?);
         self.stats.created.fetch_add(1, Ordering::Relaxed);
         Ok(guest)
     }
 
+    fn pull(&self) -> Option<Box<Guest<S>>> {
+        let (_, guest) = self.pool.try_pull()?.detach();
+        self.idle.fetch_sub(1, Ordering::Relaxed);
+        Some(guest)
+    }
+
     /// Takes an instance back: kept idle if it is healthy, else dropped.
-    fn checkin(&self, guest: Guest<S>, poisoned: bool) {
-        let keep = !poisoned
+    fn checkin(&self, mut guest: Box<Guest<S>>, poisoned: bool) {
+        let healthy = !poisoned
             && guest.generation == self.generation.load(Ordering::Acquire)
             && guest.uses < self.limits.max_uses
-            && guest.memory_bytes() <= self.limits.memory_high_water
-            && self.pool.len() < self.limits.max_idle;
-        if keep {
+            && guest.memory_bytes() <= self.limits.memory_high_water;
+        // Reserve a place first, so that racing check-ins cannot overfill the pool.
+        if healthy && self.idle.fetch_add(1, Ordering::Relaxed) < self.limits.max_idle {
+            guest.next = None;
+            guest.spare.reset();
+            if let Some(context) = &mut guest.lent {
+                context.reset();
+            }
             self.pool.attach(guest);
         } else {
+            if healthy {
+                self.idle.fetch_sub(1, Ordering::Relaxed);
+            }
             self.stats.discarded.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     fn clear(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        while let Some(pooled) = self.pool.try_pull() {
-            drop(pooled.detach());
+        while let Some(guest) = self.pull() {
+            drop(guest);
             self.stats.discarded.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -367,21 +384,21 @@ impl<S: Signature> Runtime<S> {
     pub fn instance(&self) -> Result<Instance<S>, Error> {
         let mut chain = Downstream::Handlers(Vec::new());
         for function in self.inner.functions.iter().rev() {
-            let guest = match function.checkout() {
+            let mut guest = match function.checkout() {
                 Ok(guest) => guest,
                 Err(err) => {
                     release(chain);
                     return Err(err);
                 }
             };
-            chain = Downstream::Guest(Box::new(Link {
-                function: Arc::clone(function),
-                guest,
-                next: Some(chain),
-                poisoned: false,
-            }));
+            guest.next = Some(chain);
+            chain = Downstream::Guest(Link { function: Arc::clone(function), guest, poisoned: false });
         }
-        Ok(Instance { chain: Some(chain), context: S::default() })
+        let lent = match &mut chain {
+            Downstream::Guest(head) => head.guest.lent.take(),
+            Downstream::Handlers(_) => None,
+        };
+        Ok(Instance { chain: Some(chain), context: Some(lent.unwrap_or_default()) })
     }
 
     /// Drops every idle instance. Instances in use finish their runs normally
@@ -406,10 +423,9 @@ impl<S: Signature> Runtime<S> {
 /// Returns every guest of a chain to its pool.
 fn release<S: Signature>(chain: Downstream<S>) {
     let mut next = Some(chain);
-    while let Some(Downstream::Guest(link)) = next {
-        let Link { function, guest, next: rest, poisoned } = *link;
+    while let Some(Downstream::Guest(Link { function, mut guest, poisoned })) = next {
+        next = guest.next.take();
         function.checkin(guest, poisoned);
-        next = rest;
     }
 }
 
@@ -421,7 +437,9 @@ fn release<S: Signature>(chain: Downstream<S>) {
 /// pools when it drops.
 pub struct Instance<S: Signature = scale_signature_http::Context> {
     chain: Option<Downstream<S>>,
-    context: S,
+    /// Always present; an `Option` so that `drop` can hand it back to the
+    /// chain's first guest for the next instance.
+    context: Option<S>,
 }
 
 impl<S: Signature> fmt::Debug for Instance<S> {
@@ -446,7 +464,7 @@ impl<S: Signature> Instance<S> {
         let mut at = self.chain.as_mut().expect("an instance always has a chain");
         loop {
             match at {
-                Downstream::Guest(link) => at = link.next.as_mut().expect("links are whole between runs"),
+                Downstream::Guest(link) => at = link.guest.next.as_mut().expect("links are whole between runs"),
                 Downstream::Handlers(handlers) => return handlers,
             }
         }
@@ -455,17 +473,17 @@ impl<S: Signature> Instance<S> {
     /// The context: before a run, what the chain will get; after it, what
     /// the chain made.
     pub fn context(&self) -> &S {
-        &self.context
+        self.context.as_ref().expect("an instance has a context until it drops")
     }
 
     /// The context, for setting the request before a run.
     pub fn context_mut(&mut self) -> &mut S {
-        &mut self.context
+        self.context.as_mut().expect("an instance has a context until it drops")
     }
 
     /// Replaces the context, returning the old one.
     pub fn set_context(&mut self, context: S) -> S {
-        std::mem::replace(&mut self.context, context)
+        std::mem::replace(self.context_mut(), context)
     }
 
     /// Runs the chain on the context.
@@ -485,7 +503,8 @@ impl<S: Signature> Instance<S> {
         let _span = tracing::debug_span!("run").entered();
         self.heal()?;
         let chain = self.chain.as_mut().expect("an instance always has a chain");
-        chain.run(&mut self.context)
+        let context = self.context.as_mut().expect("an instance has a context until it drops");
+        chain.run(context)
     }
 
     /// Replaces the guest instances that may not run again.
@@ -494,11 +513,12 @@ impl<S: Signature> Instance<S> {
         while let Some(Downstream::Guest(link)) = at {
             if link.poisoned {
                 let fresh = link.function.checkout()?;
-                let old = std::mem::replace(&mut link.guest, fresh);
+                let mut old = std::mem::replace(&mut link.guest, fresh);
+                link.guest.next = old.next.take();
                 link.function.checkin(old, true);
                 link.poisoned = false;
             }
-            at = link.next.as_mut();
+            at = link.guest.next.as_mut();
         }
         Ok(())
     }
@@ -506,7 +526,10 @@ impl<S: Signature> Instance<S> {
 
 impl<S: Signature> Drop for Instance<S> {
     fn drop(&mut self) {
-        if let Some(chain) = self.chain.take() {
+        if let Some(mut chain) = self.chain.take() {
+            if let Downstream::Guest(head) = &mut chain {
+                head.guest.lent = self.context.take();
+            }
             release(chain);
         }
     }

@@ -30,6 +30,24 @@ pub trait Signature: Default + Send + 'static {
     /// Decodes a run's outcome, as a guest's `run` returns it.
     fn decode_result(bytes: Bytes) -> Result<Result<Self, String>, BoxError>;
 
+    /// Decodes a run's outcome into `into`, reusing its allocations: `Ok(Ok(()))`
+    /// leaves the decoded context in `into`. After an error result or a decode
+    /// error, `into` holds some valid but unspecified context.
+    ///
+    /// The runtime calls this one on every run, with `bytes` borrowed
+    /// straight from guest memory, so an implementation copies what it keeps.
+    /// The default implementation copies `bytes` and calls
+    /// [`Signature::decode_result`].
+    fn decode_result_into(bytes: &[u8], into: &mut Self) -> Result<Result<(), String>, BoxError> {
+        Ok(Self::decode_result(Bytes::copy_from_slice(bytes))?.map(|context| *into = context))
+    }
+
+    /// Sets this context back to the default, as `Self::default()` would.
+    /// Implementations may keep allocations for reuse.
+    fn reset(&mut self) {
+        *self = Self::default();
+    }
+
     /// `name@version`.
     fn id() -> String {
         format!("{}@{}", Self::NAME, Self::VERSION)
@@ -57,5 +75,16 @@ impl Signature for scale_signature_http::Context {
 
     fn decode_result(bytes: Bytes) -> Result<Result<Self, String>, BoxError> {
         Ok(scale_signature_http::RunResult::decode(bytes)?.into_result())
+    }
+
+    fn decode_result_into(bytes: &[u8], into: &mut Self) -> Result<Result<(), String>, BoxError> {
+        match scale_signature_http::RunResult::decode_into(bytes, into)? {
+            None => Ok(Ok(())),
+            Some(message) => Ok(Err(message)),
+        }
+    }
+
+    fn reset(&mut self) {
+        scale_signature_http::Context::reset(self);
     }
 }

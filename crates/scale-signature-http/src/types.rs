@@ -42,6 +42,30 @@ impl Context {
     pub fn response_mut(&mut self) -> &mut Response {
         &mut self.response
     }
+
+    /// Sets every field back to its default, as [`Context::new`] would, but
+    /// keeps the strings' allocations for reuse.
+    pub fn reset(&mut self) {
+        let request = &mut self.request;
+        reset_string(&mut request.method, DEFAULT_METHOD);
+        request.uri.clear();
+        request.content_length = 0;
+        reset_string(&mut request.protocol, DEFAULT_PROTOCOL);
+        request.ip.clear();
+        request.body = Bytes::new();
+        request.headers.clear();
+        let response = &mut self.response;
+        response.status_code = DEFAULT_STATUS;
+        response.body = Bytes::new();
+        response.headers.clear();
+    }
+}
+
+fn reset_string(string: &mut String, value: &str) {
+    if string != value {
+        string.clear();
+        string.push_str(value);
+    }
 }
 
 impl fmt::Debug for Context {
@@ -360,7 +384,11 @@ impl Headers {
 
     /// Removes every header.
     pub fn clear(&mut self) {
-        self.map.clear();
+        // `BTreeMap::clear` costs a full teardown even of an empty map, and
+        // contexts are reset on every run.
+        if !self.map.is_empty() {
+            self.map.clear();
+        }
     }
 }
 

@@ -65,10 +65,47 @@ impl Context {
         <Self as Message>::decode(buf).map_err(DecodeError::from)
     }
 
+    /// Replaces this context with the one encoded in `buf`, reusing this
+    /// one's allocations where it can. After an error the context holds some
+    /// valid but unspecified value.
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::decode`].
+    pub fn decode_in_place(&mut self, buf: impl Buf) -> Result<(), DecodeError> {
+        self.reset();
+        <Self as Message>::merge(self, buf).map_err(DecodeError::from)
+    }
+
     /// Appends the encoding of this context to `buf`.
     pub fn encode_into(&self, buf: &mut Vec<u8>) {
-        buf.reserve(Message::encoded_len(self));
-        Message::encode_raw(self, buf);
+        let lens = self.nested_lens();
+        buf.reserve(lens.context);
+        self.encode_with(lens, buf);
+    }
+
+    /// The lengths of the nested messages, each computed once. (prost's
+    /// `message::encode` computes a nested message's length again at every
+    /// level; contexts are encoded twice per run, so this pays.)
+    fn nested_lens(&self) -> NestedLens {
+        let request = Message::encoded_len(&self.request);
+        let response = Message::encoded_len(&self.response);
+        let context = key_len(1)
+            + encoded_len_varint(request as u64)
+            + request
+            + key_len(2)
+            + encoded_len_varint(response as u64)
+            + response;
+        NestedLens { request, response, context }
+    }
+
+    fn encode_with(&self, lens: NestedLens, buf: &mut Vec<u8>) {
+        encode_key(1, WireType::LengthDelimited, buf);
+        encode_varint(lens.request as u64, buf);
+        Message::encode_raw(&self.request, buf);
+        encode_key(2, WireType::LengthDelimited, buf);
+        encode_varint(lens.response as u64, buf);
+        Message::encode_raw(&self.response, buf);
     }
 
     /// The encoding of this context.
@@ -77,6 +114,13 @@ impl Context {
         self.encode_into(&mut buf);
         buf
     }
+}
+
+#[derive(Clone, Copy)]
+struct NestedLens {
+    request: usize,
+    response: usize,
+    context: usize,
 }
 
 impl Message for Context {
@@ -391,6 +435,47 @@ impl RunResult {
         result.ok_or_else(DecodeError::empty_result)
     }
 
+    /// Decodes a run result into `context`, reusing its allocations: the
+    /// allocation-free counterpart of [`RunResult::decode`] for hosts that
+    /// run many requests.
+    ///
+    /// Returns `Ok(None)` when the result held a context, which is now in
+    /// `context`, and `Ok(Some(message))` when it held an error. `context` is
+    /// reset first; after an error result or a decode error it holds some
+    /// valid but unspecified context.
+    ///
+    /// # Errors
+    ///
+    /// As [`RunResult::decode`].
+    pub fn decode_into(mut buf: impl Buf, context: &mut Context) -> Result<Option<String>, DecodeError> {
+        context.reset();
+        let mut outcome = None;
+        let ctx = DecodeContext::default();
+        while buf.has_remaining() {
+            let (tag, wire_type) = decode_key(&mut buf)?;
+            match tag {
+                1 => {
+                    // A repeated embedded message merges into the one before
+                    // it; a context after an error replaces the error.
+                    if outcome.take().is_some_and(|held: Option<String>| held.is_some()) {
+                        context.reset();
+                    }
+                    message::merge(wire_type, context, &mut buf, ctx.clone())?;
+                    outcome = Some(None);
+                }
+                2 => {
+                    check_wire_type(WireType::LengthDelimited, wire_type)?;
+                    let mut error = String::new();
+                    string::merge(wire_type, &mut error, &mut buf, ctx.clone())?;
+                    context.reset();
+                    outcome = Some(Some(error));
+                }
+                _ => skip_field(wire_type, tag, &mut buf, ctx.clone())?,
+            }
+        }
+        outcome.ok_or_else(DecodeError::empty_result)
+    }
+
     /// The length of this result's encoding.
     pub fn encoded_len(&self) -> usize {
         match self {
@@ -411,8 +496,11 @@ impl RunResult {
     /// Appends the encoding of a successful result holding `context` to `buf`,
     /// without moving the context into a [`RunResult`].
     pub fn encode_context_into(context: &Context, buf: &mut Vec<u8>) {
-        buf.reserve(message::encoded_len(1, context));
-        message::encode(1, context, buf);
+        let lens = context.nested_lens();
+        buf.reserve(key_len(1) + encoded_len_varint(lens.context as u64) + lens.context);
+        encode_key(1, WireType::LengthDelimited, buf);
+        encode_varint(lens.context as u64, buf);
+        context.encode_with(lens, buf);
     }
 
     /// Appends the encoding of a failed result with message `error` to `buf`.

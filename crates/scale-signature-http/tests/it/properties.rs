@@ -50,6 +50,53 @@ proptest! {
     }
 
     #[test]
+    fn decode_in_place_agrees_with_decode(used in context(), ctx in context(), noise in vec(any::<u8>(), 0..64)) {
+        for bytes in [ctx.encode_to_vec(), noise] {
+            let mut into = used.clone();
+            let got = into.decode_in_place(&bytes[..]);
+            match Context::decode(&bytes[..]) {
+                Ok(expected) => {
+                    prop_assert_eq!(got, Ok(()));
+                    prop_assert_eq!(into, expected);
+                }
+                Err(expected) => prop_assert_eq!(got, Err(expected)),
+            }
+        }
+    }
+
+    #[test]
+    fn reset_gives_the_default_context(ctx in context()) {
+        let mut reset = ctx;
+        reset.reset();
+        prop_assert_eq!(reset, Context::default());
+    }
+
+    /// Decoding into a used context gives what decoding afresh gives, for
+    /// valid results and for arbitrary bytes alike.
+    #[test]
+    fn decode_into_agrees_with_decode(
+        used in context(),
+        ctx in context(),
+        error in ".{0,64}",
+        ok in any::<bool>(),
+        noise in vec(any::<u8>(), 0..64),
+    ) {
+        let result = if ok { RunResult::Context(ctx) } else { RunResult::Error(error) };
+        for bytes in [result.encode_to_vec(), noise] {
+            let mut into = used.clone();
+            let got = RunResult::decode_into(&bytes[..], &mut into);
+            match RunResult::decode(&bytes[..]) {
+                Ok(RunResult::Context(expected)) => {
+                    prop_assert_eq!(got, Ok(None));
+                    prop_assert_eq!(into, expected);
+                }
+                Ok(RunResult::Error(expected)) => prop_assert_eq!(got, Ok(Some(expected))),
+                Err(expected) => prop_assert_eq!(got, Err(expected)),
+            }
+        }
+    }
+
+    #[test]
     fn decoding_arbitrary_bytes_never_panics(bytes in vec(any::<u8>(), 0..256)) {
         let _ = Context::decode(&bytes[..]);
         let _ = RunResult::decode(&bytes[..]);
