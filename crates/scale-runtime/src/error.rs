@@ -15,6 +15,17 @@ pub enum Error {
     #[error("a runtime needs at least one function")]
     NoFunctions,
 
+    /// The chain has more functions than a runtime runs
+    /// ([`MAX_CHAIN_LENGTH`](crate::MAX_CHAIN_LENGTH)): each function's `next`
+    /// nests one level deeper on the host's stack.
+    #[error("a chain of {functions} functions is longer than the {max} a runtime runs")]
+    ChainTooLong {
+        /// How many functions the runtime was given.
+        functions: usize,
+        /// The most a runtime accepts.
+        max: usize,
+    },
+
     /// The module is not one this runtime can run: it failed to compile, an
     /// export is missing or mistyped, or it imports something the host does
     /// not provide.
@@ -140,7 +151,7 @@ impl Error {
             | Error::MalformedOutput { function, .. }
             | Error::MemoryLimit { function, .. }
             | Error::CpuBudget { function, .. } => Some(function),
-            Error::NoFunctions | Error::Handler { .. } | Error::Cache { .. } => None,
+            Error::NoFunctions | Error::ChainTooLong { .. } | Error::Handler { .. } | Error::Cache { .. } => None,
         }
     }
 

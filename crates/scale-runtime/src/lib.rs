@@ -63,7 +63,8 @@ mod wasi;
 
 pub use error::{Error, HandlerError};
 pub use runtime::{
-    DEFAULT_MAX_IDLE, DEFAULT_MAX_USES, DEFAULT_MEMORY_LIMIT, Instance, PoolStats, Runtime, RuntimeBuilder,
+    DEFAULT_MAX_IDLE, DEFAULT_MAX_USES, DEFAULT_MEMORY_LIMIT, Instance, MAX_CHAIN_LENGTH, PoolStats, Runtime,
+    RuntimeBuilder,
 };
 pub use scale_func::ScaleFunc;
 pub use scale_signature_http::Context;

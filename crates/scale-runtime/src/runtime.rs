@@ -18,6 +18,11 @@ use crate::signature::Signature;
 pub const DEFAULT_MEMORY_LIMIT: u64 = 64 << 20;
 /// The default number of idle instances kept per function.
 pub const DEFAULT_MAX_IDLE: usize = 64;
+/// The most functions one chain may have. A guest's `next` runs the rest of
+/// the chain nested inside its own call, so the host's stack grows with every
+/// link: a debug build uses about 12 KiB per link, so 64 links fit well in the
+/// 2 MiB of a spawned thread (tokio's blocking threads included).
+pub const MAX_CHAIN_LENGTH: usize = 64;
 /// The default number of runs after which an instance is recycled.
 pub const DEFAULT_MAX_USES: u64 = 100_000;
 
@@ -150,12 +155,15 @@ impl<S: Signature> RuntimeBuilder<S> {
     ///
     /// # Errors
     ///
-    /// [`Error::NoFunctions`], [`Error::SignatureMismatch`],
+    /// [`Error::NoFunctions`], [`Error::ChainTooLong`], [`Error::SignatureMismatch`],
     /// [`Error::InvalidModule`] (naming the export or import),
     /// [`Error::Instantiation`], [`Error::Cache`].
     pub fn build(self) -> Result<Runtime<S>, Error> {
         if self.functions.is_empty() {
             return Err(Error::NoFunctions);
+        }
+        if self.functions.len() > MAX_CHAIN_LENGTH {
+            return Err(Error::ChainTooLong { functions: self.functions.len(), max: MAX_CHAIN_LENGTH });
         }
         let settings = EngineSettings {
             metering: self.limits.cpu_budget.is_some(),
@@ -317,6 +325,10 @@ struct RuntimeInner<S: Signature> {
 /// `Runtime` is `Send + Sync` and cheap to clone (an `Arc` inside): share it
 /// between threads and call [`Runtime::instance`] wherever a request is
 /// handled.
+///
+/// Instances hold their functions' compiled modules and pools alive: an
+/// [`Instance`] keeps working after every `Runtime` handle has dropped, and
+/// its guests are freed when it drops.
 ///
 /// ```no_run
 /// use scale_runtime::Runtime;

@@ -287,11 +287,17 @@ fn a_long_chain_nests_without_overflowing_the_host_stack() {
 }
 
 #[test]
-#[ignore = "bug: each link of a chain costs the host ~12 KiB of stack (debug build) and nothing bounds the \
-            chain's length: a chain of ~170 functions overflows a 2 MiB thread and aborts the process \
-            (running this test aborts the test binary)"]
-fn a_chain_too_deep_for_the_stack_is_an_error_not_an_abort() {
-    run_deep_chain(Lang::Rust, 512, 2 << 20);
+fn a_chain_too_deep_for_the_stack_is_refused_at_load() {
+    // Each link costs the host ~12 KiB of stack in a debug build: 512 links
+    // would overflow a 2 MiB thread and abort the process.
+    let too_long = scale_runtime::MAX_CHAIN_LENGTH + 1;
+    let err = builder().functions((0..too_long).map(|_| fixture(Lang::Rust, "next"))).build().unwrap_err();
+    assert!(
+        matches!(err, scale_runtime::Error::ChainTooLong { functions, max } if functions == too_long && max == too_long - 1),
+        "{err}"
+    );
+    // The longest chain accepted runs on a 2 MiB thread.
+    run_deep_chain(Lang::Rust, scale_runtime::MAX_CHAIN_LENGTH, 2 << 20);
 }
 
 #[test]
