@@ -171,7 +171,6 @@ fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'st
 /// `resize` is a call into the guest like `run`, and must be held to the CPU
 /// budget; on a fresh instance it runs with no limit at all.
 #[test]
-#[ignore = "bug: resize runs without the CPU budget (the metering points are set only before run)"]
 fn a_resize_that_never_returns_hits_the_cpu_budget() {
     let wat = MINIMAL
         .replace("(param i32) (result i32) i32.const 1024)", "(param i32) (result i32) (loop (br 0)) i32.const 1024)");
@@ -183,7 +182,6 @@ fn a_resize_that_never_returns_hits_the_cpu_budget() {
 
 /// `_initialize` (and a start function) run at instantiation, also unmetered.
 #[test]
-#[ignore = "bug: _initialize and start functions run without the CPU budget (metering starts at u64::MAX points)"]
 fn an_initialize_that_never_returns_hits_the_cpu_budget() {
     let wat = MINIMAL.replace("(module", r#"(module (func (export "_initialize") (loop (br 0)))"#);
     let runtime = Runtime::builder().function(function("spin", wat::parse_str(&wat).unwrap())).cpu_budget(10_000);

@@ -18,8 +18,10 @@ use wasmer_middlewares::Metering;
 /// interchangeable code, so these settings are part of the module cache key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct EngineSettings {
-    /// Whether functions are instrumented to count their work.
-    pub metering: bool,
+    /// The CPU budget of one call, when functions are instrumented to count
+    /// their work. It is also the budget of instantiation (a start function
+    /// and `_initialize`), which the compiled code starts with.
+    pub cpu_budget: Option<u64>,
     /// The most linear memory one guest may have, in wasm pages.
     pub memory_limit_pages: u32,
 }
@@ -30,7 +32,10 @@ impl EngineSettings {
         format!(
             "wasmer-{}/cranelift-speed/metering-{}/{}",
             WASMER_VERSION,
-            if self.metering { "on" } else { "off" },
+            match self.cpu_budget {
+                Some(budget) => budget.to_string(),
+                None => "off".into(),
+            },
             std::env::consts::ARCH
         )
     }
@@ -45,9 +50,10 @@ pub(crate) const WASMER_VERSION: &str = "7.4.2";
 pub(crate) fn build_engine(settings: EngineSettings) -> Engine {
     let mut compiler = Cranelift::default();
     compiler.opt_level(CraneliftOptLevel::Speed);
-    if settings.metering {
-        // Every operator costs one point; the budget is set before each run.
-        compiler.push_middleware(Arc::new(Metering::new(u64::MAX, |_| 1)));
+    if let Some(budget) = settings.cpu_budget {
+        // Every operator costs one point. Instances start with one budget,
+        // for instantiation; it is set again before each call.
+        compiler.push_middleware(Arc::new(Metering::new(budget, |_| 1)));
     }
     let features = Features::default();
     let mut engine: Engine = EngineBuilder::new(compiler).set_features(Some(features)).engine().into();

@@ -198,6 +198,15 @@ impl<S: Signature> Guest<S> {
         let malformed = |what: String| Error::MalformedOutput { function: function.name.to_string(), what };
         let len = u32::try_from(input.len())
             .map_err(|_| malformed(format!("a context of {} bytes does not fit the 32-bit ABI", input.len())))?;
+        // One budget for the run's calls into the guest, `resize` included.
+        if let (Some((remaining, exhausted)), Some(budget)) = (&self.metering, function.limits.cpu_budget) {
+            let set = remaining
+                .set(&mut self.store, Value::I64(budget as i64))
+                .and_then(|()| exhausted.set(&mut self.store, Value::I32(0)));
+            set.map_err(|err| malformed(format!("resetting the CPU budget: {err}")))?;
+        }
+        self.env.as_mut(&mut self.store).reset();
+        clear_grow_refused();
         if len > self.input.1 {
             let ptr = self.resize.call(&mut self.store, len).map_err(|trap| self.classify(trap, function))?;
             let view = self.memory.view(&self.store);
@@ -213,14 +222,6 @@ impl<S: Signature> Guest<S> {
             .view(&self.store)
             .write(u64::from(self.input.0), input)
             .map_err(|err| malformed(format!("writing the input: {err}")))?;
-        if let (Some((remaining, exhausted)), Some(budget)) = (&self.metering, function.limits.cpu_budget) {
-            let set = remaining
-                .set(&mut self.store, Value::I64(budget as i64))
-                .and_then(|()| exhausted.set(&mut self.store, Value::I32(0)));
-            set.map_err(|err| malformed(format!("resetting the CPU budget: {err}")))?;
-        }
-        self.env.as_mut(&mut self.store).reset();
-        clear_grow_refused();
         let packed = self.run.call(&mut self.store, len).map_err(|trap| self.classify(trap, function))?;
         self.uses += 1;
         let (ptr, out_len) = ((packed >> 32) as u32, packed as u32);

@@ -115,9 +115,11 @@ impl<S: Signature> RuntimeBuilder<S> {
         self
     }
 
-    /// Counts the work of each guest call (one point per wasm operation) and
-    /// stops a call that uses more than `operations` with
-    /// [`Error::CpuBudget`]. Off by default: metering costs some speed.
+    /// Counts the work of the guest (one point per wasm operation) and stops
+    /// a run whose calls into one guest (`resize` and `run`) use more than
+    /// `operations` with [`Error::CpuBudget`]. Instantiation (a start
+    /// function, `_initialize`) has the same budget. Off by default: metering
+    /// costs some speed.
     pub fn cpu_budget(mut self, operations: u64) -> Self {
         self.limits.cpu_budget = Some(operations);
         self
@@ -166,12 +168,12 @@ impl<S: Signature> RuntimeBuilder<S> {
             return Err(Error::ChainTooLong { functions: self.functions.len(), max: MAX_CHAIN_LENGTH });
         }
         let settings = EngineSettings {
-            metering: self.limits.cpu_budget.is_some(),
+            cpu_budget: self.limits.cpu_budget,
             memory_limit_pages: (self.limits.memory_limit / PAGE) as u32,
         };
         // One engine for all functions, except with metering, whose
         // middleware keeps per-module state: then one engine per function.
-        let shared_engine = (!settings.metering).then(|| build_engine(settings));
+        let shared_engine = settings.cpu_budget.is_none().then(|| build_engine(settings));
         let mut functions = Vec::with_capacity(self.functions.len());
         for function in &self.functions {
             let name = function.name();
