@@ -11,11 +11,10 @@ use sha2::{Digest, Sha256};
 use xshell::{Shell, cmd};
 
 mod chart;
-mod mem;
-
 mod fuzz;
-mod soak;
 mod loadtest;
+mod mem;
+mod soak;
 
 const USAGE: &str = "usage: cargo xtask <command>
 

@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use wasmer::{
     Function, FunctionEnv, FunctionEnvMut, Global, Imports, Memory, MemoryView, RuntimeError, Store, TypedFunction,
     Value,
@@ -46,6 +45,8 @@ pub(crate) struct GuestEnv<S: Signature> {
     pub kept: Option<Vec<u8>>,
     /// Scratch space for encoding answers to `next`.
     pub scratch: Vec<u8>,
+    /// The context `next` decodes into, kept for the next call.
+    pub next_context: Option<S>,
     /// What the guest reported through `env.panic` during this run.
     pub panic_message: Option<String>,
     pub stdout: Capture,
@@ -60,6 +61,7 @@ impl<S: Signature> GuestEnv<S> {
             downstream_failure: None,
             kept: None,
             scratch: Vec::new(),
+            next_context: None,
             panic_message: None,
             stdout: Capture::default(),
             stderr: Capture::default(),
@@ -417,7 +419,8 @@ fn host_next<S: Signature>(
     let (data, store) = env.data_and_store_mut();
     let memory =
         data.memory.clone().ok_or_else(|| HostTrap::Malformed("next called before instantiation finished".into()))?;
-    let input = {
+    let mut ctx = data.next_context.take().unwrap_or_default();
+    {
         let view = memory.view(&store);
         if !range_in(&view, ptr, len) || !range_in(&view, out_ptr, out_cap) {
             return Err(HostTrap::Malformed(format!(
@@ -425,10 +428,19 @@ fn host_next<S: Signature>(
                 view.data_size()
             )));
         }
-        read_vec(&view, ptr, len).map_err(|err| HostTrap::Malformed(format!("next: {err}")))?
-    };
-    let mut ctx = S::decode(Bytes::from(input))
-        .map_err(|err| HostTrap::Malformed(format!("next was handed a context that does not decode: {err}")))?;
+        // SAFETY: as in `Guest::decode_output`: the slice lives only while
+        // the context is decoded (copying what it keeps). This guest is
+        // suspended inside this import, no other code can reach its memory
+        // (the store is borrowed here, one thread at a time), and nothing
+        // grows the memory meanwhile.
+        let memory = unsafe { view.data_unchecked() };
+        let input = memory
+            .get(ptr as usize..)
+            .and_then(|rest| rest.get(..len as usize))
+            .ok_or_else(|| HostTrap::Malformed("next: the context lies outside the guest's memory".into()))?;
+        S::decode_into(input, &mut ctx)
+            .map_err(|err| HostTrap::Malformed(format!("next was handed a context that does not decode: {err}")))?;
+    }
 
     // The rest of the chain may trap on memory growth of its own; keep this
     // guest's record of refused growth apart from theirs.
@@ -450,6 +462,9 @@ fn host_next<S: Signature>(
             }
         }
     }
+    // Reset now, so that a pooled guest does not keep the last body alive.
+    ctx.reset();
+    data.next_context = Some(ctx);
     let n = i32::try_from(answer.len()).map_err(|_| HostTrap::Malformed("next: the answer exceeds 2 GiB".into()))?;
     if answer.len() <= out_cap as usize {
         memory

@@ -23,6 +23,16 @@ pub trait Signature: Default + Send + 'static {
     /// Decodes a context.
     fn decode(bytes: Bytes) -> Result<Self, BoxError>;
 
+    /// Decodes a context into `into`, reusing its allocations. `bytes` are
+    /// borrowed straight from guest memory (what a guest hands to `next`),
+    /// so an implementation copies what it keeps. After an error, `into`
+    /// holds some valid but unspecified context. The default implementation
+    /// copies `bytes` and calls [`Signature::decode`].
+    fn decode_into(bytes: &[u8], into: &mut Self) -> Result<(), BoxError> {
+        *into = Self::decode(Bytes::copy_from_slice(bytes))?;
+        Ok(())
+    }
+
     /// Appends the encoding of a run's outcome (this context, or an error
     /// message) to `buf`: what the host answers a guest's `next` with.
     fn encode_result(result: Result<&Self, &str>, buf: &mut Vec<u8>);
@@ -64,6 +74,10 @@ impl Signature for scale_signature_http::Context {
 
     fn decode(bytes: Bytes) -> Result<Self, BoxError> {
         Ok(scale_signature_http::Context::decode(bytes)?)
+    }
+
+    fn decode_into(bytes: &[u8], into: &mut Self) -> Result<(), BoxError> {
+        Ok(into.decode_in_place(bytes)?)
     }
 
     fn encode_result(result: Result<&Self, &str>, buf: &mut Vec<u8>) {
