@@ -194,9 +194,10 @@ impl<S: Signature> Guest<S> {
         self.memory.view(&self.store).data_size()
     }
 
-    /// Runs the module's `run` on `input`, returning where in its memory
-    /// the bytes it answered with are (checked to be inside it).
-    fn invoke(&mut self, input: &[u8], function: &FunctionShared<S>) -> Result<(u32, u32), Error> {
+    /// Runs the module's `run` on `input` and decodes its answer into
+    /// `spare`: `Ok(Ok(()))` when it answered with a context (now in
+    /// `spare`), `Ok(Err(message))` when it answered with an error.
+    fn invoke(&mut self, input: &[u8], function: &FunctionShared<S>) -> Result<Result<(), String>, Error> {
         let malformed = |what: String| Error::MalformedOutput { function: function.name.to_string(), what };
         let len = u32::try_from(input.len())
             .map_err(|_| malformed(format!("a context of {} bytes does not fit the 32-bit ABI", input.len())))?;
@@ -227,32 +228,26 @@ impl<S: Signature> Guest<S> {
         let packed = self.run.call(&mut self.store, len).map_err(|trap| self.classify(trap, function))?;
         self.uses += 1;
         let (ptr, out_len) = ((packed >> 32) as u32, packed as u32);
-        let view = self.memory.view(&self.store);
-        if ptr == 0 || u64::from(ptr) + u64::from(out_len) > view.data_size() {
-            return Err(malformed(format!(
-                "run returned {out_len} bytes at {ptr:#x}, outside its {}-byte memory",
-                view.data_size()
-            )));
-        }
         self.log_output(function);
-        Ok((ptr, out_len))
-    }
-
-    /// Decodes the result at `ptr..ptr + len` of guest memory into `spare`.
-    /// The range must be inside the memory (as `invoke` checks).
-    fn decode_output(&mut self, (ptr, len): (u32, u32)) -> Result<Result<(), String>, crate::signature::BoxError> {
         let view = self.memory.view(&self.store);
         // SAFETY: `data_unchecked` asks that nothing change the memory while
-        // the slice lives. The slice lives for this call only, during which
-        // no guest code runs (`self.store` is borrowed here, and the store is
-        // used by one thread at a time: see the `Send` impl above), the
-        // memory is not shared with another instance, and the decoder only
-        // reads it (copying what it keeps).
+        // the slice lives. It lives until the end of this function, during
+        // which no guest code runs (`self.store` is borrowed here, and the
+        // store is used by one thread at a time: see the `Send` impl above),
+        // the memory is not shared with another instance, and the decoder
+        // only reads it (copying what it keeps).
         let memory = unsafe { view.data_unchecked() };
-        let Some(output) = memory.get(ptr as usize..).and_then(|rest| rest.get(..len as usize)) else {
-            return Err("the output lies outside the guest's memory".into());
+        let output = match memory.get(ptr as usize..).and_then(|rest| rest.get(..out_len as usize)) {
+            Some(output) if ptr != 0 => output,
+            _ => {
+                return Err(malformed(format!(
+                    "run returned {out_len} bytes at {ptr:#x}, outside its {}-byte memory",
+                    memory.len()
+                )));
+            }
         };
         S::decode_result_into(output, &mut self.spare)
+            .map_err(|err| malformed(format!("its result does not decode: {err}")))
     }
 
     /// Sends what the guest printed this run to `tracing`.
@@ -372,24 +367,17 @@ impl<S: Signature> Link<S> {
         let env = guest.env.as_mut(&mut guest.store);
         guest.next = env.downstream.take();
         let downstream_failure = env.downstream_failure.take();
-        let name = || self.function.name.to_string();
-        let output = match outcome {
-            Ok(output) => output,
-            Err(err) => {
-                self.poisoned = err.poisons_instance();
-                return Err(err);
-            }
-        };
-        match guest.decode_output(output) {
+        match outcome {
             Ok(Ok(())) => {
                 std::mem::swap(ctx, &mut guest.spare);
                 Ok(())
             }
             // A guest passing on an error from further down keeps the original error.
-            Ok(Err(message)) => Err(downstream_failure.unwrap_or_else(|| Error::Guest { function: name(), message })),
+            Ok(Err(message)) => Err(downstream_failure
+                .unwrap_or_else(|| Error::Guest { function: self.function.name.to_string(), message })),
             Err(err) => {
-                self.poisoned = true;
-                Err(Error::MalformedOutput { function: name(), what: format!("its result does not decode: {err}") })
+                self.poisoned = err.poisons_instance();
+                Err(err)
             }
         }
     }

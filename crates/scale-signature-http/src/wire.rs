@@ -408,31 +408,12 @@ impl RunResult {
     /// # Errors
     ///
     /// Bytes that are not a valid `RunResult`, or one holding neither field.
-    pub fn decode(mut buf: impl Buf) -> Result<Self, DecodeError> {
-        let mut result = None;
-        let ctx = DecodeContext::default();
-        while buf.has_remaining() {
-            let (tag, wire_type) = decode_key(&mut buf)?;
-            match tag {
-                1 => {
-                    // A repeated embedded message merges into the one before it.
-                    let mut context = match result.take() {
-                        Some(RunResult::Context(context)) => context,
-                        _ => Context::default(),
-                    };
-                    message::merge(wire_type, &mut context, &mut buf, ctx.clone())?;
-                    result = Some(RunResult::Context(context));
-                }
-                2 => {
-                    check_wire_type(WireType::LengthDelimited, wire_type)?;
-                    let mut error = String::new();
-                    string::merge(wire_type, &mut error, &mut buf, ctx.clone())?;
-                    result = Some(RunResult::Error(error));
-                }
-                _ => skip_field(wire_type, tag, &mut buf, ctx.clone())?,
-            }
-        }
-        result.ok_or_else(DecodeError::empty_result)
+    pub fn decode(buf: impl Buf) -> Result<Self, DecodeError> {
+        let mut context = Context::default();
+        Ok(match Self::decode_into(buf, &mut context)? {
+            None => RunResult::Context(context),
+            Some(error) => RunResult::Error(error),
+        })
     }
 
     /// Decodes a run result into `context`, reusing its allocations: the
