@@ -92,21 +92,41 @@ impl Context {
         // The answer is decoded into a spare context, which trades places
         // with this one on success: a warm guest allocates little.
         let mut spare = NEXT_SPARE.take().unwrap_or_default();
-        let answer =
-            scale_guest_abi::next(&request, |bytes: &[u8]| signature::RunResult::decode_into(bytes, &mut spare));
+        let answer = scale_guest_abi::next(&request, |bytes: &[u8]| {
+            // Where the chain ends with no native handlers, the host hands
+            // back the very bytes it got: then this context is the answer.
+            if signature::RunResult::holds_encoded_context(bytes, &request) {
+                return Ok(Answer::Unchanged);
+            }
+            signature::RunResult::decode_into(bytes, &mut spare).map(|error| match error {
+                None => Answer::Decoded,
+                Some(message) => Answer::Failed(message),
+            })
+        });
         scale_guest_abi::return_request_buffer(request);
         let outcome = match answer {
-            Ok(Ok(None)) => {
+            Ok(Ok(Answer::Unchanged)) => Ok(()),
+            Ok(Ok(Answer::Decoded)) => {
                 std::mem::swap(&mut self.inner, &mut spare);
                 Ok(())
             }
-            Ok(Ok(Some(message))) => Err(Error::from(message)),
+            Ok(Ok(Answer::Failed(message))) => Err(Error::from(message)),
             Ok(Err(decode)) => Err(Error::new(format_args!("next: the host's answer is malformed: {decode}"))),
             Err(abi) => Err(Error::new(abi)),
         };
         NEXT_SPARE.set(Some(spare));
         outcome
     }
+}
+
+/// What the host answered a `next` with.
+enum Answer {
+    /// The context that was sent, unchanged.
+    Unchanged,
+    /// A context, now in the spare.
+    Decoded,
+    /// An error message.
+    Failed(String),
 }
 
 std::thread_local! {

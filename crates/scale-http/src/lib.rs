@@ -43,11 +43,23 @@
 //!
 //! # Threads
 //!
-//! Running a function is CPU work, so each run happens on tokio's blocking
-//! pool (`spawn_blocking`), never on the reactor: a slow function delays its
-//! own response, not the server's other connections. The CPU budget of the
-//! runtime ([`scale_runtime::RuntimeBuilder::cpu_budget`]) bounds how long one
-//! run may hold a blocking thread.
+//! Running a function is CPU work, and the reactor must not be blocked by a
+//! long run. Where each run happens is the service's [`Dispatch`]:
+//!
+//! - [`Dispatch::Inline`] runs the chain on the tokio worker that polls the
+//!   request, with no hand-off. This is the fast path: a short run costs a
+//!   few microseconds, and moving it to another thread costs more than that.
+//!   It is only safe when something bounds a run, which is what the runtime's
+//!   CPU budget ([`scale_runtime::RuntimeBuilder::cpu_budget`]) does.
+//! - [`Dispatch::Blocking`] runs each chain on tokio's blocking pool
+//!   (`spawn_blocking`): a slow function delays only its own response, at the
+//!   price of two thread hand-offs per request.
+//! - [`Dispatch::Auto`] (the default) is `Inline` when the runtime has a CPU
+//!   budget and `Blocking` when it has none.
+//!
+//! A tower downstream ([`ScaleService::with_downstream`]) is async, and the
+//! chain waits for it from inside a synchronous native handler; so with one,
+//! runs always go to the blocking pool, where such waiting is allowed.
 #![warn(missing_docs)]
 
 use std::convert::Infallible;
@@ -93,6 +105,19 @@ enum Downstream {
     Service(SharedService),
 }
 
+/// Where a [`ScaleService`] runs each function chain (see [the crate docs](crate#threads)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Dispatch {
+    /// `Inline` when the runtime has a CPU budget, `Blocking` when it has none.
+    #[default]
+    Auto,
+    /// On the tokio worker handling the request. Use it only when runs are
+    /// bounded (a CPU budget) and short.
+    Inline,
+    /// On tokio's blocking pool.
+    Blocking,
+}
+
 /// A tower service that runs a Scale function chain for each HTTP request.
 ///
 /// Cheap to clone (everything inside is shared).
@@ -101,6 +126,7 @@ pub struct ScaleService {
     runtime: Runtime,
     body_limit: usize,
     downstream: Downstream,
+    dispatch: Dispatch,
 }
 
 impl std::fmt::Debug for ScaleService {
@@ -108,6 +134,7 @@ impl std::fmt::Debug for ScaleService {
         f.debug_struct("ScaleService")
             .field("runtime", &self.runtime)
             .field("body_limit", &self.body_limit)
+            .field("dispatch", &self.dispatch)
             .finish_non_exhaustive()
     }
 }
@@ -116,7 +143,27 @@ impl ScaleService {
     /// A service running `runtime`'s chain, with no downstream: when the last
     /// function calls `next`, the context comes back unchanged.
     pub fn new(runtime: Runtime) -> Self {
-        Self { runtime, body_limit: DEFAULT_BODY_LIMIT, downstream: Downstream::None }
+        Self { runtime, body_limit: DEFAULT_BODY_LIMIT, downstream: Downstream::None, dispatch: Dispatch::Auto }
+    }
+
+    /// Where runs happen: on the request's tokio worker, or on the blocking
+    /// pool (see [the crate docs](crate#threads)). The default is [`Dispatch::Auto`].
+    pub fn dispatch(mut self, dispatch: Dispatch) -> Self {
+        self.dispatch = dispatch;
+        self
+    }
+
+    /// Whether runs happen on the request's tokio worker, with this service's
+    /// settings and runtime.
+    pub fn runs_inline(&self) -> bool {
+        if matches!(self.downstream, Downstream::Service(_)) {
+            return false;
+        }
+        match self.dispatch {
+            Dispatch::Auto => self.runtime.cpu_budget().is_some(),
+            Dispatch::Inline => true,
+            Dispatch::Blocking => false,
+        }
     }
 
     /// The largest request body accepted, in bytes; larger ones get 413.
@@ -193,10 +240,14 @@ impl ScaleService {
             request.ip = addr.ip().to_string();
         }
 
-        let runtime = self.runtime.clone();
-        let downstream = self.downstream.clone();
-        let handle = tokio::runtime::Handle::current();
-        let outcome = tokio::task::spawn_blocking(move || run_chain(&runtime, downstream, handle, request)).await;
+        let outcome = if self.runs_inline() {
+            Ok(run_chain(&self.runtime, &self.downstream, None, request))
+        } else {
+            let runtime = self.runtime.clone();
+            let downstream = self.downstream.clone();
+            let handle = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || run_chain(&runtime, &downstream, Some(handle), request)).await
+        };
         match outcome {
             Ok(Ok(response)) => match http::Response::<Bytes>::try_from(response) {
                 Ok(response) => response.map(Full::new),
@@ -217,18 +268,25 @@ impl ScaleService {
     }
 }
 
-/// Runs the chain once on `request`, on the current (blocking) thread.
+/// Runs the chain once on `request`, on the current thread. `handle` is
+/// the tokio runtime to wait on a tower downstream with; it is given only on
+/// a blocking-pool thread, where such waiting is allowed.
 fn run_chain(
     runtime: &Runtime,
-    downstream: Downstream,
-    handle: tokio::runtime::Handle,
+    downstream: &Downstream,
+    handle: Option<tokio::runtime::Handle>,
     request: Request,
 ) -> Result<Response, Error> {
     let mut instance = runtime.instance()?;
     match downstream {
         Downstream::None => {}
-        Downstream::Handler(handler) => instance = instance.with_handler(move |ctx| handler(ctx)),
+        Downstream::Handler(handler) => {
+            let handler = Arc::clone(handler);
+            instance = instance.with_handler(move |ctx| handler(ctx));
+        }
         Downstream::Service(call) => {
+            let call = Arc::clone(call);
+            let handle = handle.expect("a tower downstream always runs on the blocking pool");
             instance = instance.with_handler(move |ctx| {
                 let request = http::Request::<Bytes>::try_from(ctx.request.clone()).map_err(HandlerError::new)?;
                 // This runs on a blocking-pool thread, where waiting on the

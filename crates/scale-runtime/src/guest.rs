@@ -407,7 +407,16 @@ fn host_next<S: Signature>(
     let (data, store) = env.data_and_store_mut();
     let memory =
         data.memory.clone().ok_or_else(|| HostTrap::Malformed("next called before instantiation finished".into()))?;
-    let mut ctx = data.next_context.take().unwrap_or_default();
+    // Where the chain ends with no native handlers, `next` hands the context
+    // back unchanged: the guest's own bytes are the answer, once checked.
+    let unchanged = match &data.downstream {
+        None => true,
+        Some(Downstream::Handlers(handlers)) => handlers.is_empty(),
+        Some(Downstream::Guest(_)) => false,
+    };
+    let mut answer = std::mem::take(&mut data.scratch);
+    answer.clear();
+    let mut ctx = if unchanged { None } else { Some(data.next_context.take().unwrap_or_default()) };
     {
         let view = memory.view(&store);
         if !range_in(&view, ptr, len) || !range_in(&view, out_ptr, out_cap) {
@@ -417,42 +426,44 @@ fn host_next<S: Signature>(
             )));
         }
         // SAFETY: as in `Guest::decode_output`: the slice lives only while
-        // the context is decoded (copying what it keeps). This guest is
-        // suspended inside this import, no other code can reach its memory
-        // (the store is borrowed here, one thread at a time), and nothing
-        // grows the memory meanwhile.
+        // the context is decoded or copied (keeping nothing borrowed). This
+        // guest is suspended inside this import, no other code can reach its
+        // memory (the store is borrowed here, one thread at a time), and
+        // nothing grows the memory meanwhile.
         let memory = unsafe { view.data_unchecked() };
         let input = memory
             .get(ptr as usize..)
             .and_then(|rest| rest.get(..len as usize))
             .ok_or_else(|| HostTrap::Malformed("next: the context lies outside the guest's memory".into()))?;
-        S::decode_into(input, &mut ctx)
-            .map_err(|err| HostTrap::Malformed(format!("next was handed a context that does not decode: {err}")))?;
+        match &mut ctx {
+            None => S::encode_unchanged_result(input, &mut answer),
+            Some(ctx) => S::decode_into(input, ctx),
+        }
+        .map_err(|err| HostTrap::Malformed(format!("next was handed a context that does not decode: {err}")))?;
     }
 
-    // The rest of the chain may trap on memory growth of its own; keep this
-    // guest's record of refused growth apart from theirs.
-    let refused = grow_refused();
-    let result = match data.downstream.as_mut() {
-        Some(downstream) => downstream.run(&mut ctx),
-        None => Ok(()),
-    };
-    set_grow_refused(refused);
-
-    let mut answer = std::mem::take(&mut data.scratch);
-    answer.clear();
-    match result {
-        Ok(()) => S::encode_result(Ok(&ctx), &mut answer),
-        Err(err) => {
-            S::encode_result(Err(&err.to_string()), &mut answer);
-            if data.downstream_failure.is_none() {
-                data.downstream_failure = Some(err);
+    if let Some(mut ctx) = ctx {
+        // The rest of the chain may trap on memory growth of its own; keep
+        // this guest's record of refused growth apart from theirs.
+        let refused = grow_refused();
+        let result = match data.downstream.as_mut() {
+            Some(downstream) => downstream.run(&mut ctx),
+            None => Ok(()),
+        };
+        set_grow_refused(refused);
+        match result {
+            Ok(()) => S::encode_result(Ok(&ctx), &mut answer),
+            Err(err) => {
+                S::encode_result(Err(&err.to_string()), &mut answer);
+                if data.downstream_failure.is_none() {
+                    data.downstream_failure = Some(err);
+                }
             }
         }
+        // Reset now, so that a pooled guest does not keep the last body alive.
+        ctx.reset();
+        data.next_context = Some(ctx);
     }
-    // Reset now, so that a pooled guest does not keep the last body alive.
-    ctx.reset();
-    data.next_context = Some(ctx);
     let n = i32::try_from(answer.len()).map_err(|_| HostTrap::Malformed("next: the answer exceeds 2 GiB".into()))?;
     if answer.len() <= out_cap as usize {
         memory

@@ -201,7 +201,7 @@ impl<S: Signature> RuntimeBuilder<S> {
             shared.checkin(guest, false);
             functions.push(shared);
         }
-        Ok(Runtime { inner: Arc::new(RuntimeInner { functions }) })
+        Ok(Runtime { inner: Arc::new(RuntimeInner { functions, limits: self.limits }) })
     }
 }
 
@@ -320,6 +320,7 @@ impl<S: Signature> FunctionShared<S> {
 
 struct RuntimeInner<S: Signature> {
     functions: Vec<Arc<FunctionShared<S>>>,
+    limits: Limits,
 }
 
 /// A chain of compiled functions, ready to hand out instances.
@@ -383,6 +384,18 @@ impl<S: Signature> Runtime<S> {
     /// The names of the chain's functions, in order.
     pub fn function_names(&self) -> Vec<&str> {
         self.inner.functions.iter().map(|f| &*f.name).collect()
+    }
+
+    /// The CPU budget of each guest call, in wasm operations, if one was set
+    /// ([`RuntimeBuilder::cpu_budget`]). A server can rely on it to bound how
+    /// long one run holds a thread.
+    pub fn cpu_budget(&self) -> Option<u64> {
+        self.inner.limits.cpu_budget
+    }
+
+    /// The memory limit of each guest instance, in bytes.
+    pub fn memory_limit(&self) -> u64 {
+        self.inner.limits.memory_limit
     }
 
     /// An instance with no native handlers: after the last function, `next`

@@ -37,6 +37,21 @@ pub trait Signature: Default + Send + 'static {
     /// message) to `buf`: what the host answers a guest's `next` with.
     fn encode_result(result: Result<&Self, &str>, buf: &mut Vec<u8>);
 
+    /// Appends to `buf` the answer to a `next` call that leaves the context
+    /// unchanged (the chain ends there with no native handlers): a successful
+    /// outcome holding the context encoded in `context`, the bytes a guest
+    /// handed to `next`. Bytes that do not decode are an error.
+    ///
+    /// The default implementation decodes `context` and encodes it back. An
+    /// implementation may instead check the bytes and copy them, as the HTTP
+    /// signature does: that saves the round trip through `Self`.
+    fn encode_unchanged_result(context: &[u8], buf: &mut Vec<u8>) -> Result<(), BoxError> {
+        let mut decoded = Self::default();
+        Self::decode_into(context, &mut decoded)?;
+        Self::encode_result(Ok(&decoded), buf);
+        Ok(())
+    }
+
     /// Decodes a run's outcome, as a guest's `run` returns it.
     fn decode_result(bytes: Bytes) -> Result<Result<Self, String>, BoxError>;
 
@@ -85,6 +100,10 @@ impl Signature for scale_signature_http::Context {
             Ok(context) => scale_signature_http::RunResult::encode_context_into(context, buf),
             Err(message) => scale_signature_http::RunResult::encode_error_into(message, buf),
         }
+    }
+
+    fn encode_unchanged_result(context: &[u8], buf: &mut Vec<u8>) -> Result<(), BoxError> {
+        Ok(scale_signature_http::RunResult::encode_encoded_context_into(context, buf)?)
     }
 
     fn decode_result(bytes: Bytes) -> Result<Result<Self, String>, BoxError> {

@@ -13,7 +13,7 @@ use core::fmt;
 use bytes::{Buf, BufMut};
 use prost::Message;
 use prost::encoding::{
-    DecodeContext, WireType, bytes as pbytes, check_wire_type, decode_key, encode_key, encode_varint,
+    DecodeContext, WireType, bytes as pbytes, check_wire_type, decode_key, decode_varint, encode_key, encode_varint,
     encoded_len_varint, key_len, message, skip_field, string, uint32, uint64,
 };
 
@@ -106,6 +106,21 @@ impl Context {
         encode_key(2, WireType::LengthDelimited, buf);
         encode_varint(lens.response as u64, buf);
         Message::encode_raw(&self.response, buf);
+    }
+
+    /// Checks that `bytes` decode as a context without building one (so
+    /// without allocating): `Ok` exactly when [`Context::decode`] succeeds.
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::decode`].
+    pub fn validate(bytes: &[u8]) -> Result<(), DecodeError> {
+        match check_message(bytes, Shape::Context) {
+            Ok(()) => Ok(()),
+            Err(Unchecked::Invalid(err)) => Err(err.into()),
+            // Rare: let the decoder itself decide.
+            Err(Unchecked::Group) => Context::decode(bytes).map(drop),
+        }
     }
 
     /// The encoding of this context.
@@ -390,6 +405,115 @@ fn merge_header(
     Ok(())
 }
 
+// Validation without decoding: the same checks as the `Message` impls above
+// (wire types, lengths, UTF-8, the status range), walking the bytes instead
+// of filling a context. `Context::validate` must accept exactly what
+// `Context::decode` accepts; a property test holds the two together.
+
+/// The messages of the signature, for [`check_message`].
+#[derive(Clone, Copy)]
+enum Shape {
+    Context,
+    Request,
+    Response,
+    HeaderEntry,
+    HeaderValues,
+}
+
+/// What a field of a [`Shape`] holds.
+enum Field {
+    Message(Shape),
+    String,
+    Bytes,
+    Varint,
+    Status,
+    Unknown,
+}
+
+fn field_of(shape: Shape, tag: u32) -> Field {
+    match (shape, tag) {
+        (Shape::Context, 1) => Field::Message(Shape::Request),
+        (Shape::Context, 2) => Field::Message(Shape::Response),
+        (Shape::Request, 1 | 2 | 4 | 5) => Field::String,
+        (Shape::Request, 3) => Field::Varint,
+        (Shape::Request, 6) | (Shape::Response, 2) => Field::Bytes,
+        (Shape::Request, 7) | (Shape::Response, 3) => Field::Message(Shape::HeaderEntry),
+        (Shape::Response, 1) => Field::Status,
+        (Shape::HeaderEntry, 1) | (Shape::HeaderValues, 1) => Field::String,
+        (Shape::HeaderEntry, 2) => Field::Message(Shape::HeaderValues),
+        _ => Field::Unknown,
+    }
+}
+
+/// Why [`check_message`] stopped.
+enum Unchecked {
+    /// The bytes do not decode.
+    Invalid(prost::DecodeError),
+    /// An unknown group field: whether it decodes depends on prost's
+    /// recursion limit at its depth, which only the decoder tracks.
+    Group,
+}
+
+impl From<prost::DecodeError> for Unchecked {
+    fn from(err: prost::DecodeError) -> Self {
+        Unchecked::Invalid(err)
+    }
+}
+
+/// Takes a length-delimited field's contents off the front of `buf`.
+fn take_delimited<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], prost::DecodeError> {
+    let len = decode_varint(buf)?;
+    let len = usize::try_from(len).ok().filter(|&len| len <= buf.len()).ok_or_else(buffer_underflow)?;
+    let (field, rest) = buf.split_at(len);
+    *buf = rest;
+    Ok(field)
+}
+
+fn check_message(mut buf: &[u8], shape: Shape) -> Result<(), Unchecked> {
+    while !buf.is_empty() {
+        let (tag, wire_type) = decode_key(&mut buf)?;
+        match field_of(shape, tag) {
+            Field::Message(inner) => {
+                check_wire_type(WireType::LengthDelimited, wire_type)?;
+                check_message(take_delimited(&mut buf)?, inner)?;
+            }
+            Field::String => {
+                check_wire_type(WireType::LengthDelimited, wire_type)?;
+                core::str::from_utf8(take_delimited(&mut buf)?).map_err(|_| not_utf8())?;
+            }
+            Field::Bytes => {
+                check_wire_type(WireType::LengthDelimited, wire_type)?;
+                take_delimited(&mut buf)?;
+            }
+            Field::Varint => {
+                check_wire_type(WireType::Varint, wire_type)?;
+                decode_varint(&mut buf)?;
+            }
+            Field::Status => {
+                check_wire_type(WireType::Varint, wire_type)?;
+                // As `uint32::merge` then the range check in `Response::merge_field`.
+                let status = decode_varint(&mut buf)? as u32;
+                u16::try_from(status).map_err(|_| status_out_of_range())?;
+            }
+            Field::Unknown if wire_type == WireType::StartGroup => return Err(Unchecked::Group),
+            Field::Unknown => skip_field(wire_type, tag, &mut buf, DecodeContext::default())?,
+        }
+    }
+    Ok(())
+}
+
+#[cold]
+fn buffer_underflow() -> prost::DecodeError {
+    #[allow(deprecated)]
+    prost::DecodeError::new("buffer underflow")
+}
+
+#[cold]
+fn not_utf8() -> prost::DecodeError {
+    #[allow(deprecated)]
+    prost::DecodeError::new("invalid string value: data is not UTF-8 encoded")
+}
+
 /// What a run hands back: the context after the chain, or the error that ended it.
 ///
 /// This is the message a guest's `run` export returns and the answer the host
@@ -482,6 +606,35 @@ impl RunResult {
         encode_key(1, WireType::LengthDelimited, buf);
         encode_varint(lens.context as u64, buf);
         context.encode_with(lens, buf);
+    }
+
+    /// Appends the encoding of a successful result holding the context
+    /// encoded in `context` to `buf`, copying those bytes as they are: the
+    /// answer to a `next` that leaves the context unchanged, with no decoding
+    /// or re-encoding.
+    ///
+    /// # Errors
+    ///
+    /// `context` is not a valid context encoding ([`Context::validate`]);
+    /// `buf` is left as it was.
+    pub fn encode_encoded_context_into(context: &[u8], buf: &mut Vec<u8>) -> Result<(), DecodeError> {
+        Context::validate(context)?;
+        buf.reserve(key_len(1) + encoded_len_varint(context.len() as u64) + context.len());
+        encode_key(1, WireType::LengthDelimited, buf);
+        encode_varint(context.len() as u64, buf);
+        buf.extend_from_slice(context);
+        Ok(())
+    }
+
+    /// Whether `result` is exactly the encoding of a successful result holding
+    /// the context encoded in `context`, byte for byte. A guest that gets
+    /// back, from `next`, the context it sent can keep the context it has
+    /// instead of decoding the answer (encoding then decoding gives back the
+    /// same context).
+    pub fn holds_encoded_context(mut result: &[u8], context: &[u8]) -> bool {
+        matches!(decode_key(&mut result), Ok((1, WireType::LengthDelimited)))
+            && decode_varint(&mut result).is_ok_and(|len| len == context.len() as u64)
+            && result == context
     }
 
     /// Appends the encoding of a failed result with message `error` to `buf`.

@@ -5,10 +5,14 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use scale_func::ScaleFunc;
-use scale_http::ScaleService;
+use scale_http::{Dispatch, ScaleService};
 
 use crate::commands::read_scale;
-use crate::commands::runtime_args::RuntimeArgs;
+use crate::commands::runtime_args::{Budget, RuntimeArgs};
+
+/// The CPU budget of `serve` when none is given: generous for request
+/// handlers, and a bound on how long one run can hold a server thread.
+pub const DEFAULT_SERVE_BUDGET: u64 = 1_000_000_000;
 
 /// The function served when no files are given (source in `hello/`).
 const DEFAULT_FUNCTION: &[u8] = include_bytes!("../../assets/hello.scale");
@@ -24,8 +28,30 @@ pub struct Args {
     /// The largest request body accepted, in bytes; larger ones get 413.
     #[arg(long, value_name = "BYTES", default_value_t = scale_http::DEFAULT_BODY_LIMIT)]
     body_limit: usize,
+    /// Where functions run: `inline` on the server's worker threads (fast;
+    /// needs a CPU budget to bound runs), `blocking` on a separate thread pool
+    /// (for long runs), or `auto` (inline when there is a CPU budget).
+    #[arg(long, value_enum, default_value_t = DispatchArg::Auto)]
+    dispatch: DispatchArg,
     #[command(flatten)]
     runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum DispatchArg {
+    Auto,
+    Inline,
+    Blocking,
+}
+
+impl From<DispatchArg> for Dispatch {
+    fn from(arg: DispatchArg) -> Self {
+        match arg {
+            DispatchArg::Auto => Dispatch::Auto,
+            DispatchArg::Inline => Dispatch::Inline,
+            DispatchArg::Blocking => Dispatch::Blocking,
+        }
+    }
 }
 
 /// The built-in hello function.
@@ -41,9 +67,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         args.files.iter().map(|path| read_scale(path)).collect::<anyhow::Result<Vec<_>>>()?
     };
-    let runtime = args.runtime.builder(functions).build().context("loading the functions")?;
+    let runtime = args
+        .runtime
+        .builder(functions, Budget::Operations(DEFAULT_SERVE_BUDGET))
+        .build()
+        .context("loading the functions")?;
     let names = runtime.function_names().join(" → ");
-    let service = ScaleService::new(runtime).body_limit(args.body_limit);
+    let budget = match runtime.cpu_budget() {
+        Some(operations) => format!("CPU budget {operations} operations per call"),
+        None => "no CPU budget".to_string(),
+    };
+    let service = ScaleService::new(runtime).body_limit(args.body_limit).dispatch(args.dispatch.into());
+    let threads = if service.runs_inline() { "runs inline" } else { "runs on the blocking pool" };
+    eprintln!("{budget}, {threads}");
 
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     tokio.block_on(async move {

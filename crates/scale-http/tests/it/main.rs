@@ -211,3 +211,46 @@ async fn shutdown_lets_requests_in_flight_finish() {
     tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
     assert!(TcpStream::connect(addr).await.is_err(), "no longer accepting");
 }
+
+/// Where a run happens: inline on the thread polling the request, or on the
+/// blocking pool; `Auto` is inline exactly when the runtime has a CPU budget.
+#[tokio::test(flavor = "current_thread")]
+async fn dispatch_decides_which_thread_runs_the_chain() {
+    use scale_http::Dispatch;
+    use std::sync::{Arc, Mutex};
+
+    let here = std::thread::current().id();
+    let budgeted = || Runtime::builder().cpu_budget(50_000_000).function(fixture("rust", "next")).build().unwrap();
+    let unbudgeted = || runtime("rust", &["next"]);
+    let cases = [
+        (Dispatch::Auto, budgeted(), true),
+        (Dispatch::Auto, unbudgeted(), false),
+        (Dispatch::Inline, unbudgeted(), true),
+        (Dispatch::Blocking, budgeted(), false),
+    ];
+    for (dispatch, runtime, inline) in cases {
+        let seen = Arc::new(Mutex::new(None));
+        let record = Arc::clone(&seen);
+        let service = ScaleService::new(runtime).dispatch(dispatch).with_handler(move |ctx| {
+            *record.lock().unwrap() = Some(std::thread::current().id());
+            ctx.response.set_body_string("handled");
+            Ok(())
+        });
+        assert_eq!(service.runs_inline(), inline, "{dispatch:?}");
+        let request = http::Request::new(http_body_util::Full::new(bytes::Bytes::new()));
+        let response = service.handle(request).await;
+        assert_eq!(response.status(), 200, "{dispatch:?}");
+        let ran_here = seen.lock().unwrap().expect("the handler ran") == here;
+        assert_eq!(ran_here, inline, "{dispatch:?}: ran on the request's thread");
+    }
+}
+
+/// A tower downstream is awaited from inside the chain, which only the
+/// blocking pool allows: such a service never runs inline.
+#[test]
+fn a_tower_downstream_always_runs_on_the_blocking_pool() {
+    let app = axum::Router::new();
+    let service =
+        ScaleService::new(runtime("rust", &["http-next"])).dispatch(scale_http::Dispatch::Inline).with_downstream(app);
+    assert!(!service.runs_inline());
+}

@@ -111,3 +111,59 @@ proptest! {
         let _ = RunResult::decode(&bytes[..]);
     }
 }
+
+proptest! {
+    /// `Context::validate` accepts exactly what `Context::decode` accepts:
+    /// valid encodings, encodings with one byte changed, and noise.
+    #[test]
+    fn validate_agrees_with_decode(
+        ctx in context(),
+        at in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        noise in vec(any::<u8>(), 0..128),
+    ) {
+        let valid = ctx.encode_to_vec();
+        let mut mutated = valid.clone();
+        if !mutated.is_empty() {
+            let at = at.index(mutated.len());
+            mutated[at] = byte;
+        }
+        for bytes in [valid, mutated, noise] {
+            prop_assert_eq!(Context::validate(&bytes).is_ok(), Context::decode(&bytes[..]).is_ok());
+        }
+    }
+
+    /// An unchanged context wrapped as a result decodes to what the context decodes to.
+    #[test]
+    fn encoded_context_results_decode_as_the_context(ctx in context()) {
+        let mut buf = Vec::new();
+        RunResult::encode_encoded_context_into(&ctx.encode_to_vec(), &mut buf).unwrap();
+        prop_assert_eq!(&buf, &RunResult::Context(ctx.clone()).encode_to_vec());
+        prop_assert_eq!(RunResult::decode(&buf[..]).unwrap(), RunResult::Context(ctx));
+    }
+}
+
+#[test]
+fn invalid_encoded_contexts_are_refused_and_leave_the_buffer() {
+    let mut buf = vec![1, 2, 3];
+    // Field 1 (the request) claims 5 bytes and has 1.
+    assert!(RunResult::encode_encoded_context_into(&[0x0a, 0x05, 0x00], &mut buf).is_err());
+    // A status code that does not fit in 16 bits.
+    let status = [0x12, 0x04, 0x08, 0x80, 0x80, 0x04];
+    assert!(Context::validate(&status).is_err());
+    assert!(Context::decode(&status[..]).is_err());
+    assert_eq!(buf, [1, 2, 3]);
+}
+
+proptest! {
+    /// A result holds a context's encoding exactly when it is that context's
+    /// successful result.
+    #[test]
+    fn holds_encoded_context_recognises_only_the_same_context(a in context(), b in context(), error in ".{0,16}") {
+        let encoded = a.encode_to_vec();
+        prop_assert!(RunResult::holds_encoded_context(&RunResult::Context(a.clone()).encode_to_vec(), &encoded));
+        prop_assert!(!RunResult::holds_encoded_context(&RunResult::Error(error).encode_to_vec(), &encoded));
+        let other = RunResult::Context(b.clone()).encode_to_vec();
+        prop_assert_eq!(RunResult::holds_encoded_context(&other, &encoded), a.encode_to_vec() == b.encode_to_vec());
+    }
+}
