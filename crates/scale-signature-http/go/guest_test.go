@@ -309,3 +309,39 @@ func TestRegister(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestCallNextKeepsTheContextWhenTheHostHandsItBackUnchanged(t *testing.T) {
+	g := running()
+	host := &fakeHost{chain: func(c *Context) (*Context, error) { return c, nil }}
+	ctx := NewContext()
+	ctx.Response().SetBody("hello")
+	ctx.Request().Headers().Set("x-a", []string{"1", "2"})
+	got, err := g.callNext(host, ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != ctx {
+		t.Fatal("an unchanged answer should give back the same context, not a decoded copy")
+	}
+}
+
+func TestHoldsEncodedContext(t *testing.T) {
+	ctx := NewContext()
+	ctx.Response().SetBody("hello")
+	encoded := ctx.Encode(nil)
+	if !holdsEncodedContext(EncodeContextResult(nil, ctx), encoded) {
+		t.Fatal("the context's own result was not recognised")
+	}
+	other := NewContext()
+	other.Response().SetBody("hellO")
+	for name, result := range map[string][]byte{
+		"another context": EncodeContextResult(nil, other),
+		"an error":        EncodeErrorResult(nil, "hello"),
+		"truncated":       EncodeContextResult(nil, ctx)[:len(encoded)],
+		"empty":           nil,
+	} {
+		if holdsEncodedContext(result, encoded) {
+			t.Fatalf("%s was taken for the unchanged context", name)
+		}
+	}
+}
