@@ -2,8 +2,8 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use scale_func::ScaleFunc;
 use wasmer::{Engine, Module};
@@ -174,6 +174,7 @@ impl<S: Signature> RuntimeBuilder<S> {
         // One engine for all functions, except with metering, whose
         // middleware keeps per-module state: then one engine per function.
         let shared_engine = settings.cpu_budget.is_none().then(|| build_engine(settings));
+        let shards = shard_count(self.limits.max_idle);
         let mut functions = Vec::with_capacity(self.functions.len());
         for function in &self.functions {
             let name = function.name();
@@ -189,8 +190,10 @@ impl<S: Signature> RuntimeBuilder<S> {
                 engine,
                 module,
                 limits: self.limits,
+                shards: (0..shards).map(|_| Shard { slot: Mutex::new(None), reused: AtomicU64::new(0) }).collect(),
                 pool: object_pool::Pool::from_vec(Vec::new()),
                 idle: AtomicUsize::new(0),
+                pool_capacity: self.limits.max_idle - shards,
                 generation: AtomicU64::new(0),
                 stats: Counters::default(),
             });
@@ -198,7 +201,9 @@ impl<S: Signature> RuntimeBuilder<S> {
             // time, and leaves a warm instance in the pool.
             let guest = Box::new(Guest::instantiate(&shared, 0)?);
             shared.stats.created.fetch_add(1, Ordering::Relaxed);
-            shared.checkin(guest, false);
+            // Shared, not in this thread's shard: the first run may come
+            // from any thread.
+            shared.park_shared(guest);
             functions.push(shared);
         }
         Ok(Runtime { inner: Arc::new(RuntimeInner { functions, limits: self.limits }) })
@@ -247,25 +252,100 @@ pub(crate) struct FunctionShared<S: Signature> {
     pub engine: Engine,
     pub module: Module,
     pub limits: Limits,
+    /// Idle guests kept per thread, tried before `pool`: at most one each.
+    shards: Box<[Shard<S>]>,
+    /// The shared idle guests, beyond the shards'.
     pool: object_pool::Pool<Box<Guest<S>>>,
     /// How many guests `pool` holds, kept beside it so that taking a guest
     /// back is one lock, not two.
     idle: AtomicUsize,
+    /// How many guests `pool` may hold: `max_idle` less the shards.
+    pool_capacity: usize,
     /// Bumped by `clear()`: instances of an older generation are not kept.
     generation: AtomicU64,
     stats: Counters,
 }
 
+/// One idle guest kept for the threads that map to this shard (usually a
+/// single thread), alone on its cache lines. A thread that runs a function
+/// again and again takes its guest from its shard and puts it back there,
+/// touching nothing that other threads touch: no shared lock, counter or
+/// cache line moves between cores on the hot path.
+#[repr(align(128))]
+struct Shard<S: Signature> {
+    slot: Mutex<Option<Box<Guest<S>>>>,
+    /// Guests handed out again from this shard.
+    reused: AtomicU64,
+}
+
+impl<S: Signature> Shard<S> {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Box<Guest<S>>>> {
+        // A panic cannot leave the `Option` half-written: use it as it is.
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// How many shards a function gets: one per CPU (at most 16), and never
+/// more than the idle instances allowed.
+fn shard_count(max_idle: usize) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cpus.min(16).min(max_idle)
+}
+
+/// This thread's number, for picking a shard: threads are numbered in the
+/// order they first ask.
+fn thread_number() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static NUMBER: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    NUMBER.with(|number| *number)
+}
+
 impl<S: Signature> FunctionShared<S> {
+    /// The shard of the calling thread, if the function has shards.
+    fn shard(&self) -> Option<&Shard<S>> {
+        match self.shards.len() {
+            0 => None,
+            n => Some(&self.shards[thread_number() % n]),
+        }
+    }
+
     /// An idle instance, or a new one.
     fn checkout(&self) -> Result<Box<Guest<S>>, Error> {
         let generation = self.generation.load(Ordering::Acquire);
-        while let Some(guest) = self.pull() {
+        let current = |guest: Box<Guest<S>>| {
             if guest.generation == generation {
+                return Some(guest);
+            }
+            self.stats.discarded.fetch_add(1, Ordering::Relaxed);
+            None
+        };
+        // This thread's shard first: the hot path.
+        if let Some(shard) = self.shard() {
+            let taken = shard.slot().take();
+            if let Some(guest) = taken.and_then(current) {
+                shard.reused.fetch_add(1, Ordering::Relaxed);
+                return Ok(guest);
+            }
+        }
+        while let Some(guest) = self.pull() {
+            if let Some(guest) = current(guest) {
                 self.stats.reused.fetch_add(1, Ordering::Relaxed);
                 return Ok(guest);
             }
-            self.stats.discarded.fetch_add(1, Ordering::Relaxed);
+        }
+        // Before making a new instance, one idle in another thread's shard
+        // (a thread that has stopped running this function, say).
+        for shard in self.shards.iter() {
+            let taken = match shard.slot.try_lock() {
+                Ok(mut slot) => slot.take(),
+                Err(_) => None,
+            };
+            if let Some(guest) = taken.and_then(current) {
+                self.stats.reused.fetch_add(1, Ordering::Relaxed);
+                return Ok(guest);
+            }
         }
         let guest = Box::new(Guest::instantiate(self, generation)?);
         self.stats.created.fetch_add(1, Ordering::Relaxed);
@@ -284,24 +364,54 @@ impl<S: Signature> FunctionShared<S> {
             && guest.generation == self.generation.load(Ordering::Acquire)
             && guest.uses < self.limits.max_uses
             && guest.memory_bytes() <= self.limits.memory_high_water;
-        // Reserve a place first, so that racing check-ins cannot overfill the pool.
-        if healthy && self.idle.fetch_add(1, Ordering::Relaxed) < self.limits.max_idle {
-            guest.next = None;
-            guest.spare.reset();
-            if let Some(context) = &mut guest.lent {
-                context.reset();
-            }
-            self.pool.attach(guest);
-        } else {
-            if healthy {
-                self.idle.fetch_sub(1, Ordering::Relaxed);
-            }
+        if !healthy {
             self.stats.discarded.fetch_add(1, Ordering::Relaxed);
+            return;
         }
+        guest.next = None;
+        guest.spare.reset();
+        if let Some(context) = &mut guest.lent {
+            context.reset();
+        }
+        if let Some(shard) = self.shard() {
+            let mut slot = shard.slot();
+            if slot.is_none() {
+                *slot = Some(guest);
+                return;
+            }
+        }
+        self.park_shared(guest);
+    }
+
+    /// Keeps a healthy, reset guest in the shared pool or, when that is
+    /// full, in any empty shard; drops it when there is no room left.
+    fn park_shared(&self, guest: Box<Guest<S>>) {
+        // Reserve a place first, so that racing check-ins cannot overfill the pool.
+        if self.idle.fetch_add(1, Ordering::Relaxed) < self.pool_capacity {
+            self.pool.attach(guest);
+            return;
+        }
+        self.idle.fetch_sub(1, Ordering::Relaxed);
+        for shard in self.shards.iter() {
+            if let Ok(mut slot) = shard.slot.try_lock() {
+                if slot.is_none() {
+                    *slot = Some(guest);
+                    return;
+                }
+            }
+        }
+        self.stats.discarded.fetch_add(1, Ordering::Relaxed);
     }
 
     fn clear(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+        for shard in &self.shards {
+            let taken = shard.slot().take();
+            if let Some(guest) = taken {
+                drop(guest);
+                self.stats.discarded.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         while let Some(guest) = self.pull() {
             drop(guest);
             self.stats.discarded.fetch_add(1, Ordering::Relaxed);
@@ -309,11 +419,13 @@ impl<S: Signature> FunctionShared<S> {
     }
 
     fn stats(&self) -> PoolStats {
+        let in_shards = self.shards.iter().filter(|shard| shard.slot().is_some()).count();
+        let reused_from_shards: u64 = self.shards.iter().map(|shard| shard.reused.load(Ordering::Relaxed)).sum();
         PoolStats {
             created: self.stats.created.load(Ordering::Relaxed),
-            reused: self.stats.reused.load(Ordering::Relaxed),
+            reused: self.stats.reused.load(Ordering::Relaxed) + reused_from_shards,
             discarded: self.stats.discarded.load(Ordering::Relaxed),
-            idle: self.pool.len() as u64,
+            idle: (self.pool.len() + in_shards) as u64,
         }
     }
 }

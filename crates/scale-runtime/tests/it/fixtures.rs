@@ -367,6 +367,36 @@ fn pooled_instances_are_reused_after_warm_up() {
     }
 }
 
+/// Idle instances are kept per thread first; one left idle by a thread that
+/// has stopped still serves other threads, with no new instantiation.
+#[test]
+fn an_instance_left_idle_by_one_thread_serves_the_others() {
+    let runtime = runtime(Lang::Rust, &["passthrough"]);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut first = runtime.instance().unwrap();
+            let mut second = runtime.instance().unwrap();
+            run_with_body(&mut first).unwrap();
+            run_with_body(&mut second).unwrap();
+        });
+    });
+    let warm = runtime.pool_stats();
+    assert_eq!(warm.idle, 2, "{warm:?}");
+    for _ in 0..4 {
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let mut instance = runtime.instance().unwrap();
+                run_with_body(&mut instance).unwrap();
+                assert_eq!(body(&instance), TEST_DATA);
+            });
+        });
+    }
+    let after = runtime.pool_stats();
+    assert_eq!(after.created, warm.created, "{after:?}");
+    assert_eq!(after.reused, warm.reused + 4, "{after:?}");
+    assert_eq!(after.idle, 2, "{after:?}");
+}
+
 #[test]
 fn clear_empties_the_pool_and_the_next_run_still_works() {
     for lang in Lang::ALL {
