@@ -183,7 +183,14 @@ impl<S: Signature> RuntimeBuilder<S> {
                 return Err(Error::SignatureMismatch { function: name.to_string(), expected: S::id(), found });
             }
             let engine = shared_engine.clone().unwrap_or_else(|| build_engine(settings));
-            let module = module::load(name, function.function(), &engine, settings, self.cache_dir.as_deref())?;
+            let module = module::load(
+                name,
+                function.function(),
+                &function.checksum(),
+                &engine,
+                settings,
+                self.cache_dir.as_deref(),
+            )?;
             module::validate(name, &module)?;
             let shared = Arc::new(FunctionShared {
                 name: Arc::from(name),
