@@ -95,7 +95,9 @@ impl Context {
         let answer = scale_guest_abi::next(&request, |bytes: &[u8]| {
             // Where the chain ends with no native handlers, the host hands
             // back the very bytes it got: then this context is the answer.
-            if signature::RunResult::holds_encoded_context(bytes, &request) {
+            // Worth checking for small contexts only: for large ones
+            // (bodies), decoding is mostly bulk copies, cheaper than comparing.
+            if request.len() <= UNCHANGED_CHECK_LIMIT && signature::RunResult::holds_encoded_context(bytes, &request) {
                 return Ok(Answer::Unchanged);
             }
             signature::RunResult::decode_into(bytes, &mut spare).map(|error| match error {
@@ -118,6 +120,9 @@ impl Context {
         outcome
     }
 }
+
+/// The largest encoded context `next` compares with the host's answer.
+const UNCHANGED_CHECK_LIMIT: usize = 8 * 1024;
 
 /// What the host answered a `next` with.
 enum Answer {

@@ -227,7 +227,9 @@ func (g *guestState) callNext(host nextHost, ctx *Context) (*Context, error) {
 	}
 	// Where the chain ends with no native handlers, the host hands back the
 	// very bytes it got: then ctx itself is the answer, with nothing to decode.
-	if holdsEncodedContext(g.answer[:size], g.request) {
+	// Worth checking for small contexts only: for large ones (bodies),
+	// decoding is mostly bulk copies, cheaper than comparing.
+	if len(g.request) <= unchangedCheckLimit && holdsEncodedContext(g.answer[:size], g.request) {
 		return ctx, nil
 	}
 	result, err := DecodeRunResult(g.answer[:size])
@@ -239,6 +241,10 @@ func (g *guestState) callNext(host nextHost, ctx *Context) (*Context, error) {
 	}
 	return result.Context, nil
 }
+
+// unchangedCheckLimit is the largest encoded context callNext compares with
+// the host's answer.
+const unchangedCheckLimit = 8 * 1024
 
 // holdsEncodedContext reports whether result is exactly the encoding of a
 // successful RunResult holding the context encoded in context, byte for byte.

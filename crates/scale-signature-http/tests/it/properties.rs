@@ -167,3 +167,19 @@ proptest! {
         prop_assert_eq!(RunResult::holds_encoded_context(&other, &encoded), a.encode_to_vec() == b.encode_to_vec());
     }
 }
+
+proptest! {
+    /// One changed byte anywhere in the context part of a result is noticed
+    /// (the comparison goes eight bytes at a step, then the tail).
+    #[test]
+    fn holds_encoded_context_notices_any_changed_byte(ctx in context(), at in any::<prop::sample::Index>(), flip in 1u8..) {
+        let encoded = ctx.encode_to_vec();
+        let mut result = RunResult::Context(ctx).encode_to_vec();
+        let header = result.len() - encoded.len();
+        if !encoded.is_empty() {
+            let at = header + at.index(encoded.len());
+            result[at] ^= flip;
+            prop_assert!(!RunResult::holds_encoded_context(&result, &encoded));
+        }
+    }
+}
