@@ -400,11 +400,11 @@ impl<S: Signature> FunctionShared<S> {
         }
         self.idle.fetch_sub(1, Ordering::Relaxed);
         for shard in self.shards.iter() {
-            if let Ok(mut slot) = shard.slot.try_lock() {
-                if slot.is_none() {
-                    *slot = Some(guest);
-                    return;
-                }
+            if let Ok(mut slot) = shard.slot.try_lock()
+                && slot.is_none()
+            {
+                *slot = Some(guest);
+                return;
             }
         }
         self.stats.discarded.fetch_add(1, Ordering::Relaxed);
