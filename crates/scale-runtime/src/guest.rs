@@ -237,7 +237,7 @@ impl<S: Signature> Guest<S> {
         // the memory is not shared with another instance, and the decoder
         // only reads it (copying what it keeps).
         let memory = unsafe { view.data_unchecked() };
-        let output = match memory.get(ptr as usize..).and_then(|rest| rest.get(..out_len as usize)) {
+        let output = match guest_bytes(memory, ptr, out_len) {
             Some(output) if ptr != 0 => output,
             _ => {
                 return Err(malformed(format!(
@@ -392,6 +392,11 @@ fn read_vec(view: &MemoryView<'_>, ptr: u32, len: u32) -> Result<Vec<u8>, wasmer
     Ok(bytes)
 }
 
+/// The `len` bytes at `ptr` of a guest's memory, if they lie inside it.
+fn guest_bytes(memory: &[u8], ptr: u32, len: u32) -> Option<&[u8]> {
+    memory.get(ptr as usize..)?.get(..len as usize)
+}
+
 fn range_in(view: &MemoryView<'_>, ptr: u32, len: u32) -> bool {
     u64::from(ptr) + u64::from(len) <= view.data_size()
 }
@@ -425,15 +430,13 @@ fn host_next<S: Signature>(
                 view.data_size()
             )));
         }
-        // SAFETY: as in `Guest::decode_output`: the slice lives only while
+        // SAFETY: as in `Guest::invoke`: the slice lives only while
         // the context is decoded or copied (keeping nothing borrowed). This
         // guest is suspended inside this import, no other code can reach its
         // memory (the store is borrowed here, one thread at a time), and
         // nothing grows the memory meanwhile.
         let memory = unsafe { view.data_unchecked() };
-        let input = memory
-            .get(ptr as usize..)
-            .and_then(|rest| rest.get(..len as usize))
+        let input = guest_bytes(memory, ptr, len)
             .ok_or_else(|| HostTrap::Malformed("next: the context lies outside the guest's memory".into()))?;
         match &mut ctx {
             None => S::encode_unchanged_result(input, &mut answer),

@@ -458,6 +458,14 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     tails_match && a_words.zip(b_words).all(|(x, y)| word(x) == word(y))
 }
 
+/// Starts a result's context field (tag 1) of `len` bytes, reserving room
+/// for all of it.
+fn start_context_field(len: usize, buf: &mut Vec<u8>) {
+    buf.reserve(key_len(1) + encoded_len_varint(len as u64) + len);
+    encode_key(1, WireType::LengthDelimited, buf);
+    encode_varint(len as u64, buf);
+}
+
 /// Why [`check_message`] stopped.
 enum Unchecked {
     /// The bytes do not decode.
@@ -615,9 +623,7 @@ impl RunResult {
     /// without moving the context into a [`RunResult`].
     pub fn encode_context_into(context: &Context, buf: &mut Vec<u8>) {
         let lens = context.nested_lens();
-        buf.reserve(key_len(1) + encoded_len_varint(lens.context as u64) + lens.context);
-        encode_key(1, WireType::LengthDelimited, buf);
-        encode_varint(lens.context as u64, buf);
+        start_context_field(lens.context, buf);
         context.encode_with(lens, buf);
     }
 
@@ -632,9 +638,7 @@ impl RunResult {
     /// `buf` is left as it was.
     pub fn encode_encoded_context_into(context: &[u8], buf: &mut Vec<u8>) -> Result<(), DecodeError> {
         Context::validate(context)?;
-        buf.reserve(key_len(1) + encoded_len_varint(context.len() as u64) + context.len());
-        encode_key(1, WireType::LengthDelimited, buf);
-        encode_varint(context.len() as u64, buf);
+        start_context_field(context.len(), buf);
         buf.extend_from_slice(context);
         Ok(())
     }
