@@ -12,7 +12,8 @@ use wasmer::sys::vm::{
 use wasmer::sys::{CompilerConfig, Features};
 use wasmer::sys::{Cranelift, CraneliftOptLevel, EngineBuilder, NativeEngineExt, Tunables};
 use wasmer::{Engine, MemoryType, Pages, TableStyle, TableType};
-use wasmer_middlewares::Metering;
+
+use crate::metering::Metering;
 
 /// What an engine is built with. Two engines with equal settings compile
 /// interchangeable code, so these settings are part of the module cache key.
@@ -30,7 +31,7 @@ impl EngineSettings {
     /// A string naming everything that changes the compiled code.
     pub fn cache_tag(&self) -> String {
         format!(
-            "wasmer-{}/cranelift-speed/metering-{}/{}",
+            "wasmer-{}/cranelift-speed/metering-v2-{}/{}",
             WASMER_VERSION,
             match self.cpu_budget {
                 Some(budget) => budget.to_string(),
@@ -51,9 +52,9 @@ pub(crate) fn build_engine(settings: EngineSettings) -> Engine {
     let mut compiler = Cranelift::default();
     compiler.opt_level(CraneliftOptLevel::Speed);
     if let Some(budget) = settings.cpu_budget {
-        // Every operator costs one point. Instances start with one budget,
-        // for instantiation; it is set again before each call.
-        compiler.push_middleware(Arc::new(Metering::new(budget, |_| 1)));
+        // Instances start with one budget, for instantiation; it is set
+        // again before each call.
+        compiler.push_middleware(Arc::new(Metering::new(budget)));
     }
     let features = Features::default();
     let mut engine: Engine = EngineBuilder::new(compiler).set_features(Some(features)).engine().into();

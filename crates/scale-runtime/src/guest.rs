@@ -15,6 +15,7 @@ use wasmer::{
 
 use crate::engine::{clear_grow_refused, grow_refused, set_grow_refused};
 use crate::error::{Error, HandlerError};
+use crate::metering;
 use crate::runtime::FunctionShared;
 use crate::signature::Signature;
 use crate::wasi::{self, Capture};
@@ -158,7 +159,7 @@ impl<S: Signature> Guest<S> {
             exports.get_typed_function(&store, "scale_abi_version").map_err(|e| export_err("scale_abi_version", e))?;
         let metering = if function.limits.cpu_budget.is_some() {
             let global = |export: &str| exports.get_global(export).cloned().map_err(|err| fail(err.to_string()));
-            Some((global("wasmer_metering_remaining_points")?, global("wasmer_metering_points_exhausted")?))
+            Some((global(metering::REMAINING)?, global(metering::EXHAUSTED)?))
         } else {
             None
         };
@@ -204,7 +205,7 @@ impl<S: Signature> Guest<S> {
         // One budget for the run's calls into the guest, `resize` included.
         if let (Some((remaining, exhausted)), Some(budget)) = (&self.metering, function.limits.cpu_budget) {
             let set = remaining
-                .set(&mut self.store, Value::I64(budget as i64))
+                .set(&mut self.store, Value::I64(metering::initial_points(budget)))
                 .and_then(|()| exhausted.set(&mut self.store, Value::I32(0)));
             set.map_err(|err| malformed(format!("resetting the CPU budget: {err}")))?;
         }

@@ -56,6 +56,7 @@
 mod engine;
 mod error;
 mod guest;
+mod metering;
 mod module;
 mod runtime;
 mod signature;

@@ -115,11 +115,22 @@ impl<S: Signature> RuntimeBuilder<S> {
         self
     }
 
-    /// Counts the work of the guest (one point per wasm operation) and stops
-    /// a run whose calls into one guest (`resize` and `run`) use more than
-    /// `operations` with [`Error::CpuBudget`]. Instantiation (a start
-    /// function, `_initialize`) has the same budget. Off by default: metering
-    /// costs some speed.
+    /// Counts the work of the guest and stops a run whose calls into one
+    /// guest (`resize` and `run`) use more than `operations` points with
+    /// [`Error::CpuBudget`]. Instantiation (a start function, `_initialize`)
+    /// has the same budget. Off by default: metering costs some speed (about
+    /// a tenth of the instructions of a request to `scale serve`'s built-in
+    /// function).
+    ///
+    /// A point is one wasm operator, paid for in advance: on entering a
+    /// stretch of code that control can only enter at its start, the guest
+    /// pays for all of that stretch, so a branch that leaves it early leaves
+    /// the rest paid for. A run is thus charged for at least every operator
+    /// it executes; in our fixtures about 1.15× that count for Go guests and
+    /// 1.5× for Rust ones. The points left are checked when a function starts
+    /// and when a loop starts an iteration, so a run that never ends is always
+    /// stopped, at most one loop-free stretch of a function past its budget.
+    /// Budgets above `i64::MAX` count as `i64::MAX`.
     pub fn cpu_budget(mut self, operations: u64) -> Self {
         self.limits.cpu_budget = Some(operations);
         self
