@@ -195,10 +195,16 @@ impl<S: Signature> Guest<S> {
         self.memory.view(&self.store).data_size()
     }
 
-    /// Runs the module's `run` on `input` and decodes its answer into
-    /// `spare`: `Ok(Ok(()))` when it answered with a context (now in
-    /// `spare`), `Ok(Err(message))` when it answered with an error.
-    fn invoke(&mut self, input: &[u8], function: &FunctionShared<S>) -> Result<Result<(), String>, Error> {
+    /// Runs the module's `run` on `input` (the encoding of `sent`) and
+    /// decodes its answer into `spare`: `Ok(Ok(()))` when it answered with a
+    /// context (now in `spare`; parts of `sent` it gave back unchanged may
+    /// have moved there), `Ok(Err(message))` when it answered with an error.
+    fn invoke(
+        &mut self,
+        input: &[u8],
+        sent: &mut S,
+        function: &FunctionShared<S>,
+    ) -> Result<Result<(), String>, Error> {
         let malformed = |what: String| Error::MalformedOutput { function: function.name.to_string(), what };
         let len = u32::try_from(input.len())
             .map_err(|_| malformed(format!("a context of {} bytes does not fit the 32-bit ABI", input.len())))?;
@@ -247,7 +253,7 @@ impl<S: Signature> Guest<S> {
                 )));
             }
         };
-        S::decode_result_into(output, &mut self.spare)
+        S::decode_result_reusing(output, &mut self.spare, input, sent)
             .map_err(|err| malformed(format!("its result does not decode: {err}")))
     }
 
@@ -363,7 +369,7 @@ impl<S: Signature> Link<S> {
         encoded.clear();
         ctx.encode(&mut encoded);
         guest.env.as_mut(&mut guest.store).downstream = guest.next.take();
-        let outcome = guest.invoke(&encoded, &self.function);
+        let outcome = guest.invoke(&encoded, ctx, &self.function);
         guest.encoded = encoded;
         let env = guest.env.as_mut(&mut guest.store);
         guest.next = env.downstream.take();

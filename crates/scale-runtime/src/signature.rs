@@ -67,6 +67,24 @@ pub trait Signature: Default + Send + 'static {
         Ok(Self::decode_result(Bytes::copy_from_slice(bytes))?.map(|context| *into = context))
     }
 
+    /// Decodes the outcome of a run that was handed `sent`, the encoding of
+    /// `previous`, into `into`, as [`Signature::decode_result_into`] does. An
+    /// implementation may move into `into` the parts of `previous` that came
+    /// back unchanged instead of decoding them again. The runtime discards
+    /// `previous` after a successful outcome; after an error outcome or a
+    /// decode error, `previous` must be as it was.
+    ///
+    /// The default implementation calls [`Signature::decode_result_into`].
+    fn decode_result_reusing(
+        bytes: &[u8],
+        into: &mut Self,
+        sent: &[u8],
+        previous: &mut Self,
+    ) -> Result<Result<(), String>, BoxError> {
+        let _ = (sent, previous);
+        Self::decode_result_into(bytes, into)
+    }
+
     /// Sets this context back to the default, as `Self::default()` would.
     /// Implementations may keep allocations for reuse.
     fn reset(&mut self) {
@@ -112,6 +130,18 @@ impl Signature for scale_signature_http::Context {
 
     fn decode_result_into(bytes: &[u8], into: &mut Self) -> Result<Result<(), String>, BoxError> {
         match scale_signature_http::RunResult::decode_into(bytes, into)? {
+            None => Ok(Ok(())),
+            Some(message) => Ok(Err(message)),
+        }
+    }
+
+    fn decode_result_reusing(
+        bytes: &[u8],
+        into: &mut Self,
+        sent: &[u8],
+        previous: &mut Self,
+    ) -> Result<Result<(), String>, BoxError> {
+        match scale_signature_http::RunResult::decode_into_reusing_request(bytes, into, sent, &mut previous.request)? {
             None => Ok(Ok(())),
             Some(message) => Ok(Err(message)),
         }

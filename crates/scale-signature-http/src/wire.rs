@@ -466,6 +466,27 @@ fn start_context_field(len: usize, buf: &mut Vec<u8>) {
     encode_varint(len as u64, buf);
 }
 
+/// The context field of a result made of exactly one such field (what
+/// every encoder writes), or `None`.
+fn split_result(mut result: &[u8]) -> Option<&[u8]> {
+    match decode_key(&mut result) {
+        Ok((1, WireType::LengthDelimited)) => take_delimited(&mut result).ok().filter(|_| result.is_empty()),
+        _ => None,
+    }
+}
+
+/// The request and response fields of a context encoded as exactly those
+/// two, in that order (what every encoder writes), or `None`.
+fn split_context(mut context: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut field = |tag: u32| match decode_key(&mut context) {
+        Ok((found, WireType::LengthDelimited)) if found == tag => take_delimited(&mut context).ok(),
+        _ => None,
+    };
+    let request = field(1)?;
+    let response = field(2)?;
+    context.is_empty().then_some((request, response))
+}
+
 /// Why [`check_message`] stopped.
 enum Unchecked {
     /// The bytes do not decode.
@@ -600,6 +621,36 @@ impl RunResult {
             }
         }
         outcome.ok_or_else(DecodeError::empty_result)
+    }
+
+    /// [`RunResult::decode_into`] for the result of a run that was handed
+    /// `sent`, the encoding of a context whose request is `request`. When
+    /// the result's context carries the request of `sent` byte for byte (a
+    /// function that did not touch the request), `request` trades places
+    /// with `context.request` instead of being decoded again: decoding what
+    /// was encoded gives back the same request. Otherwise, and for error
+    /// results, this is `decode_into`, and `request` is left as it was.
+    ///
+    /// # Errors
+    ///
+    /// As [`RunResult::decode`]; `request` is left as it was.
+    pub fn decode_into_reusing_request(
+        buf: &[u8],
+        context: &mut Context,
+        sent: &[u8],
+        request: &mut Request,
+    ) -> Result<Option<String>, DecodeError> {
+        let sent_request = split_context(sent).map(|(request, _)| request);
+        let result = split_result(buf).and_then(split_context);
+        match (sent_request, result) {
+            (Some(sent_request), Some((same, response))) if same_bytes(sent_request, same) => {
+                context.reset();
+                Message::merge(&mut context.response, response).map_err(DecodeError::from)?;
+                core::mem::swap(&mut context.request, request);
+                Ok(None)
+            }
+            _ => Self::decode_into(buf, context),
+        }
     }
 
     /// The length of this result's encoding.

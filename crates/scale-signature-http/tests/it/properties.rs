@@ -183,3 +183,53 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Decoding a result while reusing the sent request gives exactly what a
+    /// plain decode gives, whether the function kept the request (`b` has
+    /// `a`'s) or changed it, and leaves the sent request alone unless it was
+    /// taken.
+    #[test]
+    fn decoding_with_the_sent_request_equals_decoding(a in context(), b in context(), keep in any::<bool>(), error in ".{0,16}") {
+        let sent = a.encode_to_vec();
+        let mut answer = b.clone();
+        if keep {
+            answer.request = a.request.clone();
+        }
+        let mut into = Context::default();
+        let mut request = a.request.clone();
+        let outcome = RunResult::decode_into_reusing_request(
+            &RunResult::Context(answer.clone()).encode_to_vec(), &mut into, &sent, &mut request);
+        prop_assert_eq!(outcome, Ok(None));
+        prop_assert_eq!(&into, &answer);
+        if answer.request != a.request {
+            prop_assert_eq!(&request, &a.request);
+        }
+
+        let mut request = a.request.clone();
+        let outcome = RunResult::decode_into_reusing_request(
+            &RunResult::Error(error.clone()).encode_to_vec(), &mut into, &sent, &mut request);
+        prop_assert_eq!(outcome, Ok(Some(error)));
+        prop_assert_eq!(&request, &a.request);
+    }
+
+    /// A result whose response part does not decode is an error, and the
+    /// sent request stays where it was.
+    #[test]
+    fn a_bad_response_next_to_the_sent_request_is_an_error(a in context()) {
+        let sent = a.encode_to_vec();
+        // The sent request field as it was (a default response encodes as
+        // the two bytes 0x12 0x00), then a response whose status is out of
+        // range: status_code (field 1) = 70000.
+        let with_default_response = Context { request: a.request.clone(), response: Response::default() }.encode_to_vec();
+        let mut context = with_default_response[..with_default_response.len() - 2].to_vec();
+        context.extend_from_slice(&[0x12, 0x04, 0x08, 0xf0, 0xa2, 0x04]);
+        let mut result = vec![0x0a];
+        prost::encoding::encode_varint(context.len() as u64, &mut result);
+        result.extend_from_slice(&context);
+        let mut request = a.request.clone();
+        let outcome = RunResult::decode_into_reusing_request(&result, &mut Context::default(), &sent, &mut request);
+        prop_assert!(outcome.is_err());
+        prop_assert_eq!(&request, &a.request);
+    }
+}
