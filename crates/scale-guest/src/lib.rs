@@ -50,30 +50,55 @@ pub use scale_signature_http::{Bytes, Headers, Request, Response};
 /// The context a Scale function works on: the request and the response so far.
 ///
 /// Derefs to [`scale_signature_http::Context`] for direct field access.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Default)]
 pub struct Context {
     inner: signature::Context,
+    /// The encoding of `inner`, kept when the last `next` gave the context
+    /// back unchanged and nothing has borrowed `inner` mutably since: the
+    /// run's answer is then these bytes, with no second encoding.
+    encoded: Option<Vec<u8>>,
 }
 
 impl Context {
     /// Wraps a signature context (for tests of a handler).
     pub fn new(inner: signature::Context) -> Self {
-        Self { inner }
+        Self { inner, encoded: None }
     }
 
     /// The signature context inside.
-    pub fn into_inner(self) -> signature::Context {
-        self.inner
+    pub fn into_inner(mut self) -> signature::Context {
+        self.forget_encoding();
+        std::mem::take(&mut self.inner)
     }
 
     /// The request.
     pub fn request(&mut self) -> &mut Request {
+        self.forget_encoding();
         &mut self.inner.request
     }
 
     /// The response built so far.
     pub fn response(&mut self) -> &mut Response {
+        self.forget_encoding();
         &mut self.inner.response
+    }
+
+    /// Drops the kept encoding: `inner` may be about to change.
+    fn forget_encoding(&mut self) {
+        if let Some(buffer) = self.encoded.take() {
+            scale_guest_abi::return_request_buffer(buffer);
+        }
+    }
+
+    /// Appends the run's successful answer, this context, to `output`.
+    fn encode_result_into(&mut self, output: &mut Vec<u8>) {
+        match self.encoded.take() {
+            Some(encoded) => {
+                signature::RunResult::encode_context_bytes_into(&encoded, output);
+                scale_guest_abi::return_request_buffer(encoded);
+            }
+            None => signature::RunResult::encode_context_into(&self.inner, output),
+        }
     }
 
     /// Runs the rest of the chain on this context and replaces it with what
@@ -87,8 +112,15 @@ impl Context {
     // `next` is the name of this step in every Scale SDK; it is no iterator.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<(), Error> {
-        let mut request = scale_guest_abi::take_request_buffer();
-        self.inner.encode_into(&mut request);
+        // A context given back unchanged by an earlier `next` is sent as is.
+        let request = match self.encoded.take() {
+            Some(encoded) => encoded,
+            None => {
+                let mut request = scale_guest_abi::take_request_buffer();
+                self.inner.encode_into(&mut request);
+                request
+            }
+        };
         // The answer is decoded into a spare context, which trades places
         // with this one on success: a warm guest allocates little.
         let mut spare = NEXT_SPARE.take().unwrap_or_default();
@@ -105,9 +137,12 @@ impl Context {
                 Some(message) => Answer::Failed(message),
             })
         });
-        scale_guest_abi::return_request_buffer(request);
         let outcome = match answer {
-            Ok(Ok(Answer::Unchanged)) => Ok(()),
+            Ok(Ok(Answer::Unchanged)) => {
+                self.encoded = Some(request);
+                NEXT_SPARE.set(Some(spare));
+                return Ok(());
+            }
             Ok(Ok(Answer::Decoded)) => {
                 std::mem::swap(&mut self.inner, &mut spare);
                 Ok(())
@@ -116,6 +151,7 @@ impl Context {
             Ok(Err(decode)) => Err(Error::new(format_args!("next: the host's answer is malformed: {decode}"))),
             Err(abi) => Err(Error::new(abi)),
         };
+        scale_guest_abi::return_request_buffer(request);
         NEXT_SPARE.set(Some(spare));
         outcome
     }
@@ -150,13 +186,36 @@ impl Deref for Context {
 
 impl DerefMut for Context {
     fn deref_mut(&mut self) -> &mut Self::Target {
+        self.forget_encoding();
         &mut self.inner
     }
 }
 
 impl From<signature::Context> for Context {
     fn from(inner: signature::Context) -> Self {
-        Self { inner }
+        Self::new(inner)
+    }
+}
+
+// The kept encoding is a cache of `inner`: copies, comparisons and debug
+// output go by `inner` alone.
+impl Clone for Context {
+    fn clone(&self) -> Self {
+        Self::new(self.inner.clone())
+    }
+}
+
+impl PartialEq for Context {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner == other.inner
+    }
+}
+
+impl Eq for Context {}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context").field("inner", &self.inner).finish()
     }
 }
 
@@ -234,9 +293,10 @@ pub mod __private {
     pub fn run<E: Display>(input: &[u8], output: &mut Vec<u8>, handler: fn(&mut Context) -> Result<(), E>) {
         install_panic_hook();
         let mut ctx = CONTEXT.take().unwrap_or_default();
+        ctx.forget_encoding();
         match ctx.inner.decode_in_place(input) {
             Ok(()) => match handler(&mut ctx) {
-                Ok(()) => signature::RunResult::encode_context_into(&ctx.inner, output),
+                Ok(()) => ctx.encode_result_into(output),
                 Err(err) => signature::RunResult::encode_error_into(&err.to_string(), output),
             },
             Err(err) => {
@@ -321,6 +381,54 @@ mod tests {
         let err = ctx.next().unwrap_err();
         assert!(err.message().contains("not running inside a Scale host"), "{err}");
         assert_eq!(ctx.response().body_str(), Some("kept"));
+    }
+
+    /// A context as `next` leaves it when the host gave it back unchanged.
+    fn kept_after_next() -> Context {
+        let mut ctx = Context::default();
+        ctx.response().set_body_string("sent to next");
+        let mut encoded = Vec::new();
+        ctx.inner.encode_into(&mut encoded);
+        ctx.encoded = Some(encoded);
+        ctx
+    }
+
+    fn result_of(ctx: &mut Context) -> signature::Context {
+        let mut output = Vec::new();
+        ctx.encode_result_into(&mut output);
+        signature::RunResult::decode(&output[..]).unwrap().into_result().unwrap()
+    }
+
+    #[test]
+    fn an_untouched_context_answers_with_the_bytes_it_sent() {
+        let mut ctx = kept_after_next();
+        let sent = ctx.encoded.clone().unwrap();
+        let mut output = Vec::new();
+        ctx.encode_result_into(&mut output);
+        assert!(signature::RunResult::holds_encoded_context(&output, &sent));
+        // Reading does not drop the kept bytes.
+        let mut ctx = kept_after_next();
+        assert_eq!(ctx.response.body_str(), Some("sent to next"));
+        assert!(ctx.encoded.is_some());
+    }
+
+    #[test]
+    fn every_way_of_changing_the_context_drops_the_kept_bytes() {
+        let mut ctx = kept_after_next();
+        ctx.response().set_body_string("after next");
+        assert_eq!(result_of(&mut ctx).response.body_str(), Some("after next"));
+
+        let mut ctx = kept_after_next();
+        ctx.request().set_uri("/after");
+        assert_eq!(result_of(&mut ctx).request.uri, "/after");
+
+        let mut ctx = kept_after_next();
+        ctx.response.set_body_string("through DerefMut");
+        assert_eq!(result_of(&mut ctx).response.body_str(), Some("through DerefMut"));
+
+        let ctx = kept_after_next();
+        assert!(ctx.clone().encoded.is_none());
+        assert_eq!(ctx.clone(), ctx);
     }
 
     #[test]

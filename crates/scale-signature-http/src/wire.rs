@@ -689,9 +689,18 @@ impl RunResult {
     /// `buf` is left as it was.
     pub fn encode_encoded_context_into(context: &[u8], buf: &mut Vec<u8>) -> Result<(), DecodeError> {
         Context::validate(context)?;
+        Self::encode_context_bytes_into(context, buf);
+        Ok(())
+    }
+
+    /// Appends the encoding of a successful result holding the context
+    /// encoded in `context` to `buf`, copying the bytes without checking
+    /// them: for bytes known to be a context's encoding, such as those
+    /// [`Context::encode_into`] wrote. Other bytes make a result that its
+    /// reader rejects.
+    pub fn encode_context_bytes_into(context: &[u8], buf: &mut Vec<u8>) {
         start_context_field(context.len(), buf);
         buf.extend_from_slice(context);
-        Ok(())
     }
 
     /// Whether `result` is exactly the encoding of a successful result holding

@@ -51,6 +51,29 @@ fn next_runs_the_native_handler_whose_value_wins() {
 }
 
 #[test]
+fn changes_after_an_unchanged_next_are_kept() {
+    for lang in Lang::ALL {
+        let runtime = runtime(lang, &["afternext"]);
+        // Twice through one instance, then through a new one that reuses the
+        // same guest: what a guest keeps from one run must not leak into the next.
+        for round in 0..3 {
+            let mut instance = runtime.instance().unwrap();
+            run_with_body(&mut instance).unwrap();
+            if round == 1 {
+                run_with_body(&mut instance).unwrap();
+            }
+            assert_eq!(body(&instance), format!("{TEST_DATA}-after"), "{lang:?} round {round}");
+            let after = instance.context().response.headers.first("x-after");
+            assert_eq!(after, Some("yes"), "{lang:?} round {round}");
+        }
+        // Chained, the first one's `next` gets back a changed context.
+        let mut instance = crate::common::runtime(lang, &["afternext", "afternext"]).instance().unwrap();
+        run_with_body(&mut instance).unwrap();
+        assert_eq!(body(&instance), format!("{TEST_DATA}-after-after"), "{lang:?}");
+    }
+}
+
+#[test]
 fn next_without_handlers_hands_the_context_back() {
     for lang in Lang::ALL {
         let mut instance = runtime(lang, &["next"]).instance().unwrap();
