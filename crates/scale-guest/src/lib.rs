@@ -407,7 +407,7 @@ mod tests {
         ctx.encode_result_into(&mut output);
         assert!(signature::RunResult::holds_encoded_context(&output, &sent));
         // Reading does not drop the kept bytes.
-        let mut ctx = kept_after_next();
+        let ctx = kept_after_next();
         assert_eq!(ctx.response.body_str(), Some("sent to next"));
         assert!(ctx.encoded.is_some());
     }
