@@ -53,11 +53,11 @@ impl Context {
         reset_string(&mut request.protocol, DEFAULT_PROTOCOL);
         request.ip.clear();
         request.body = Bytes::new();
-        request.headers.clear();
+        request.headers.recycle();
         let response = &mut self.response;
         response.status_code = DEFAULT_STATUS;
         response.body = Bytes::new();
-        response.headers.clear();
+        response.headers.recycle();
     }
 }
 
@@ -307,10 +307,17 @@ pub type HeaderValues = Vec<String>;
 /// The accessors lower-case names (`set("Content-Type", ..)` stores
 /// `content-type`, and `get` looks up the lower-cased name), as HTTP/2 and
 /// the `http` crate do. Names that arrive on the wire are kept as they are.
-#[derive(Clone, PartialEq, Eq, Default)]
+#[derive(Default)]
 pub struct Headers {
     pub(crate) map: BTreeMap<String, HeaderValues>,
+    /// Entries [`Headers::recycle`] took out: the decoder fills them again
+    /// instead of allocating (see `wire::merge_header`). Not part of the
+    /// value: clones, comparisons and debug output ignore it.
+    pub(crate) spare: Vec<(String, HeaderValues)>,
 }
+
+/// The most entries [`Headers::recycle`] keeps for reuse.
+const SPARE_ENTRIES: usize = 32;
 
 impl Headers {
     /// No headers.
@@ -382,6 +389,18 @@ impl Headers {
         self.map.insert(name, values)
     }
 
+    /// Removes every header, keeping up to [`SPARE_ENTRIES`] of them (names,
+    /// value lists and values) for the decoder to fill again: a context
+    /// decoded into over and over then allocates little for its headers.
+    pub(crate) fn recycle(&mut self) {
+        if self.map.is_empty() {
+            return;
+        }
+        let room = SPARE_ENTRIES.saturating_sub(self.spare.len());
+        let map = core::mem::take(&mut self.map);
+        self.spare.extend(map.into_iter().take(room));
+    }
+
     /// Removes every header.
     pub fn clear(&mut self) {
         // `BTreeMap::clear` costs a full teardown even of an empty map, and
@@ -391,6 +410,20 @@ impl Headers {
         }
     }
 }
+
+impl Clone for Headers {
+    fn clone(&self) -> Self {
+        Self { map: self.map.clone(), spare: Vec::new() }
+    }
+}
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.map == other.map
+    }
+}
+
+impl Eq for Headers {}
 
 impl fmt::Debug for Headers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -410,6 +443,6 @@ impl<'a> IntoIterator for &'a Headers {
 impl<N: Into<String>> FromIterator<(N, HeaderValues)> for Headers {
     /// Collects headers keeping names exactly as given.
     fn from_iter<T: IntoIterator<Item = (N, HeaderValues)>>(iter: T) -> Self {
-        Self { map: iter.into_iter().map(|(name, values)| (name.into(), values)).collect() }
+        Self { map: iter.into_iter().map(|(name, values)| (name.into(), values)).collect(), spare: Vec::new() }
     }
 }

@@ -326,7 +326,8 @@ fn encode_headers(tag: u32, headers: &Headers, buf: &mut impl BufMut) {
     }
 }
 
-/// One decoded header entry; only used while decoding.
+/// One decoded header entry; only used while decoding. It is filled in
+/// place: a recycled name and value list keep their allocations.
 #[derive(Debug, Default)]
 struct HeaderEntry {
     name: String,
@@ -359,16 +360,33 @@ impl Message for HeaderEntry {
 
     fn clear(&mut self) {
         self.name.clear();
-        self.values.0.clear();
+        self.values.clear();
     }
 }
 
+/// A header's values while decoding: the first `used` strings of `values`
+/// are decoded; the rest are recycled ones waiting to be written over.
 #[derive(Debug, Default)]
-struct HeaderValuesMsg(Vec<String>);
+struct HeaderValuesMsg {
+    values: Vec<String>,
+    used: usize,
+}
+
+impl HeaderValuesMsg {
+    fn recycled(values: Vec<String>) -> Self {
+        Self { values, used: 0 }
+    }
+
+    /// The decoded values, recycled ones left over dropped.
+    fn into_values(mut self) -> Vec<String> {
+        self.values.truncate(self.used);
+        self.values
+    }
+}
 
 impl Message for HeaderValuesMsg {
     fn encode_raw(&self, buf: &mut impl BufMut) {
-        string::encode_repeated(1, &self.0, buf);
+        string::encode_repeated(1, &self.values[..self.used], buf);
     }
 
     fn merge_field(
@@ -379,17 +397,27 @@ impl Message for HeaderValuesMsg {
         ctx: DecodeContext,
     ) -> Result<(), prost::DecodeError> {
         match tag {
-            1 => string::merge_repeated(wire_type, &mut self.0, buf, ctx),
+            // As `string::merge_repeated`, which appends one string per
+            // occurrence, but into a recycled string when there is one.
+            1 => {
+                check_wire_type(WireType::LengthDelimited, wire_type)?;
+                if self.used == self.values.len() {
+                    self.values.push(String::new());
+                }
+                string::merge(wire_type, &mut self.values[self.used], buf, ctx)?;
+                self.used += 1;
+                Ok(())
+            }
             _ => skip_field(wire_type, tag, buf, ctx),
         }
     }
 
     fn encoded_len(&self) -> usize {
-        values_len(&self.0)
+        values_len(&self.values[..self.used])
     }
 
     fn clear(&mut self) {
-        self.0.clear();
+        self.used = 0;
     }
 }
 
@@ -399,9 +427,13 @@ fn merge_header(
     buf: &mut impl Buf,
     ctx: DecodeContext,
 ) -> Result<(), prost::DecodeError> {
-    let mut entry = HeaderEntry::default();
+    let (mut name, values) = headers.spare.pop().unwrap_or_default();
+    // An entry without a name field has the empty name, as when decoding
+    // into a fresh entry; `string::merge` replaces the contents otherwise.
+    name.clear();
+    let mut entry = HeaderEntry { name, values: HeaderValuesMsg::recycled(values) };
     message::merge(wire_type, &mut entry, buf, ctx)?;
-    headers.map.insert(entry.name, entry.values.0);
+    headers.map.insert(entry.name, entry.values.into_values());
     Ok(())
 }
 

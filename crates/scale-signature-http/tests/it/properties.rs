@@ -64,6 +64,33 @@ proptest! {
         }
     }
 
+    /// One context decoded into again and again (as hosts and guests do,
+    /// reusing the header allocations of each decode for the next) gives
+    /// what a fresh decode gives every time, bad input included.
+    #[test]
+    fn decoding_into_one_context_over_and_over_agrees_with_decode(
+        contexts in vec(context(), 1..4),
+        noise in vec(vec(any::<u8>(), 0..64), 0..3),
+    ) {
+        let mut into = Context::default();
+        let inputs = contexts.iter().map(Context::encode_to_vec).chain(noise).chain([contexts[0].encode_to_vec()]);
+        for bytes in inputs {
+            let got = into.decode_in_place(&bytes[..]);
+            match Context::decode(&bytes[..]) {
+                Ok(expected) => {
+                    prop_assert_eq!(got, Ok(()));
+                    prop_assert_eq!(&into, &expected);
+                }
+                Err(expected) => prop_assert_eq!(got, Err(expected)),
+            }
+            let result = RunResult::Context(into.clone()).encode_to_vec();
+            let mut again = Context::default();
+            prop_assert_eq!(RunResult::decode_into(&result[..], &mut into), Ok(None));
+            prop_assert_eq!(RunResult::decode_into(&result[..], &mut again), Ok(None));
+            prop_assert_eq!(&into, &again);
+        }
+    }
+
     #[test]
     fn reset_gives_the_default_context(ctx in context()) {
         let mut reset = ctx;
