@@ -593,6 +593,9 @@ fn not_utf8() -> prost::DecodeError {
 /// This is the message a guest's `run` export returns and the answer the host
 /// gives to a guest's `next` call.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// The context is the common case; boxing it would add an allocation to every
+// decode of a result.
+#[allow(clippy::large_enum_variant)]
 pub enum RunResult {
     /// The run succeeded with this context.
     Context(Context),
