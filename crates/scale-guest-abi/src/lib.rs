@@ -38,8 +38,20 @@ use alloc::vec::Vec;
 use core::fmt;
 
 /// The version of the ABI this crate implements, returned by the
-/// `scale_abi_version` export.
-pub const ABI_VERSION: u32 = 1;
+/// `scale_abi_version` export. Version 2 adds one answer to `next`: 0, for
+/// "the chain gave back the context you sent, unchanged" (see [`Answer`]).
+pub const ABI_VERSION: u32 = 2;
+
+/// What the host answered a `next` with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer<'a> {
+    /// The rest of the chain gave back the very context the guest sent
+    /// (it ended there with no native handlers); the host wrote nothing.
+    Unchanged,
+    /// An encoded `RunResult`: the context after the rest of the chain, or
+    /// the error that stopped it.
+    Result(&'a [u8]),
+}
 
 /// Packs a pointer and a length into the `i64` that `run` returns:
 /// the pointer in the high 32 bits, the length in the low 32.
@@ -86,22 +98,25 @@ impl core::error::Error for NextError {}
 /// one; tests use fakes.
 pub trait NextHost {
     /// `env.next`: runs the chain on `context`; writes the answer into `out`
-    /// and returns its length, or returns minus its length when `out` is too small.
+    /// and returns its length, or returns minus its length when `out` is too
+    /// small, or returns 0 when the chain gave `context` back unchanged.
     fn next(&mut self, context: &[u8], out: &mut [u8]) -> Result<i32, NextError>;
     /// `env.next_result`: copies the kept answer into `out`.
     fn next_result(&mut self, out: &mut [u8]) -> Result<i32, NextError>;
 }
 
 /// Hands `context` to the rest of the chain through `host`, receiving the
-/// answer into `buf` (grown as needed), and returns the answer's bytes.
-pub fn next_with<'b>(host: &mut impl NextHost, context: &[u8], buf: &'b mut Vec<u8>) -> Result<&'b [u8], NextError> {
+/// answer into `buf` (grown as needed), and returns the answer: its bytes,
+/// or [`Answer::Unchanged`].
+pub fn next_with<'b>(host: &mut impl NextHost, context: &[u8], buf: &'b mut Vec<u8>) -> Result<Answer<'b>, NextError> {
     if buf.len() < MIN_NEXT_BUFFER {
         buf.resize(MIN_NEXT_BUFFER, 0);
     }
     let returned = host.next(context, buf)?;
     let len = match returned {
+        0 => return Ok(Answer::Unchanged),
         n if n > 0 => n as usize,
-        n if n < 0 => {
+        n => {
             let needed = n.unsigned_abs() as usize;
             buf.resize(needed, 0);
             match host.next_result(buf)? {
@@ -109,9 +124,8 @@ pub fn next_with<'b>(host: &mut impl NextHost, context: &[u8], buf: &'b mut Vec<
                 got => return Err(NextError::Protocol { returned: got }),
             }
         }
-        n => return Err(NextError::Protocol { returned: n }),
     };
-    buf.get(..len).ok_or(NextError::Protocol { returned })
+    buf.get(..len).map(Answer::Result).ok_or(NextError::Protocol { returned })
 }
 
 /// How large the next buffer starts: most answers fit at once.
@@ -249,7 +263,7 @@ mod wasm {
     }
 
     /// Hands `context` to the rest of the chain and passes the encoded answer to `f`.
-    pub fn next<R>(context: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<R, NextError> {
+    pub fn next<R>(context: &[u8], f: impl FnOnce(Answer<'_>) -> R) -> Result<R, NextError> {
         let mut buf = with_buffers(|buffers| core::mem::take(&mut buffers.next));
         let result = next_with(&mut WasmHost, context, &mut buf).map(f);
         with_buffers(|buffers| buffers.next = buf);
@@ -280,7 +294,7 @@ mod native {
     use super::*;
 
     /// Outside WebAssembly there is no host: `next` reports [`NextError::NoHost`].
-    pub fn next<R>(_context: &[u8], _f: impl FnOnce(&[u8]) -> R) -> Result<R, NextError> {
+    pub fn next<R>(_context: &[u8], _f: impl FnOnce(Answer<'_>) -> R) -> Result<R, NextError> {
         Err(NextError::NoHost)
     }
 
@@ -416,7 +430,7 @@ mod tests {
     fn next_answer_that_fits_needs_one_call() {
         let mut host = FakeHost { answer: vec![7; 10], kept: None, next_result_calls: 0 };
         let mut buf = Vec::new();
-        assert_eq!(next_with(&mut host, b"ctx", &mut buf).unwrap(), &[7; 10][..]);
+        assert_eq!(next_with(&mut host, b"ctx", &mut buf).unwrap(), Answer::Result(&[7; 10][..]));
         assert_eq!(host.next_result_calls, 0);
     }
 
@@ -425,12 +439,12 @@ mod tests {
         let answer: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
         let mut host = FakeHost { answer: answer.clone(), kept: None, next_result_calls: 0 };
         let mut buf = Vec::new();
-        assert_eq!(next_with(&mut host, b"ctx", &mut buf).unwrap(), &answer[..]);
+        assert_eq!(next_with(&mut host, b"ctx", &mut buf).unwrap(), Answer::Result(&answer[..]));
         assert_eq!(host.next_result_calls, 1);
     }
 
     #[test]
-    fn next_zero_is_a_protocol_error() {
+    fn next_zero_means_unchanged() {
         struct Zero;
         impl NextHost for Zero {
             fn next(&mut self, _: &[u8], _: &mut [u8]) -> Result<i32, NextError> {
@@ -441,7 +455,7 @@ mod tests {
             }
         }
         let mut buf = Vec::new();
-        assert_eq!(next_with(&mut Zero, b"", &mut buf), Err(NextError::Protocol { returned: 0 }));
+        assert_eq!(next_with(&mut Zero, b"ctx", &mut buf), Ok(Answer::Unchanged));
     }
 
     #[test]

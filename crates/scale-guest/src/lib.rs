@@ -124,18 +124,15 @@ impl Context {
         // The answer is decoded into a spare context, which trades places
         // with this one on success: a warm guest allocates little.
         let mut spare = NEXT_SPARE.take().unwrap_or_default();
-        let answer = scale_guest_abi::next(&request, |bytes: &[u8]| {
-            // Where the chain ends with no native handlers, the host hands
-            // back the very bytes it got: then this context is the answer.
-            // Worth checking for small contexts only: for large ones
-            // (bodies), decoding is mostly bulk copies, cheaper than comparing.
-            if request.len() <= UNCHANGED_CHECK_LIMIT && signature::RunResult::holds_encoded_context(bytes, &request) {
-                return Ok(Answer::Unchanged);
+        let answer = scale_guest_abi::next(&request, |answer| match answer {
+            // The chain ended with no native handlers: this context is the answer.
+            scale_guest_abi::Answer::Unchanged => Ok(Answer::Unchanged),
+            scale_guest_abi::Answer::Result(bytes) => {
+                signature::RunResult::decode_into(bytes, &mut spare).map(|error| match error {
+                    None => Answer::Decoded,
+                    Some(message) => Answer::Failed(message),
+                })
             }
-            signature::RunResult::decode_into(bytes, &mut spare).map(|error| match error {
-                None => Answer::Decoded,
-                Some(message) => Answer::Failed(message),
-            })
         });
         let outcome = match answer {
             Ok(Ok(Answer::Unchanged)) => {
@@ -156,9 +153,6 @@ impl Context {
         outcome
     }
 }
-
-/// The largest encoded context `next` compares with the host's answer.
-const UNCHANGED_CHECK_LIMIT: usize = 8 * 1024;
 
 /// What the host answered a `next` with.
 enum Answer {

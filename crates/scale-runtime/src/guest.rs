@@ -50,6 +50,8 @@ pub(crate) struct GuestEnv<S: Signature> {
     pub next_context: Option<S>,
     /// What the guest reported through `env.panic` during this run.
     pub panic_message: Option<String>,
+    /// The ABI version the guest speaks (1 until it has said).
+    pub abi: u32,
     pub stdout: Capture,
     pub stderr: Capture,
 }
@@ -64,6 +66,7 @@ impl<S: Signature> GuestEnv<S> {
             scratch: Vec::new(),
             next_context: None,
             panic_message: None,
+            abi: scale_abi::OLDEST,
             stdout: Capture::default(),
             stderr: Capture::default(),
         }
@@ -184,9 +187,14 @@ impl<S: Signature> Guest<S> {
             initialize.call(&mut guest.store).map_err(|trap| guest.classify(trap, function))?;
         }
         let abi = version.call(&mut guest.store).map_err(|trap| guest.classify(trap, function))?;
-        if abi != scale_abi::VERSION {
-            return Err(fail(format!("the module speaks ABI version {abi}; this host speaks {}", scale_abi::VERSION)));
+        if !(scale_abi::OLDEST..=scale_abi::VERSION).contains(&abi) {
+            return Err(fail(format!(
+                "the module speaks ABI version {abi}; this host speaks versions {} to {}",
+                scale_abi::OLDEST,
+                scale_abi::VERSION
+            )));
         }
+        guest.env.as_mut(&mut guest.store).abi = abi;
         Ok(guest)
     }
 
@@ -420,12 +428,15 @@ fn host_next<S: Signature>(
     let memory =
         data.memory.clone().ok_or_else(|| HostTrap::Malformed("next called before instantiation finished".into()))?;
     // Where the chain ends with no native handlers, `next` hands the context
-    // back unchanged: the guest's own bytes are the answer, once checked.
+    // back unchanged: the guest's own bytes are the answer, once checked. A
+    // guest of ABI version 2 is told so (the answer 0) instead of being sent
+    // its bytes back.
     let unchanged = match &data.downstream {
         None => true,
         Some(Downstream::Handlers(handlers)) => handlers.is_empty(),
         Some(Downstream::Guest(_)) => false,
     };
+    let say_unchanged = unchanged && data.abi >= scale_abi::UNCHANGED_ANSWER;
     let mut answer = std::mem::take(&mut data.scratch);
     answer.clear();
     let mut ctx = if unchanged { None } else { Some(data.next_context.take().unwrap_or_default()) };
@@ -446,6 +457,7 @@ fn host_next<S: Signature>(
         let input = guest_bytes(memory, ptr, len)
             .ok_or_else(|| HostTrap::Malformed("next: the context lies outside the guest's memory".into()))?;
         match &mut ctx {
+            None if say_unchanged => S::validate(input),
             None => S::encode_unchanged_result(input, &mut answer),
             Some(ctx) => S::decode_into(input, ctx),
         }
@@ -473,6 +485,10 @@ fn host_next<S: Signature>(
         // Reset now, so that a pooled guest does not keep the last body alive.
         ctx.reset();
         data.next_context = Some(ctx);
+    }
+    if say_unchanged {
+        data.scratch = answer;
+        return Ok(0);
     }
     let n = i32::try_from(answer.len()).map_err(|_| HostTrap::Malformed("next: the answer exceeds 2 GiB".into()))?;
     if answer.len() <= out_cap as usize {
@@ -541,5 +557,10 @@ fn host_panic<S: Signature>(mut env: FunctionEnvMut<'_, GuestEnv<S>>, ptr: u32, 
 
 /// The ABI version this host speaks (docs/abi.md).
 pub(crate) mod scale_abi {
-    pub const VERSION: u32 = 1;
+    /// The newest version.
+    pub const VERSION: u32 = 2;
+    /// The oldest version still served.
+    pub const OLDEST: u32 = 1;
+    /// The first version whose `next` may answer 0: "unchanged".
+    pub const UNCHANGED_ANSWER: u32 = 2;
 }

@@ -52,6 +52,15 @@ pub trait Signature: Default + Send + 'static {
         Ok(())
     }
 
+    /// Checks that `context` is a valid encoding, keeping nothing: what the
+    /// runtime does with the context a guest hands to `next` when the chain
+    /// ends there and the guest is only told "unchanged".
+    ///
+    /// The default implementation decodes `context` into a fresh value.
+    fn validate(context: &[u8]) -> Result<(), BoxError> {
+        Self::decode_into(context, &mut Self::default())
+    }
+
     /// Decodes a run's outcome, as a guest's `run` returns it.
     fn decode_result(bytes: Bytes) -> Result<Result<Self, String>, BoxError>;
 
@@ -122,6 +131,10 @@ impl Signature for scale_signature_http::Context {
 
     fn encode_unchanged_result(context: &[u8], buf: &mut Vec<u8>) -> Result<(), BoxError> {
         Ok(scale_signature_http::RunResult::encode_encoded_context_into(context, buf)?)
+    }
+
+    fn validate(context: &[u8]) -> Result<(), BoxError> {
+        Ok(scale_signature_http::Context::validate(context)?)
     }
 
     fn decode_result(bytes: Bytes) -> Result<Result<Self, String>, BoxError> {

@@ -11,12 +11,17 @@ const DEFAULT_RESULT_LEN: u64 = 6;
 /// `run`'s body is `run` (it gets the input length as local 0 and must
 /// leave an i64 on the stack). `extra` adds imports and functions.
 fn module(imports: &str, run: &str, extra: &str) -> String {
+    module_speaking(1, imports, run, extra)
+}
+
+/// [`module`], with `scale_abi_version` returning `version`.
+fn module_speaking(version: u32, imports: &str, run: &str, extra: &str) -> String {
     format!(
         r#"(module
             {imports}
             (memory (export "memory") 1)
             (data (i32.const 8) "{DEFAULT_RESULT}")
-            (func (export "scale_abi_version") (result i32) i32.const 1)
+            (func (export "scale_abi_version") (result i32) i32.const {version})
             (func (export "resize") (param i32) (result i32) i32.const 1024)
             (func (export "run") (param $len i32) (result i64) {run})
             {extra}
@@ -120,10 +125,12 @@ fn a_mistyped_import_is_refused_naming_it() {
 }
 
 #[test]
-fn another_abi_version_is_refused_at_instantiation() {
-    let wat = module("", &packed(8, 6), "").replace("(result i32) i32.const 1)", "(result i32) i32.const 2)");
-    let err = load(&wat).unwrap_err();
-    assert!(matches!(&err, Error::Instantiation { reason, .. } if reason.contains("ABI version 2")), "{err:?}");
+fn an_unknown_abi_version_is_refused_at_instantiation() {
+    for version in [0, 3] {
+        let err = load(&module_speaking(version, "", &packed(8, 6), "")).unwrap_err();
+        let expected = format!("ABI version {version}");
+        assert!(matches!(&err, Error::Instantiation { reason, .. } if reason.contains(&expected)), "{err:?}");
+    }
 }
 
 #[test]
@@ -206,6 +213,67 @@ fn next_with_pointers_outside_memory_traps_as_malformed() {
 #[test]
 fn next_with_bytes_that_are_not_a_context_traps_as_malformed() {
     let wat = module(
+        NEXT_IMPORTS,
+        &format!("(call $next (i32.const 2048) (i32.const 3) (i32.const 4096) (i32.const 100)) drop {}", packed(8, 6)),
+        r#"(data (i32.const 2048) "\ff\ff\ff")"#,
+    );
+    let what = malformed_what(run_once(&wat).unwrap_err());
+    assert!(what.contains("does not decode"), "{what}");
+}
+
+/// A guest of ABI `version` that hands its input to `next` with an answer
+/// buffer at 4096 holding the byte 0x77. It answers with what `next`
+/// answered, or, when `next` returned 0, with the default context, after
+/// checking that the buffer was left alone.
+fn relay_or_default(version: u32) -> String {
+    module_speaking(
+        version,
+        NEXT_IMPORTS,
+        &format!(
+            r#"(local $n i32)
+            (local.set $n (call $next (i32.const 1024) (local.get $len) (i32.const 4096) (i32.const 4096)))
+            (if (i32.gt_s (local.get $n) (i32.const 0))
+                (then (return (i64.or (i64.shl (i64.const 4096) (i64.const 32)) (i64.extend_i32_u (local.get $n))))))
+            (if (i32.ne (local.get $n) (i32.const 0)) (then unreachable))
+            (if (i32.ne (i32.load8_u (i32.const 4096)) (i32.const 0x77)) (then unreachable))
+            {}"#,
+            packed(8, DEFAULT_RESULT_LEN)
+        ),
+        r#"(data (i32.const 4096) "\77")"#,
+    )
+}
+
+#[test]
+fn a_version_2_guest_is_told_unchanged_where_the_chain_ends() {
+    let runtime = load(&relay_or_default(2)).unwrap();
+    let mut instance = runtime.instance().unwrap();
+    instance.context_mut().response.set_body_string("sent");
+    instance.run().unwrap();
+    // `next` returned 0 and wrote nothing, so the guest answered the default context.
+    assert_eq!(instance.context().response.body_str(), Some(""));
+
+    // With a native handler the answer is the handler's context, as for version 1.
+    let mut instance = runtime.instance().unwrap().with_handler(|ctx| {
+        ctx.response.set_body_string("handled");
+        Ok(())
+    });
+    instance.run().unwrap();
+    assert_eq!(instance.context().response.body_str(), Some("handled"));
+}
+
+#[test]
+fn a_version_1_guest_gets_its_context_back_as_bytes() {
+    let runtime = load(&relay_or_default(1)).unwrap();
+    let mut instance = runtime.instance().unwrap();
+    instance.context_mut().response.set_body_string("sent");
+    instance.run().unwrap();
+    assert_eq!(instance.context().response.body_str(), Some("sent"));
+}
+
+#[test]
+fn a_version_2_guest_handing_next_bytes_that_are_not_a_context_traps_as_malformed() {
+    let wat = module_speaking(
+        2,
         NEXT_IMPORTS,
         &format!("(call $next (i32.const 2048) (i32.const 3) (i32.const 4096) (i32.const 100)) drop {}", packed(8, 6)),
         r#"(data (i32.const 2048) "\ff\ff\ff")"#,
