@@ -20,7 +20,7 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   fixtures          build every fixture under testdata/ into target/fixtures/{go,rust}/<name>.scale
-  test              fmt check, clippy, fixtures, then every Rust and Go test
+  test              fmt check, clippy (in the test build), fixtures, then every Rust and Go test
   default-function  rebuild crates/scale-cli/assets/hello.scale (the function `scale serve` runs by default)
   mem               memory figures: RSS per idle pooled instance, RSS over 1,000,000 runs (release build)
   chart             draw docs/benchmarks/regex.svg from the results of `cargo bench -p scale-runtime --bench workloads`
@@ -69,8 +69,19 @@ fn test(sh: &Shell, root: &Path) -> Result<()> {
     let cargo = cargo();
     step("cargo fmt --check");
     cmd!(sh, "{cargo} fmt --all -- --check").run().context("formatting differs: run `cargo fmt --all`")?;
-    step("cargo clippy");
-    cmd!(sh, "{cargo} clippy --workspace --all-targets --all-features -- -D warnings").run()?;
+    // Clippy runs inside the test build instead of as a `cargo clippy` of its
+    // own, which would compile every dependency a second time (in check
+    // mode): `clippy-driver` wraps rustc for the workspace's crates only, and
+    // `-D warnings` reaches only them too (cargo caps lints of dependencies).
+    // The same settings build and run the tests below, so nothing is rebuilt.
+    let sysroot = cmd!(sh, "rustc --print sysroot").read()?;
+    let driver = Path::new(sysroot.trim()).join("bin").join(format!("clippy-driver{}", std::env::consts::EXE_SUFFIX));
+    if !driver.exists() {
+        bail!("{} is missing: install clippy (`rustup component add clippy`)", driver.display());
+    }
+    let lint_env = [("RUSTC_WORKSPACE_WRAPPER", driver.into_os_string()), ("RUSTFLAGS", "-D warnings".into())];
+    step("clippy -D warnings, while building every target of the workspace for tests");
+    cmd!(sh, "{cargo} test --workspace --all-targets --all-features --no-run").envs(lint_env.clone()).run()?;
     tidy(sh)?;
     step("no_std guest crates build for wasm32");
     for target in ["wasm32-unknown-unknown", "wasm32-wasip1"] {
@@ -79,7 +90,7 @@ fn test(sh: &Shell, root: &Path) -> Result<()> {
     }
     fixtures(sh, root)?;
     step("cargo test --workspace");
-    cmd!(sh, "{cargo} test --workspace --all-features").run()?;
+    cmd!(sh, "{cargo} test --workspace --all-features").envs(lint_env).run()?;
     step("go vet and go test (Go guest package)");
     let _dir = sh.push_dir(root.join("crates/scale-signature-http/go"));
     cmd!(sh, "go vet ./...").run()?;
