@@ -1,7 +1,7 @@
 // Package signature is the HTTP signature of Scale Functions for guests
 // written in Go: the context a function receives (the request and the
 // response so far), its protobuf wire codec, and the glue that connects a
-// function to the host through the guest ABI (version 1, see docs/abi.md in
+// function to the host through the guest ABI (version 2, see docs/abi.md in
 // the repository).
 //
 // A function is an ordinary Go function:

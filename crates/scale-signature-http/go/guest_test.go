@@ -11,6 +11,7 @@ import (
 // not fit.
 type fakeHost struct {
 	chain           func(*Context) (*Context, error)
+	unchanged       bool // answer 0, as the host does where the chain ends with no handlers
 	kept            []byte
 	nextCalls       int
 	nextResultCalls int
@@ -23,6 +24,9 @@ func (h *fakeHost) next(context, out []byte) int32 {
 	ctx, err := DecodeContext(context)
 	if err != nil {
 		panic("the guest sent a bad context: " + err.Error())
+	}
+	if h.unchanged {
+		return 0
 	}
 	var answer []byte
 	if result, err := h.chain(ctx); err != nil {
@@ -133,7 +137,6 @@ func TestCallNextRefusesAnswersOutsideTheABI(t *testing.T) {
 		name string
 		host nextHost
 	}{
-		{"zero", fixedHost{answer: 0}},
 		{"longer than the buffer", fixedHost{answer: minNextBuffer + 1}},
 		{"next_result disagrees", fixedHost{answer: -100, kept: 99}},
 		{"next_result with nothing kept", fixedHost{answer: -100, kept: 0}},
@@ -312,7 +315,7 @@ func TestRegister(t *testing.T) {
 
 func TestCallNextKeepsTheContextWhenTheHostHandsItBackUnchanged(t *testing.T) {
 	g := running()
-	host := &fakeHost{chain: func(c *Context) (*Context, error) { return c, nil }}
+	host := &fakeHost{unchanged: true}
 	ctx := NewContext()
 	ctx.Response().SetBody("hello")
 	ctx.Request().Headers().Set("x-a", []string{"1", "2"})
@@ -320,28 +323,7 @@ func TestCallNextKeepsTheContextWhenTheHostHandsItBackUnchanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got != ctx {
-		t.Fatal("an unchanged answer should give back the same context, not a decoded copy")
-	}
-}
-
-func TestHoldsEncodedContext(t *testing.T) {
-	ctx := NewContext()
-	ctx.Response().SetBody("hello")
-	encoded := ctx.Encode(nil)
-	if !holdsEncodedContext(EncodeContextResult(nil, ctx), encoded) {
-		t.Fatal("the context's own result was not recognised")
-	}
-	other := NewContext()
-	other.Response().SetBody("hellO")
-	for name, result := range map[string][]byte{
-		"another context": EncodeContextResult(nil, other),
-		"an error":        EncodeErrorResult(nil, "hello"),
-		"truncated":       EncodeContextResult(nil, ctx)[:len(encoded)],
-		"empty":           nil,
-	} {
-		if holdsEncodedContext(result, encoded) {
-			t.Fatalf("%s was taken for the unchanged context", name)
-		}
+	if got != ctx || host.nextCalls != 1 || host.nextResultCalls != 0 {
+		t.Fatal("an unchanged answer should give back the same context, without asking for a result")
 	}
 }
