@@ -134,12 +134,9 @@ impl Context {
                 })
             }
         });
+        let unchanged = matches!(answer, Ok(Ok(Answer::Unchanged)));
         let outcome = match answer {
-            Ok(Ok(Answer::Unchanged)) => {
-                self.encoded = Some(request);
-                NEXT_SPARE.set(Some(spare));
-                return Ok(());
-            }
+            Ok(Ok(Answer::Unchanged)) => Ok(()),
             Ok(Ok(Answer::Decoded)) => {
                 std::mem::swap(&mut self.inner, &mut spare);
                 Ok(())
@@ -148,7 +145,12 @@ impl Context {
             Ok(Err(decode)) => Err(Error::new(format_args!("next: the host's answer is malformed: {decode}"))),
             Err(abi) => Err(Error::new(abi)),
         };
-        scale_guest_abi::return_request_buffer(request);
+        if unchanged {
+            // What was sent is this context's encoding: keep it for the answer.
+            self.encoded = Some(request);
+        } else {
+            scale_guest_abi::return_request_buffer(request);
+        }
         NEXT_SPARE.set(Some(spare));
         outcome
     }

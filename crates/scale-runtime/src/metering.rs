@@ -77,14 +77,14 @@ impl ModuleMiddleware for Metering {
                 return Err(MiddlewareError::new("metering", format!("the module already exports {name:?}")));
             }
         }
-        let mut add = |name: &str, ty: Type, init: GlobalInit| -> Result<u32, MiddlewareError> {
+        let mut add = |name: &str, ty: Type, init: GlobalInit| -> u32 {
             let index: GlobalIndex = module.globals.push(GlobalType::new(ty, Mutability::Var));
             module.global_initializers.push(init);
             module.exports.insert(name.to_string(), ExportIndex::Global(index));
-            Ok(index.as_u32())
+            index.as_u32()
         };
-        let remaining = add(REMAINING, Type::I64, GlobalInit::I64Const(initial_points(self.initial)))?;
-        let exhausted = add(EXHAUSTED, Type::I32, GlobalInit::I32Const(0))?;
+        let remaining = add(REMAINING, Type::I64, GlobalInit::I64Const(initial_points(self.initial)));
+        let exhausted = add(EXHAUSTED, Type::I32, GlobalInit::I32Const(0));
         *globals = Some(Globals { remaining, exhausted });
         Ok(())
     }

@@ -142,10 +142,7 @@ impl Signature for scale_signature_http::Context {
     }
 
     fn decode_result_into(bytes: &[u8], into: &mut Self) -> Result<Result<(), String>, BoxError> {
-        match scale_signature_http::RunResult::decode_into(bytes, into)? {
-            None => Ok(Ok(())),
-            Some(message) => Ok(Err(message)),
-        }
+        Ok(run_outcome(scale_signature_http::RunResult::decode_into(bytes, into)?))
     }
 
     fn decode_result_reusing(
@@ -154,13 +151,17 @@ impl Signature for scale_signature_http::Context {
         sent: &[u8],
         previous: &mut Self,
     ) -> Result<Result<(), String>, BoxError> {
-        match scale_signature_http::RunResult::decode_into_reusing_request(bytes, into, sent, &mut previous.request)? {
-            None => Ok(Ok(())),
-            Some(message) => Ok(Err(message)),
-        }
+        let error =
+            scale_signature_http::RunResult::decode_into_reusing_request(bytes, into, sent, &mut previous.request)?;
+        Ok(run_outcome(error))
     }
 
     fn reset(&mut self) {
         scale_signature_http::Context::reset(self);
     }
+}
+
+/// A decoded result's error message, if it held one, as a run's outcome.
+fn run_outcome(error: Option<String>) -> Result<(), String> {
+    error.map_or(Ok(()), Err)
 }
