@@ -63,6 +63,7 @@
 #![warn(missing_docs)]
 
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -73,7 +74,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use scale_runtime::{Error, HandlerError, Runtime};
-use scale_signature_http::{Context, Request, Response};
+use scale_signature_http::{Context, Response};
 use tower::ServiceExt;
 
 /// The default largest request body: 10 MiB.
@@ -229,37 +230,15 @@ impl ScaleService {
             }
         };
         let remote = parts.extensions.get::<RemoteAddr>().copied();
-        let mut request = match Request::try_from(http::Request::from_parts(parts, body)) {
-            Ok(request) => request,
-            Err(err) => {
-                tracing::debug!(error = %err, "request cannot be handed to a function");
-                return plain(http::StatusCode::BAD_REQUEST);
-            }
-        };
-        if let Some(RemoteAddr(addr)) = remote {
-            request.ip = addr.ip().to_string();
+        if self.runs_inline() {
+            return run_chain(&self.runtime, &self.downstream, None, &parts, body, remote);
         }
-
-        let outcome = if self.runs_inline() {
-            Ok(run_chain(&self.runtime, &self.downstream, None, request))
-        } else {
-            let runtime = self.runtime.clone();
-            let downstream = self.downstream.clone();
-            let handle = tokio::runtime::Handle::current();
-            tokio::task::spawn_blocking(move || run_chain(&runtime, &downstream, Some(handle), request)).await
-        };
-        match outcome {
-            Ok(Ok(response)) => match http::Response::<Bytes>::try_from(response) {
-                Ok(response) => response.map(Full::new),
-                Err(err) => {
-                    tracing::error!(error = %err, "the function chain produced an invalid response");
-                    plain(http::StatusCode::INTERNAL_SERVER_ERROR)
-                }
-            },
-            Ok(Err(err)) => {
-                tracing::error!(error = %err, function = err.function().unwrap_or("-"), "function chain failed");
-                plain(status_for(&err))
-            }
+        let runtime = self.runtime.clone();
+        let downstream = self.downstream.clone();
+        let handle = tokio::runtime::Handle::current();
+        let run = move || run_chain(&runtime, &downstream, Some(handle), &parts, body, remote);
+        match tokio::task::spawn_blocking(run).await {
+            Ok(response) => response,
             Err(join) => {
                 tracing::error!(error = %join, "the run's thread failed");
                 plain(http::StatusCode::INTERNAL_SERVER_ERROR)
@@ -268,16 +247,26 @@ impl ScaleService {
     }
 }
 
-/// Runs the chain once on `request`, on the current thread. `handle` is
-/// the tokio runtime to wait on a tower downstream with; it is given only on
-/// a blocking-pool thread, where such waiting is allowed.
+/// Runs the chain once on the request `parts` and `body` describe, on the
+/// current thread, and answers. `handle` is the tokio runtime to wait on a
+/// tower downstream with; it is given only on a blocking-pool thread, where
+/// such waiting is allowed.
+///
+/// The request is written into the instance's own context, whose strings
+/// and header entries are kept from its earlier runs, and the response is
+/// read from there: a warm instance allocates little for either.
 fn run_chain(
     runtime: &Runtime,
     downstream: &Downstream,
     handle: Option<tokio::runtime::Handle>,
-    request: Request,
-) -> Result<Response, Error> {
-    let mut instance = runtime.instance()?;
+    parts: &http::request::Parts,
+    body: Bytes,
+    remote: Option<RemoteAddr>,
+) -> http::Response<Full<Bytes>> {
+    let mut instance = match runtime.instance() {
+        Ok(instance) => instance,
+        Err(err) => return chain_failed(&err),
+    };
     match downstream {
         Downstream::None => {}
         Downstream::Handler(handler) => {
@@ -297,9 +286,31 @@ fn run_chain(
             });
         }
     }
-    instance.context_mut().request = request;
-    instance.run()?;
-    Ok(std::mem::take(&mut instance.context_mut().response))
+    let request = &mut instance.context_mut().request;
+    if let Err(err) = request.fill_from_http(parts, body) {
+        tracing::debug!(error = %err, "request cannot be handed to a function");
+        return plain(http::StatusCode::BAD_REQUEST);
+    }
+    if let Some(RemoteAddr(addr)) = remote {
+        // Writing into a `String` cannot fail.
+        let _ = write!(request.ip, "{}", addr.ip());
+    }
+    if let Err(err) = instance.run() {
+        return chain_failed(&err);
+    }
+    match http::Response::<Bytes>::try_from(&instance.context().response) {
+        Ok(response) => response.map(Full::new),
+        Err(err) => {
+            tracing::error!(error = %err, "the function chain produced an invalid response");
+            plain(http::StatusCode::INTERNAL_SERVER_ERROR)
+        }
+    }
+}
+
+/// The answer to a failed run; the details go to `tracing` only.
+fn chain_failed(err: &Error) -> http::Response<Full<Bytes>> {
+    tracing::error!(error = %err, function = err.function().unwrap_or("-"), "function chain failed");
+    plain(status_for(err))
 }
 
 /// The status answering a failed run.

@@ -4,7 +4,6 @@
 //! a header sent several times keeps every value, in order.
 
 use std::string::{String, ToString};
-use std::vec::Vec;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
@@ -58,23 +57,37 @@ impl std::error::Error for ConversionError {}
 
 fn headers_from_http(map: &http::HeaderMap) -> Result<Headers, ConversionError> {
     let mut headers = Headers::new();
-    for name in map.keys() {
-        let values = map
-            .get_all(name)
-            .iter()
-            .map(|value| {
-                value
-                    .to_str()
-                    .map(str::to_string)
-                    .map_err(|_| ConversionError::NonUtf8HeaderValue { name: name.as_str().to_string() })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        headers.insert_raw(name.as_str().to_string(), values);
-    }
+    fill_headers(map, &mut headers)?;
     Ok(headers)
 }
 
+/// Replaces `headers` with `map`'s, filling recycled entries and strings.
+fn fill_headers(map: &http::HeaderMap, headers: &mut Headers) -> Result<(), ConversionError> {
+    headers.recycle();
+    for name in map.keys() {
+        let (mut stored, mut values) = headers.take_spare();
+        stored.push_str(name.as_str());
+        let mut used = 0;
+        for value in map.get_all(name) {
+            let text =
+                value.to_str().map_err(|_| ConversionError::NonUtf8HeaderValue { name: name.as_str().to_string() })?;
+            match values.get_mut(used) {
+                Some(kept) => {
+                    kept.clear();
+                    kept.push_str(text);
+                }
+                None => values.push(text.to_string()),
+            }
+            used += 1;
+        }
+        values.truncate(used);
+        headers.insert_entry(stored, values);
+    }
+    Ok(())
+}
+
 fn headers_to_http(headers: &Headers, map: &mut http::HeaderMap) -> Result<(), ConversionError> {
+    map.reserve(headers.len());
     for (name, values) in headers.iter() {
         let header = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| ConversionError::InvalidHeaderName { name: name.to_string() })?;
@@ -108,6 +121,49 @@ fn protocol_version(protocol: &str) -> Result<http::Version, ConversionError> {
     })
 }
 
+/// Writes `uri` as its `Display` does, without the formatting machinery.
+fn push_uri(out: &mut String, uri: &http::Uri) {
+    if let Some(scheme) = uri.scheme_str() {
+        out.push_str(scheme);
+        out.push_str("://");
+    }
+    if let Some(authority) = uri.authority() {
+        out.push_str(authority.as_str());
+    }
+    out.push_str(uri.path());
+    if let Some(query) = uri.query() {
+        out.push('?');
+        out.push_str(query);
+    }
+}
+
+fn set_string(out: &mut String, value: &str) {
+    out.clear();
+    out.push_str(value);
+}
+
+impl Request {
+    /// Makes this request the one `parts` and `body` describe, reusing this
+    /// request's allocations (a server filling one request per call, over
+    /// and over, allocates little). `ip` is emptied: the `http` request does
+    /// not know the peer; servers set it themselves.
+    ///
+    /// # Errors
+    ///
+    /// A header value that is not UTF-8. The request is then partly
+    /// overwritten.
+    pub fn fill_from_http(&mut self, parts: &http::request::Parts, body: Bytes) -> Result<(), ConversionError> {
+        set_string(&mut self.method, parts.method.as_str());
+        self.uri.clear();
+        push_uri(&mut self.uri, &parts.uri);
+        self.content_length = body.len() as u64;
+        set_string(&mut self.protocol, protocol_name(parts.version));
+        self.ip.clear();
+        self.body = body;
+        fill_headers(&parts.headers, &mut self.headers)
+    }
+}
+
 impl TryFrom<http::Request<Bytes>> for Request {
     type Error = ConversionError;
 
@@ -115,15 +171,9 @@ impl TryFrom<http::Request<Bytes>> for Request {
     /// request does not know the peer; servers set it themselves.
     fn try_from(request: http::Request<Bytes>) -> Result<Self, Self::Error> {
         let (parts, body) = request.into_parts();
-        Ok(Request {
-            method: parts.method.as_str().to_string(),
-            uri: parts.uri.to_string(),
-            content_length: body.len() as u64,
-            protocol: protocol_name(parts.version).to_string(),
-            ip: String::new(),
-            body,
-            headers: headers_from_http(&parts.headers)?,
-        })
+        let mut converted = Request::default();
+        converted.fill_from_http(&parts, body)?;
+        Ok(converted)
     }
 }
 
@@ -156,9 +206,19 @@ impl TryFrom<Response> for http::Response<Bytes> {
     type Error = ConversionError;
 
     fn try_from(response: Response) -> Result<Self, Self::Error> {
+        http::Response::try_from(&response)
+    }
+}
+
+impl TryFrom<&Response> for http::Response<Bytes> {
+    type Error = ConversionError;
+
+    /// The response, sharing its body (a `Bytes` clone) and leaving the
+    /// signature's response, with its allocations, to be reused.
+    fn try_from(response: &Response) -> Result<Self, Self::Error> {
         let status = http::StatusCode::from_u16(response.status_code)
             .map_err(|_| ConversionError::InvalidStatusCode(response.status_code))?;
-        let mut out = http::Response::new(response.body);
+        let mut out = http::Response::new(response.body.clone());
         *out.status_mut() = status;
         headers_to_http(&response.headers, out.headers_mut())?;
         Ok(out)
@@ -185,6 +245,37 @@ mod tests {
         assert_eq!(request.content_length(), 2);
         assert_eq!(request.headers().get("x-multi").unwrap(), ["one", "two"]);
         assert_eq!(request.headers().first("content-type"), Some("text/plain"));
+    }
+
+    #[test]
+    fn a_filled_request_equals_a_converted_one() {
+        let first = http::Request::builder()
+            .method("PUT")
+            .uri("https://example.com:8443/up/load?x=1#frag")
+            .version(http::Version::HTTP_2)
+            .header("b", "1")
+            .header("a", "2")
+            .header("a", "3")
+            .header("c", "4")
+            .body(Bytes::from_static(b"first body"))
+            .unwrap();
+        let second = http::Request::builder()
+            .uri("/just/a/path")
+            .header("a", "only")
+            .header("host", "example.com")
+            .body(Bytes::new())
+            .unwrap();
+        let mut filled = Request::default();
+        filled.ip = "192.0.2.1".into();
+        for request in [first, second] {
+            let (parts, body) = request.into_parts();
+            filled.fill_from_http(&parts, body.clone()).unwrap();
+            let converted = Request::try_from(http::Request::from_parts(parts.clone(), body)).unwrap();
+            assert_eq!(filled, converted);
+            assert_eq!(filled.uri, parts.uri.to_string());
+            assert_eq!(filled.ip, "");
+        }
+        assert_eq!(filled.headers().iter().map(|(name, _)| name).collect::<Vec<_>>(), ["a", "host"]);
     }
 
     #[test]

@@ -57,7 +57,7 @@ mod wire;
 
 #[cfg(feature = "http")]
 pub use http_conv::ConversionError;
-pub use types::{Context, HeaderValues, Headers, InvalidStatusCode, Request, Response};
+pub use types::{Context, HeaderValues, Headers, HeadersIter, InvalidStatusCode, Request, Response};
 pub use wire::{DecodeError, RunResult};
 
 pub use bytes::Bytes;

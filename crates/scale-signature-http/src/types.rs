@@ -1,6 +1,5 @@
 //! The context types and their accessors.
 
-use alloc::collections::{BTreeMap, btree_map};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -309,10 +308,13 @@ pub type HeaderValues = Vec<String>;
 /// the `http` crate do. Names that arrive on the wire are kept as they are.
 #[derive(Default)]
 pub struct Headers {
-    pub(crate) map: BTreeMap<String, HeaderValues>,
-    /// Entries [`Headers::recycle`] took out: the decoder fills them again
-    /// instead of allocating (see `wire::merge_header`). Not part of the
-    /// value: clones, comparisons and debug output ignore it.
+    /// The headers, sorted by name, each name once. A request has a handful
+    /// of headers: a sorted vector finds them as fast as a tree, and keeps
+    /// its allocation when cleared.
+    pub(crate) entries: Vec<(String, HeaderValues)>,
+    /// Entries [`Headers::recycle`] took out: the decoder and the accessors
+    /// fill them again instead of allocating (see `wire::merge_header`). Not
+    /// part of the value: clones, comparisons and debug output ignore it.
     pub(crate) spare: Vec<(String, HeaderValues)>,
 }
 
@@ -325,15 +327,40 @@ impl Headers {
         Self::default()
     }
 
+    /// Where header `name` (exactly as given) is, or where it would go.
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.entries.binary_search_by(|(entry, _)| entry.as_str().cmp(name))
+    }
+
+    /// Where header `name`, lower-cased, is, or where it would go.
+    fn find_lowercased(&self, name: &str) -> Result<usize, usize> {
+        if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.find(&name.to_ascii_lowercase())
+        } else {
+            self.find(name)
+        }
+    }
+
+    /// Puts a new header `name`, lower-cased, at `index`, in a recycled
+    /// entry when there is one; returns its (empty) values.
+    fn insert_lowercased(&mut self, index: usize, name: &str) -> &mut HeaderValues {
+        let (mut stored, mut values) = self.spare.pop().unwrap_or_default();
+        stored.clear();
+        stored.push_str(name);
+        stored.make_ascii_lowercase();
+        values.clear();
+        self.entries.insert(index, (stored, values));
+        &mut self.entries[index].1
+    }
+
     /// The values of header `name` (looked up lower-cased).
     pub fn get(&self, name: &str) -> Option<&[String]> {
-        match self.map.get(name) {
-            Some(values) => Some(values),
-            None if name.bytes().any(|b| b.is_ascii_uppercase()) => {
-                self.map.get(&name.to_ascii_lowercase()).map(Vec::as_slice)
-            }
-            None => None,
-        }
+        let index = match self.find(name) {
+            Ok(index) => index,
+            Err(_) if name.bytes().any(|b| b.is_ascii_uppercase()) => self.find(&name.to_ascii_lowercase()).ok()?,
+            Err(_) => return None,
+        };
+        Some(&self.entries[index].1)
     }
 
     /// The first value of header `name`.
@@ -347,20 +374,35 @@ impl Headers {
         I: IntoIterator<Item = V>,
         V: Into<String>,
     {
-        let values = values.into_iter().map(Into::into).collect();
-        self.map.insert(name.to_ascii_lowercase(), values);
+        let stored = match self.find_lowercased(name) {
+            Ok(index) => {
+                let stored = &mut self.entries[index].1;
+                stored.clear();
+                stored
+            }
+            Err(index) => self.insert_lowercased(index, name),
+        };
+        stored.extend(values.into_iter().map(Into::into));
         self
     }
 
     /// Adds one value to header `name`, after any it already has.
     pub fn append(&mut self, name: &str, value: impl Into<String>) -> &mut Self {
-        self.map.entry(name.to_ascii_lowercase()).or_default().push(value.into());
+        let stored = match self.find_lowercased(name) {
+            Ok(index) => &mut self.entries[index].1,
+            Err(index) => self.insert_lowercased(index, name),
+        };
+        stored.push(value.into());
         self
     }
 
     /// Removes header `name`, returning its values.
     pub fn remove(&mut self, name: &str) -> Option<HeaderValues> {
-        self.map.remove(name).or_else(|| self.map.remove(&name.to_ascii_lowercase()))
+        let index = match self.find(name) {
+            Ok(index) => index,
+            Err(_) => self.find_lowercased(name).ok()?,
+        };
+        Some(self.entries.remove(index).1)
     }
 
     /// Whether header `name` is present.
@@ -370,56 +412,87 @@ impl Headers {
 
     /// The number of distinct header names.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.entries.len()
     }
 
     /// Whether there are no headers.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.entries.is_empty()
     }
 
     /// The headers, ordered by name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[String])> {
-        self.map.iter().map(|(name, values)| (name.as_str(), values.as_slice()))
+        self.entries.iter().map(|(name, values)| (name.as_str(), values.as_slice()))
     }
 
     /// Inserts a header exactly as named, without lower-casing (for codecs and
     /// tests that must keep names as they came).
     pub fn insert_raw(&mut self, name: String, values: HeaderValues) -> Option<HeaderValues> {
-        self.map.insert(name, values)
+        match self.find(&name) {
+            Ok(index) => Some(core::mem::replace(&mut self.entries[index].1, values)),
+            Err(index) => {
+                self.entries.insert(index, (name, values));
+                None
+            }
+        }
+    }
+
+    /// A cleared entry to fill: a recycled one when there is one.
+    pub(crate) fn take_spare(&mut self) -> (String, HeaderValues) {
+        let (mut name, values) = self.spare.pop().unwrap_or_default();
+        name.clear();
+        (name, values)
+    }
+
+    /// Inserts a filled entry (see [`Headers::take_spare`]) under its exact
+    /// name; an entry it replaces is kept for reuse.
+    pub(crate) fn insert_entry(&mut self, name: String, values: HeaderValues) {
+        // Encoders write names in order, so a decoded header usually goes last.
+        let index = match self.entries.last() {
+            Some((last, _)) if last.as_str() < name.as_str() => Err(self.entries.len()),
+            None => Err(0),
+            Some(_) => self.find(&name),
+        };
+        match index {
+            Ok(index) => {
+                let old = core::mem::replace(&mut self.entries[index].1, values);
+                self.keep_spare(name, old);
+            }
+            Err(index) => self.entries.insert(index, (name, values)),
+        }
+    }
+
+    fn keep_spare(&mut self, name: String, values: HeaderValues) {
+        if self.spare.len() < SPARE_ENTRIES {
+            self.spare.push((name, values));
+        }
     }
 
     /// Removes every header, keeping up to [`SPARE_ENTRIES`] of them (names,
     /// value lists and values) for the decoder to fill again: a context
     /// decoded into over and over then allocates little for its headers.
     pub(crate) fn recycle(&mut self) {
-        if self.map.is_empty() {
-            return;
-        }
         let room = SPARE_ENTRIES.saturating_sub(self.spare.len());
-        let map = core::mem::take(&mut self.map);
-        self.spare.extend(map.into_iter().take(room));
+        let kept = self.entries.len().min(room);
+        self.spare.extend(self.entries.drain(..kept));
+        self.entries.clear();
     }
 
     /// Removes every header.
     pub fn clear(&mut self) {
-        // `BTreeMap::clear` costs a full teardown even of an empty map, and
-        // contexts are reset on every run.
-        if !self.map.is_empty() {
-            self.map.clear();
-        }
+        self.entries.clear();
     }
 }
 
 impl Clone for Headers {
     fn clone(&self) -> Self {
-        Self { map: self.map.clone(), spare: Vec::new() }
+        Self { entries: self.entries.clone(), spare: Vec::new() }
     }
 }
 
 impl PartialEq for Headers {
     fn eq(&self, other: &Self) -> bool {
-        self.map == other.map
+        self.entries == other.entries
     }
 }
 
@@ -427,22 +500,51 @@ impl Eq for Headers {}
 
 impl fmt::Debug for Headers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.map.iter()).finish()
+        f.debug_map().entries(self.entries.iter().map(|(name, values)| (name, values))).finish()
     }
 }
 
+/// An iterator over [`Headers`], in name order.
+#[derive(Debug, Clone)]
+pub struct HeadersIter<'a>(core::slice::Iter<'a, (String, HeaderValues)>);
+
+impl<'a> Iterator for HeadersIter<'a> {
+    type Item = (&'a String, &'a HeaderValues);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|(name, values)| (name, values))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl DoubleEndedIterator for HeadersIter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.0.next_back().map(|(name, values)| (name, values))
+    }
+}
+
+impl ExactSizeIterator for HeadersIter<'_> {}
+
 impl<'a> IntoIterator for &'a Headers {
     type Item = (&'a String, &'a HeaderValues);
-    type IntoIter = btree_map::Iter<'a, String, HeaderValues>;
+    type IntoIter = HeadersIter<'a>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.map.iter()
+        HeadersIter(self.entries.iter())
     }
 }
 
 impl<N: Into<String>> FromIterator<(N, HeaderValues)> for Headers {
-    /// Collects headers keeping names exactly as given.
+    /// Collects headers keeping names exactly as given; of a name given
+    /// twice, the last values are kept.
     fn from_iter<T: IntoIterator<Item = (N, HeaderValues)>>(iter: T) -> Self {
-        Self { map: iter.into_iter().map(|(name, values)| (name.into(), values)).collect(), spare: Vec::new() }
+        let mut headers = Self::new();
+        for (name, values) in iter {
+            headers.insert_raw(name.into(), values);
+        }
+        headers
     }
 }

@@ -306,7 +306,7 @@ fn entry_len(name: &String, values: &[String]) -> usize {
 
 fn headers_encoded_len(tag: u32, headers: &Headers) -> usize {
     headers
-        .map
+        .entries
         .iter()
         .map(|(name, values)| {
             let len = entry_len(name, values);
@@ -316,7 +316,7 @@ fn headers_encoded_len(tag: u32, headers: &Headers) -> usize {
 }
 
 fn encode_headers(tag: u32, headers: &Headers, buf: &mut impl BufMut) {
-    for (name, values) in &headers.map {
+    for (name, values) in &headers.entries {
         encode_key(tag, WireType::LengthDelimited, buf);
         encode_varint(entry_len(name, values) as u64, buf);
         string::encode(1, name, buf);
@@ -427,13 +427,12 @@ fn merge_header(
     buf: &mut impl Buf,
     ctx: DecodeContext,
 ) -> Result<(), prost::DecodeError> {
-    let (mut name, values) = headers.spare.pop().unwrap_or_default();
     // An entry without a name field has the empty name, as when decoding
     // into a fresh entry; `string::merge` replaces the contents otherwise.
-    name.clear();
+    let (name, values) = headers.take_spare();
     let mut entry = HeaderEntry { name, values: HeaderValuesMsg::recycled(values) };
     message::merge(wire_type, &mut entry, buf, ctx)?;
-    headers.map.insert(entry.name, entry.values.into_values());
+    headers.insert_entry(entry.name, entry.values.into_values());
     Ok(())
 }
 

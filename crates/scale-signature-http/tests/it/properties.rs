@@ -260,3 +260,76 @@ proptest! {
         prop_assert_eq!(&request, &a.request);
     }
 }
+
+/// One change to a header map, for the model test below.
+#[derive(Debug, Clone)]
+enum HeaderOp {
+    Set(String, Vec<String>),
+    Append(String, String),
+    Remove(String),
+    InsertRaw(String, Vec<String>),
+    /// `Context::reset` (which keeps entries for reuse), then a decode.
+    ResetAndDecode(Headers),
+}
+
+fn header_name() -> impl Strategy<Value = String> {
+    // Few names, mixed case, so that operations meet the same header often.
+    prop_oneof!["[aAbB]{1,2}", "[c-eC-E-]{0,3}", ".{0,6}"]
+}
+
+fn header_op() -> impl Strategy<Value = HeaderOp> {
+    prop_oneof![
+        (header_name(), vec(".{0,6}", 0..3)).prop_map(|(name, values)| HeaderOp::Set(name, values)),
+        (header_name(), ".{0,6}").prop_map(|(name, value)| HeaderOp::Append(name, value)),
+        header_name().prop_map(HeaderOp::Remove),
+        (header_name(), vec(".{0,6}", 0..3)).prop_map(|(name, values)| HeaderOp::InsertRaw(name, values)),
+        headers().prop_map(HeaderOp::ResetAndDecode),
+    ]
+}
+
+proptest! {
+    /// `Headers` behaves as a map from names to values ordered by name,
+    /// with the accessors lower-casing names, whatever order changes come
+    /// in and whatever entries it keeps for reuse.
+    #[test]
+    fn headers_behave_as_an_ordered_map(ops in vec(header_op(), 0..24)) {
+        use std::collections::BTreeMap;
+        let mut ctx = Context::default();
+        let mut model: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for op in ops {
+            let headers = &mut ctx.response.headers;
+            match op {
+                HeaderOp::Set(name, values) => {
+                    headers.set(&name, values.clone());
+                    model.insert(name.to_ascii_lowercase(), values);
+                }
+                HeaderOp::Append(name, value) => {
+                    headers.append(&name, value.clone());
+                    model.entry(name.to_ascii_lowercase()).or_default().push(value);
+                }
+                HeaderOp::Remove(name) => {
+                    let expected = model.remove(&name).or_else(|| model.remove(&name.to_ascii_lowercase()));
+                    prop_assert_eq!(headers.remove(&name), expected);
+                }
+                HeaderOp::InsertRaw(name, values) => {
+                    prop_assert_eq!(headers.insert_raw(name.clone(), values.clone()), model.insert(name, values));
+                }
+                HeaderOp::ResetAndDecode(decoded) => {
+                    let mut sent = Context::default();
+                    sent.response.headers = decoded.clone();
+                    ctx.reset();
+                    ctx.decode_in_place(&sent.encode_to_vec()[..]).unwrap();
+                    model = decoded.iter().map(|(name, values)| (name.to_string(), values.to_vec())).collect();
+                }
+            }
+            let headers = &ctx.response.headers;
+            let got: Vec<_> = headers.iter().map(|(name, values)| (name.to_string(), values.to_vec())).collect();
+            let expected: Vec<_> = model.clone().into_iter().collect();
+            prop_assert_eq!(&got, &expected);
+            prop_assert_eq!(headers.len(), model.len());
+            for (name, values) in &model {
+                prop_assert_eq!(headers.get(name), Some(values.as_slice()));
+            }
+        }
+    }
+}
