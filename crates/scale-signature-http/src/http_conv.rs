@@ -251,7 +251,7 @@ mod tests {
     fn a_filled_request_equals_a_converted_one() {
         let first = http::Request::builder()
             .method("PUT")
-            .uri("https://example.com:8443/up/load?x=1#frag")
+            .uri("https://example.com:8443/up/load?x=1")
             .version(http::Version::HTTP_2)
             .header("b", "1")
             .header("a", "2")
