@@ -265,8 +265,7 @@ mod tests {
             .header("host", "example.com")
             .body(Bytes::new())
             .unwrap();
-        let mut filled = Request::default();
-        filled.ip = "192.0.2.1".into();
+        let mut filled = Request { ip: "192.0.2.1".into(), ..Request::default() };
         for request in [first, second] {
             let (parts, body) = request.into_parts();
             filled.fill_from_http(&parts, body.clone()).unwrap();
