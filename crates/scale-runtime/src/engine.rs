@@ -51,6 +51,9 @@ pub(crate) const WASMER_VERSION: &str = "7.4.2";
 pub(crate) fn build_engine(settings: EngineSettings) -> Engine {
     let mut compiler = Cranelift::default();
     compiler.opt_level(CraneliftOptLevel::Speed);
+    if perf_map_requested() {
+        compiler.enable_perfmap();
+    }
     if let Some(budget) = settings.cpu_budget {
         // Instances start with one budget, for instantiation; it is set
         // again before each call.
@@ -60,6 +63,15 @@ pub(crate) fn build_engine(settings: EngineSettings) -> Engine {
     let mut engine: Engine = EngineBuilder::new(compiler).set_features(Some(features)).engine().into();
     engine.set_tunables(LimitingTunables { limit: Pages(settings.memory_limit_pages) });
     engine
+}
+
+/// The environment variable that makes engines write `/tmp/perf-<pid>.map`,
+/// which names each compiled guest function for `perf report`.
+pub(crate) const PERF_MAP_VAR: &str = "SCALE_PERF_MAP";
+
+/// Whether [`PERF_MAP_VAR`] is set to something other than empty or `0`.
+fn perf_map_requested() -> bool {
+    std::env::var_os(PERF_MAP_VAR).is_some_and(|value| !value.is_empty() && value != "0")
 }
 
 thread_local! {

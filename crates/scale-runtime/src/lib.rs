@@ -51,6 +51,13 @@
 //! and used through `&mut self`. Guest code runs on the thread that calls
 //! [`Instance::run`]; it is CPU work, so async servers should run it off the
 //! reactor (see `scale-http`).
+//!
+//! # Profiling guests
+//!
+//! With the environment variable `SCALE_PERF_MAP=1`, each module compiled or
+//! loaded from the cache is listed in `/tmp/perf-<pid>.map`, so `perf
+//! report` names guest functions (from the module's name section; a
+//! stripped module shows function indices) instead of bare addresses.
 #![warn(missing_docs)]
 
 mod engine;
