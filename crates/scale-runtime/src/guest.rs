@@ -52,6 +52,9 @@ pub(crate) struct GuestEnv<S: Signature> {
     pub panic_message: Option<String>,
     /// The ABI version the guest speaks (1 until it has said).
     pub abi: u32,
+    /// The context this run was given, as encoded by the host, while the
+    /// guest runs (for `Signature::validate_reusing`).
+    pub sent: Vec<u8>,
     pub stdout: Capture,
     pub stderr: Capture,
 }
@@ -67,6 +70,7 @@ impl<S: Signature> GuestEnv<S> {
             next_context: None,
             panic_message: None,
             abi: scale_abi::OLDEST,
+            sent: Vec::new(),
             stdout: Capture::default(),
             stderr: Capture::default(),
         }
@@ -209,7 +213,7 @@ impl<S: Signature> Guest<S> {
     /// have moved there), `Ok(Err(message))` when it answered with an error.
     fn invoke(
         &mut self,
-        input: &[u8],
+        input: &mut Vec<u8>,
         sent: &mut S,
         function: &FunctionShared<S>,
     ) -> Result<Result<(), String>, Error> {
@@ -240,7 +244,11 @@ impl<S: Signature> Guest<S> {
             .view(&self.store)
             .write(u64::from(self.input.0), input)
             .map_err(|err| malformed(format!("writing the input: {err}")))?;
-        let packed = self.run.call(&mut self.store, len).map_err(|trap| self.classify(trap, function))?;
+        // The guest's `next` may compare what it hands on with this input.
+        self.env.as_mut(&mut self.store).sent = std::mem::take(input);
+        let called = self.run.call(&mut self.store, len);
+        *input = std::mem::take(&mut self.env.as_mut(&mut self.store).sent);
+        let packed = called.map_err(|trap| self.classify(trap, function))?;
         self.uses += 1;
         let (ptr, out_len) = ((packed >> 32) as u32, packed as u32);
         self.log_output(function);
@@ -377,7 +385,7 @@ impl<S: Signature> Link<S> {
         encoded.clear();
         ctx.encode(&mut encoded);
         guest.env.as_mut(&mut guest.store).downstream = guest.next.take();
-        let outcome = guest.invoke(&encoded, ctx, &self.function);
+        let outcome = guest.invoke(&mut encoded, ctx, &self.function);
         guest.encoded = encoded;
         let env = guest.env.as_mut(&mut guest.store);
         guest.next = env.downstream.take();
@@ -457,7 +465,7 @@ fn host_next<S: Signature>(
         let input = guest_bytes(memory, ptr, len)
             .ok_or_else(|| HostTrap::Malformed("next: the context lies outside the guest's memory".into()))?;
         match &mut ctx {
-            None if say_unchanged => S::validate(input),
+            None if say_unchanged => S::validate_reusing(input, &data.sent),
             None => S::encode_unchanged_result(input, &mut answer),
             Some(ctx) => S::decode_into(input, ctx),
         }

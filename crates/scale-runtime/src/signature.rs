@@ -61,6 +61,17 @@ pub trait Signature: Default + Send + 'static {
         Self::decode_into(context, &mut Self::default())
     }
 
+    /// [`Signature::validate`], where `sent` is a context the runtime
+    /// encoded itself (so valid): what the guest handing `context` to `next`
+    /// was given. Implementations may skip checking the parts of `context`
+    /// equal to `sent`'s, but must accept exactly what `validate` accepts.
+    ///
+    /// The default implementation is `validate(context)`.
+    fn validate_reusing(context: &[u8], sent: &[u8]) -> Result<(), BoxError> {
+        let _ = sent;
+        Self::validate(context)
+    }
+
     /// Decodes a run's outcome, as a guest's `run` returns it.
     fn decode_result(bytes: Bytes) -> Result<Result<Self, String>, BoxError>;
 
@@ -135,6 +146,10 @@ impl Signature for scale_signature_http::Context {
 
     fn validate(context: &[u8]) -> Result<(), BoxError> {
         Ok(scale_signature_http::Context::validate(context)?)
+    }
+
+    fn validate_reusing(context: &[u8], sent: &[u8]) -> Result<(), BoxError> {
+        Ok(scale_signature_http::Context::validate_reusing(context, sent)?)
     }
 
     fn decode_result(bytes: Bytes) -> Result<Result<Self, String>, BoxError> {

@@ -123,6 +123,28 @@ impl Context {
         }
     }
 
+    /// [`Context::validate`], knowing that `sent` is a valid encoding of a
+    /// context (one the caller encoded itself): when `bytes` carries the
+    /// same request as `sent`, only its response is checked. Accepts exactly
+    /// what `validate` accepts.
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::validate`].
+    pub fn validate_reusing(bytes: &[u8], sent: &[u8]) -> Result<(), DecodeError> {
+        let sent_request = split_context(sent).map(|(request, _)| request);
+        match (sent_request, split_context(bytes)) {
+            (Some(sent_request), Some((request, response))) if same_bytes(sent_request, request) => {
+                match check_message(response, Shape::Response) {
+                    Ok(()) => Ok(()),
+                    Err(Unchecked::Invalid(err)) => Err(err.into()),
+                    Err(Unchecked::Group) => Context::decode(bytes).map(drop),
+                }
+            }
+            _ => Self::validate(bytes),
+        }
+    }
+
     /// The encoding of this context.
     pub fn encode_to_vec(&self) -> Vec<u8> {
         let mut buf = Vec::new();

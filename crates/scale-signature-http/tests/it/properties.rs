@@ -160,6 +160,29 @@ proptest! {
         }
     }
 
+    /// `Context::validate_reusing` accepts exactly what `Context::validate`
+    /// accepts, whether the bytes share their request with the sent context
+    /// (the shortcut) or not.
+    #[test]
+    fn validate_reusing_agrees_with_validate(
+        ctx in context(),
+        sent_response in response(),
+        at in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        noise in vec(any::<u8>(), 0..128),
+    ) {
+        let sent = Context { request: ctx.request.clone(), response: sent_response }.encode_to_vec();
+        let valid = ctx.encode_to_vec();
+        let mut mutated = valid.clone();
+        if !mutated.is_empty() {
+            let at = at.index(mutated.len());
+            mutated[at] = byte;
+        }
+        for bytes in [valid, mutated, noise] {
+            prop_assert_eq!(Context::validate_reusing(&bytes, &sent).is_ok(), Context::validate(&bytes).is_ok());
+        }
+    }
+
     /// An unchanged context wrapped as a result decodes to what the context decodes to.
     #[test]
     fn encoded_context_results_decode_as_the_context(ctx in context()) {
