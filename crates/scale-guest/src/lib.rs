@@ -40,6 +40,7 @@
 //! Natively (outside WebAssembly) the handler is an ordinary function, so it
 //! can be unit-tested; [`Context::next`] then returns an error.
 
+use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
@@ -50,9 +51,26 @@ pub use scale_signature_http::{Bytes, Headers, Request, Response};
 /// The context a Scale function works on: the request and the response so far.
 ///
 /// Derefs to [`scale_signature_http::Context`] for direct field access.
+///
+/// The request is decoded when first looked at: a function that only
+/// writes the response (and calls `next`) never pays for decoding and
+/// encoding the request, which it hands on as the bytes it was given.
 #[derive(Default)]
 pub struct Context {
-    inner: signature::Context,
+    /// The context. Its request is stale while `request_pending` is set.
+    ///
+    /// Invariant: no reference into `inner` exists while `request_pending`
+    /// is set. Every way to a shared reference (`inner`) clears the flag
+    /// first, and only `&mut self` methods set it (which no reference can
+    /// outlive), so `decode_pending_request` may write the request through
+    /// a `&self`.
+    inner: UnsafeCell<signature::Context>,
+    /// Whether the request is still encoded, in `raw_request`.
+    request_pending: Cell<bool>,
+    /// The encoding of the request this context was given.
+    raw_request: Vec<u8>,
+    /// Why the pending request did not decode, when it did not.
+    request_error: Cell<Option<String>>,
     /// The encoding of `inner`, kept when the last `next` gave the context
     /// back unchanged and nothing has borrowed `inner` mutably since: the
     /// run's answer is then these bytes, with no second encoding.
@@ -62,25 +80,89 @@ pub struct Context {
 impl Context {
     /// Wraps a signature context (for tests of a handler).
     pub fn new(inner: signature::Context) -> Self {
-        Self { inner, encoded: None }
+        Self { inner: UnsafeCell::new(inner), ..Self::default() }
     }
 
     /// The signature context inside.
     pub fn into_inner(mut self) -> signature::Context {
         self.forget_encoding();
-        std::mem::take(&mut self.inner)
+        std::mem::take(self.inner_mut())
     }
 
     /// The request.
     pub fn request(&mut self) -> &mut Request {
         self.forget_encoding();
-        &mut self.inner.request
+        &mut self.inner_mut().request
     }
 
     /// The response built so far.
     pub fn response(&mut self) -> &mut Response {
         self.forget_encoding();
-        &mut self.inner.response
+        // The response is always decoded: no need to decode the request.
+        &mut self.inner.get_mut().response
+    }
+
+    /// The context, with its request decoded.
+    fn inner(&self) -> &signature::Context {
+        self.decode_pending_request();
+        // SAFETY: the request is decoded (the flag is clear), and nothing
+        // writes through `inner` while the flag is clear and `self` is
+        // shared (see the invariant on `inner`).
+        unsafe { &*self.inner.get() }
+    }
+
+    /// The context, with its request decoded, for writing.
+    fn inner_mut(&mut self) -> &mut signature::Context {
+        self.decode_pending_request();
+        self.inner.get_mut()
+    }
+
+    /// Decodes the pending request, if there is one. A request that does not
+    /// decode is left as the default one; the run then fails with the reason
+    /// (see `request_error`).
+    fn decode_pending_request(&self) {
+        if !self.request_pending.replace(false) {
+            return;
+        }
+        // SAFETY: the flag was set, so no reference into `inner` exists (see
+        // the invariant on `inner`); this one ends within this function.
+        let request = unsafe { &mut (*self.inner.get()).request };
+        if let Err(err) = request.decode_in_place(&self.raw_request) {
+            *request = Request::default();
+            self.request_error.set(Some(format!("the guest could not decode its input: {err}")));
+        }
+    }
+
+    /// Takes the run's input: the response decoded, the request kept
+    /// encoded until it is looked at.
+    fn load(&mut self, input: &[u8]) -> Result<(), signature::DecodeError> {
+        self.request_error.set(None);
+        match signature::Context::split_encoded(input) {
+            Some((request, response)) => {
+                self.raw_request.clear();
+                self.raw_request.extend_from_slice(request);
+                self.request_pending.set(true);
+                self.inner.get_mut().response.decode_in_place(response)
+            }
+            None => {
+                self.request_pending.set(false);
+                self.inner.get_mut().decode_in_place(input)
+            }
+        }
+    }
+
+    /// Appends the encoding of this context to `buf`: the request's own
+    /// bytes when it was never decoded.
+    fn encode_into(&self, buf: &mut Vec<u8>) {
+        if self.request_pending.get() {
+            // SAFETY: only the response is read, which is never stale, and
+            // nothing writes through `inner` while `self` is shared except
+            // `decode_pending_request`, which is not running.
+            let response = unsafe { &(*self.inner.get()).response };
+            signature::Context::encode_parts_into(&self.raw_request, response, buf);
+        } else {
+            self.inner().encode_into(buf);
+        }
     }
 
     /// Drops the kept encoding: `inner` may be about to change.
@@ -90,14 +172,23 @@ impl Context {
         }
     }
 
-    /// Appends the run's successful answer, this context, to `output`.
+    /// Appends the run's answer to `output`: this context, or the error
+    /// that stopped its request from decoding.
     fn encode_result_into(&mut self, output: &mut Vec<u8>) {
+        if let Some(message) = self.request_error.take() {
+            signature::RunResult::encode_error_into(&message, output);
+            return;
+        }
         match self.encoded.take() {
             Some(encoded) => {
                 signature::RunResult::encode_context_bytes_into(&encoded, output);
                 scale_guest_abi::return_request_buffer(encoded);
             }
-            None => signature::RunResult::encode_context_into(&self.inner, output),
+            None if self.request_pending.get() => {
+                let response = &self.inner.get_mut().response;
+                signature::RunResult::encode_parts_into(&self.raw_request, response, output);
+            }
+            None => signature::RunResult::encode_context_into(self.inner.get_mut(), output),
         }
     }
 
@@ -112,12 +203,16 @@ impl Context {
     // `next` is the name of this step in every Scale SDK; it is no iterator.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<(), Error> {
+        if let Some(message) = self.request_error.take() {
+            self.request_error.set(Some(message.clone()));
+            return Err(Error::from(message));
+        }
         // A context given back unchanged by an earlier `next` is sent as is.
         let request = match self.encoded.take() {
             Some(encoded) => encoded,
             None => {
                 let mut request = scale_guest_abi::take_request_buffer();
-                self.inner.encode_into(&mut request);
+                self.encode_into(&mut request);
                 request
             }
         };
@@ -138,7 +233,9 @@ impl Context {
         let outcome = match answer {
             Ok(Ok(Answer::Unchanged)) => Ok(()),
             Ok(Ok(Answer::Decoded)) => {
-                std::mem::swap(&mut self.inner, &mut spare);
+                // Every field comes from the answer, the request included.
+                std::mem::swap(self.inner.get_mut(), &mut spare);
+                self.request_pending.set(false);
                 Ok(())
             }
             Ok(Ok(Answer::Failed(message))) => Err(Error::from(message)),
@@ -176,14 +273,14 @@ impl Deref for Context {
     type Target = signature::Context;
 
     fn deref(&self) -> &Self::Target {
-        &self.inner
+        self.inner()
     }
 }
 
 impl DerefMut for Context {
     fn deref_mut(&mut self) -> &mut Self::Target {
         self.forget_encoding();
-        &mut self.inner
+        self.inner_mut()
     }
 }
 
@@ -193,17 +290,17 @@ impl From<signature::Context> for Context {
     }
 }
 
-// The kept encoding is a cache of `inner`: copies, comparisons and debug
-// output go by `inner` alone.
+// The kept encodings are caches of `inner`: copies, comparisons and debug
+// output go by the decoded context alone.
 impl Clone for Context {
     fn clone(&self) -> Self {
-        Self::new(self.inner.clone())
+        Self::new(self.inner().clone())
     }
 }
 
 impl PartialEq for Context {
     fn eq(&self, other: &Self) -> bool {
-        self.inner == other.inner
+        self.inner() == other.inner()
     }
 }
 
@@ -211,7 +308,7 @@ impl Eq for Context {}
 
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Context").field("inner", &self.inner).finish()
+        f.debug_struct("Context").field("inner", self.inner()).finish()
     }
 }
 
@@ -290,10 +387,13 @@ pub mod __private {
         install_panic_hook();
         let mut ctx = CONTEXT.take().unwrap_or_default();
         ctx.forget_encoding();
-        match ctx.inner.decode_in_place(input) {
+        match ctx.load(input) {
             Ok(()) => match handler(&mut ctx) {
-                Ok(()) => ctx.encode_result_into(output),
-                Err(err) => signature::RunResult::encode_error_into(&err.to_string(), output),
+                // A request that did not decode is reported first.
+                Err(err) if ctx.request_error.get_mut().is_none() => {
+                    signature::RunResult::encode_error_into(&err.to_string(), output);
+                }
+                _ => ctx.encode_result_into(output),
             },
             Err(err) => {
                 let message = format!("the guest could not decode its input: {err}");
@@ -384,7 +484,7 @@ mod tests {
         let mut ctx = Context::default();
         ctx.response().set_body_string("sent to next");
         let mut encoded = Vec::new();
-        ctx.inner.encode_into(&mut encoded);
+        ctx.inner().encode_into(&mut encoded);
         ctx.encoded = Some(encoded);
         ctx
     }
@@ -425,6 +525,97 @@ mod tests {
         let ctx = kept_after_next();
         assert!(ctx.clone().encoded.is_none());
         assert_eq!(ctx.clone(), ctx);
+    }
+
+    /// A context with a request worth decoding.
+    fn sent_context() -> signature::Context {
+        let mut sent = signature::Context::default();
+        sent.request.method = "POST".into();
+        sent.request.uri = "/lazy?x=1".into();
+        sent.request.set_body("request body");
+        sent.request.headers_mut().set("x-one", ["1", "2"]);
+        sent.response.headers_mut().set("x-earlier", ["kept"]);
+        sent
+    }
+
+    fn run_result(input: &[u8], handler: fn(&mut Context) -> Result<(), Error>) -> signature::RunResult {
+        let mut output = Vec::new();
+        __private::run(input, &mut output, handler);
+        signature::RunResult::decode(&output[..]).unwrap()
+    }
+
+    #[test]
+    fn a_handler_that_only_writes_the_response_hands_the_request_on_as_it_came() {
+        fn respond(ctx: &mut Context) -> Result<(), Error> {
+            ctx.response().set_body_string("answered");
+            Ok(())
+        }
+        let sent = sent_context();
+        let input = sent.encode_to_vec();
+        let mut output = Vec::new();
+        __private::run(&input, &mut output, respond);
+        let mut expected = sent.clone();
+        expected.response.set_body_string("answered");
+        assert_eq!(signature::RunResult::decode(&output[..]).unwrap(), signature::RunResult::Context(expected));
+        // The request's bytes are the ones sent.
+        let (sent_request, _) = signature::Context::split_encoded(&input).unwrap();
+        let result = signature::RunResult::decode(&output[..]).unwrap().into_result().unwrap().encode_to_vec();
+        assert_eq!(signature::Context::split_encoded(&result).unwrap().0, sent_request);
+    }
+
+    #[test]
+    fn the_request_is_decoded_when_looked_at() {
+        fn read_through_deref(ctx: &mut Context) -> Result<(), Error> {
+            let uri = ctx.request.uri.clone();
+            ctx.response().set_body_string(uri);
+            Ok(())
+        }
+        fn change_it(ctx: &mut Context) -> Result<(), Error> {
+            let first = ctx.request().headers().first("x-one").unwrap_or("none").to_owned();
+            ctx.request().set_uri("/changed");
+            ctx.response().set_body_string(first);
+            Ok(())
+        }
+        // Twice each, so that the second run reuses the first one's context.
+        for _ in 0..2 {
+            let sent = sent_context();
+            let signature::RunResult::Context(got) = run_result(&sent.encode_to_vec(), read_through_deref) else {
+                panic!("the run failed")
+            };
+            assert_eq!(got.response.body_str(), Some("/lazy?x=1"));
+            assert_eq!(got.request, sent.request);
+            let signature::RunResult::Context(got) = run_result(&sent.encode_to_vec(), change_it) else {
+                panic!("the run failed")
+            };
+            assert_eq!(got.response.body_str(), Some("1"));
+            assert_eq!(got.request.uri, "/changed");
+            assert_eq!(got.request.method, "POST");
+        }
+    }
+
+    #[test]
+    fn a_request_that_does_not_decode_fails_the_run_once_looked_at() {
+        fn look(ctx: &mut Context) -> Result<(), Error> {
+            let _ = ctx.request.method.len();
+            Ok(())
+        }
+        fn look_then_fail(ctx: &mut Context) -> Result<(), Error> {
+            let _ = ctx.request().uri.len();
+            Err(Error::from("the handler's own error"))
+        }
+        // A request field whose string is not UTF-8, inside a well-formed context.
+        let response = signature::Response::default();
+        let mut input = Vec::new();
+        signature::Context::encode_parts_into(&[0x0a, 0x01, 0xff], &response, &mut input);
+        for handler in [look as fn(&mut Context) -> Result<(), Error>, look_then_fail] {
+            let result = run_result(&input, handler);
+            assert!(
+                matches!(result, signature::RunResult::Error(ref message) if message.contains("could not decode")),
+                "{result:?}"
+            );
+        }
+        // The next run, with a valid input, is unaffected.
+        assert!(matches!(run_result(&sent_context().encode_to_vec(), look), signature::RunResult::Context(_)));
     }
 
     #[test]

@@ -45,18 +45,30 @@ impl Context {
     /// Sets every field back to its default, as [`Context::new`] would, but
     /// keeps the strings' allocations for reuse.
     pub fn reset(&mut self) {
-        let request = &mut self.request;
-        reset_string(&mut request.method, DEFAULT_METHOD);
-        request.uri.clear();
-        request.content_length = 0;
-        reset_string(&mut request.protocol, DEFAULT_PROTOCOL);
-        request.ip.clear();
-        request.body = Bytes::new();
-        request.headers.recycle();
-        let response = &mut self.response;
-        response.status_code = DEFAULT_STATUS;
-        response.body = Bytes::new();
-        response.headers.recycle();
+        self.request.reset();
+        self.response.reset();
+    }
+}
+
+impl Request {
+    /// Sets every field back to its default, keeping allocations for reuse.
+    pub(crate) fn reset(&mut self) {
+        reset_string(&mut self.method, DEFAULT_METHOD);
+        self.uri.clear();
+        self.content_length = 0;
+        reset_string(&mut self.protocol, DEFAULT_PROTOCOL);
+        self.ip.clear();
+        self.body = Bytes::new();
+        self.headers.recycle();
+    }
+}
+
+impl Response {
+    /// Sets every field back to its default, keeping allocations for reuse.
+    pub(crate) fn reset(&mut self) {
+        self.status_code = DEFAULT_STATUS;
+        self.body = Bytes::new();
+        self.headers.recycle();
     }
 }
 

@@ -108,6 +108,24 @@ impl Context {
         Message::encode_raw(&self.response, buf);
     }
 
+    /// The encodings of the request and of the response in `bytes`, when
+    /// `bytes` is a context encoded as exactly those two fields, in that
+    /// order (what every encoder of this crate writes); else `None`. The
+    /// parts are not checked.
+    pub fn split_encoded(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+        split_context(bytes)
+    }
+
+    /// Appends the encoding of a context made of the request encoded in
+    /// `request`, copied as it is, and `response`. For a request known to
+    /// be valid, such as one [`Context::split_encoded`] took from a valid
+    /// context: other bytes make a context its reader rejects.
+    pub fn encode_parts_into(request: &[u8], response: &Response, buf: &mut Vec<u8>) {
+        let response_len = Message::encoded_len(response);
+        buf.reserve(parts_len(request, response_len));
+        encode_parts_with(request, response, response_len, buf);
+    }
+
     /// Checks that `bytes` decode as a context without building one (so
     /// without allocating): `Ok` exactly when [`Context::decode`] succeeds.
     ///
@@ -150,6 +168,52 @@ impl Context {
         let mut buf = Vec::new();
         self.encode_into(&mut buf);
         buf
+    }
+}
+
+/// The length of a context made of an encoded request and a response whose
+/// encoding is `response_len` bytes long.
+fn parts_len(request: &[u8], response_len: usize) -> usize {
+    key_len(1)
+        + encoded_len_varint(request.len() as u64)
+        + request.len()
+        + key_len(2)
+        + encoded_len_varint(response_len as u64)
+        + response_len
+}
+
+fn encode_parts_with(request: &[u8], response: &Response, response_len: usize, buf: &mut Vec<u8>) {
+    encode_key(1, WireType::LengthDelimited, buf);
+    encode_varint(request.len() as u64, buf);
+    buf.extend_from_slice(request);
+    encode_key(2, WireType::LengthDelimited, buf);
+    encode_varint(response_len as u64, buf);
+    Message::encode_raw(response, buf);
+}
+
+impl Request {
+    /// Decodes an encoded request into this one, replacing every field but
+    /// reusing its allocations.
+    ///
+    /// # Errors
+    ///
+    /// `bytes` is not a valid encoding; the request is then partly overwritten.
+    pub fn decode_in_place(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
+        self.reset();
+        Message::merge(self, bytes).map_err(DecodeError::from)
+    }
+}
+
+impl Response {
+    /// Decodes an encoded response into this one, replacing every field but
+    /// reusing its allocations.
+    ///
+    /// # Errors
+    ///
+    /// `bytes` is not a valid encoding; the response is then partly overwritten.
+    pub fn decode_in_place(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
+        self.reset();
+        Message::merge(self, bytes).map_err(DecodeError::from)
     }
 }
 
@@ -732,6 +796,15 @@ impl RunResult {
         let lens = context.nested_lens();
         start_context_field(lens.context, buf);
         context.encode_with(lens, buf);
+    }
+
+    /// Appends the encoding of a successful result holding the context made
+    /// of the request encoded in `request` (copied as it is; see
+    /// [`Context::encode_parts_into`]) and `response`.
+    pub fn encode_parts_into(request: &[u8], response: &Response, buf: &mut Vec<u8>) {
+        let response_len = Message::encoded_len(response);
+        start_context_field(parts_len(request, response_len), buf);
+        encode_parts_with(request, response, response_len, buf);
     }
 
     /// Appends the encoding of a successful result holding the context

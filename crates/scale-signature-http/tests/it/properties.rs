@@ -183,6 +183,26 @@ proptest! {
         }
     }
 
+    /// A context split into its encoded request and response, each decoded
+    /// into a used value, and put together again from the encoded request
+    /// and the decoded response, gives back the same bytes and values.
+    #[test]
+    fn split_contexts_decode_and_join_again(ctx in context(), used in context()) {
+        let bytes = ctx.encode_to_vec();
+        let (request_bytes, response_bytes) = Context::split_encoded(&bytes).unwrap();
+        let (mut request, mut response) = (used.request, used.response);
+        request.decode_in_place(request_bytes).unwrap();
+        response.decode_in_place(response_bytes).unwrap();
+        prop_assert_eq!(&request, &ctx.request);
+        prop_assert_eq!(&response, &ctx.response);
+        let mut joined = Vec::new();
+        Context::encode_parts_into(request_bytes, &response, &mut joined);
+        prop_assert_eq!(&joined, &bytes);
+        let mut result = Vec::new();
+        RunResult::encode_parts_into(request_bytes, &response, &mut result);
+        prop_assert_eq!(result, RunResult::Context(ctx).encode_to_vec());
+    }
+
     /// An unchanged context wrapped as a result decodes to what the context decodes to.
     #[test]
     fn encoded_context_results_decode_as_the_context(ctx in context()) {
