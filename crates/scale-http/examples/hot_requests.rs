@@ -1,7 +1,7 @@
-//! A fixed number of warm requests through `ScaleService::handle` with the
-//! built-in hello function of `scale serve`, on one thread and with no
-//! sockets: the adapter's own cost per request, for instruction-count
-//! profiling.
+//! A fixed number of warm requests through `ScaleService`'s `call` (as
+//! `scale_http::serve` makes them) with the built-in hello function of
+//! `scale serve`, on one thread and with no sockets: the adapter's own cost
+//! per request, for instruction-count profiling.
 //!
 //! ```sh
 //! cargo build --release -p scale-http --example hot_requests
@@ -32,7 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(budget) = budget {
         builder = builder.cpu_budget(budget);
     }
-    let service = ScaleService::new(builder.build()?).dispatch(Dispatch::Inline);
+    let mut service = ScaleService::new(builder.build()?).dispatch(Dispatch::Inline);
     let tokio = tokio::runtime::Builder::new_current_thread().build()?;
     tokio.block_on(async {
         let start = Instant::now();
@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .header("host", "127.0.0.1")
                 .header("user-agent", "scale-loadtest")
                 .body(http_body_util::Full::new(bytes::Bytes::new()))?;
-            let response = service.handle(request).await;
+            let Ok(response) = tower::Service::call(&mut service, request).await;
             assert_eq!(response.status(), 200);
         }
         let elapsed = start.elapsed();

@@ -229,10 +229,10 @@ impl ScaleService {
                 return plain(http::StatusCode::BAD_REQUEST);
             }
         };
-        let remote = parts.extensions.get::<RemoteAddr>().copied();
         if self.runs_inline() {
-            return run_chain(&self.runtime, &self.downstream, None, &parts, body, remote);
+            return self.respond_inline(&parts, body);
         }
+        let remote = parts.extensions.get::<RemoteAddr>().copied();
         let runtime = self.runtime.clone();
         let downstream = self.downstream.clone();
         let handle = tokio::runtime::Handle::current();
@@ -244,6 +244,13 @@ impl ScaleService {
                 plain(http::StatusCode::INTERNAL_SERVER_ERROR)
             }
         }
+    }
+
+    /// Answers a request whose body has been read, running the chain on
+    /// this thread.
+    fn respond_inline(&self, parts: &http::request::Parts, body: Bytes) -> http::Response<Full<Bytes>> {
+        let remote = parts.extensions.get::<RemoteAddr>().copied();
+        run_chain(&self.runtime, &self.downstream, None, parts, body, remote)
     }
 }
 
@@ -292,18 +299,44 @@ fn run_chain(
         return plain(http::StatusCode::BAD_REQUEST);
     }
     if let Some(RemoteAddr(addr)) = remote {
-        // Writing into a `String` cannot fail.
-        let _ = write!(request.ip, "{}", addr.ip());
+        push_ip(&mut request.ip, addr.ip());
     }
     if let Err(err) = instance.run() {
         return chain_failed(&err);
     }
-    match http::Response::<Bytes>::try_from(&instance.context().response) {
-        Ok(response) => response.map(Full::new),
+    // The body moves out (cloning a freshly decoded `Bytes` would allocate);
+    // the rest of the response stays, with its allocations, for reuse.
+    let response = &mut instance.context_mut().response;
+    let body = std::mem::take(&mut response.body);
+    match http::Response::<Bytes>::try_from(&*response) {
+        Ok(response) => response.map(|_| Full::new(body)),
         Err(err) => {
             tracing::error!(error = %err, "the function chain produced an invalid response");
             plain(http::StatusCode::INTERNAL_SERVER_ERROR)
         }
+    }
+}
+
+/// Appends `ip` as its `Display` writes it (IPv4 without the formatting
+/// machinery: this runs for every request).
+fn push_ip(out: &mut String, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (index, octet) in v4.octets().into_iter().enumerate() {
+                if index > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        // Writing into a `String` cannot fail.
+        std::net::IpAddr::V6(v6) => drop(write!(out, "{v6}")),
     }
 }
 
@@ -339,6 +372,39 @@ fn plain(status: http::StatusCode) -> http::Response<Full<Bytes>> {
     response
 }
 
+/// The future of [`ScaleService`]'s `call`: the response, ready at once for
+/// a request with no body on a service that runs chains inline.
+pub struct ResponseFuture(Answer);
+
+enum Answer {
+    Ready(Option<http::Response<Full<Bytes>>>),
+    Waiting(BoxFuture<http::Response<Full<Bytes>>>),
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<http::Response<Full<Bytes>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().0 {
+            Answer::Ready(response) => {
+                Poll::Ready(Ok(response.take().expect("ResponseFuture polled after it completed")))
+            }
+            Answer::Waiting(future) => future.as_mut().poll(cx).map(Ok),
+        }
+    }
+}
+
+impl std::fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.0 {
+            Answer::Ready(Some(_)) => "ready",
+            Answer::Ready(None) => "done",
+            Answer::Waiting(_) => "waiting",
+        };
+        f.debug_tuple("ResponseFuture").field(&state).finish()
+    }
+}
+
 impl<B> tower::Service<http::Request<B>> for ScaleService
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -346,15 +412,25 @@ where
 {
     type Response = http::Response<Full<Bytes>>;
     type Error = Infallible;
-    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+    type Future = ResponseFuture;
 
     fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        // A request without a body has nothing to wait for: when chains run
+        // inline, it is answered here, with no future to box and no clone
+        // of the service.
+        if request.body().is_end_stream()
+            && self.runs_inline()
+            && content_length(request.headers()).is_none_or(|len| len <= self.body_limit as u64)
+        {
+            let (parts, _) = request.into_parts();
+            return ResponseFuture(Answer::Ready(Some(self.respond_inline(&parts, Bytes::new()))));
+        }
         let this = self.clone();
-        Box::pin(async move { Ok(this.handle(request).await) })
+        ResponseFuture(Answer::Waiting(Box::pin(async move { this.handle(request).await })))
     }
 }
 
@@ -407,14 +483,9 @@ where
             },
             () = &mut shutdown => break,
         };
-        let service = service.clone();
-        let with_peer = tower::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(RemoteAddr(peer));
-            service.clone().oneshot(request)
-        });
         let connection = builder.serve_connection(
             hyper_util::rt::TokioIo::new(stream),
-            hyper_util::service::TowerToHyperService::new(with_peer),
+            Connection { service: std::sync::Mutex::new(service.clone()), peer },
         );
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
@@ -426,6 +497,57 @@ where
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// The hyper service of one connection: `service`, with each request
+/// carrying the peer's [`RemoteAddr`].
+struct Connection<S> {
+    /// Locked only inside `call`, which hyper makes one at a time for an
+    /// HTTP/1 connection: the lock is never contended.
+    service: std::sync::Mutex<S>,
+    peer: SocketAddr,
+}
+
+impl<S, B> hyper::service::Service<http::Request<hyper::body::Incoming>> for Connection<S>
+where
+    S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>, Error = Infallible> + Clone,
+{
+    type Response = http::Response<B>;
+    type Error = Infallible;
+    type Future = ConnectionFuture<S::Future, tower::util::Oneshot<S, http::Request<hyper::body::Incoming>>>;
+
+    fn call(&self, mut request: http::Request<hyper::body::Incoming>) -> Self::Future {
+        request.extensions_mut().insert(RemoteAddr(self.peer));
+        let mut service = self.service.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A service that is ready now is called in place. One that is not is
+        // cloned and waited for (with this task's waker) the usual way; the
+        // no-op waker of this first look is then never needed.
+        match service.poll_ready(&mut TaskContext::from_waker(std::task::Waker::noop())) {
+            Poll::Ready(Ok(())) => ConnectionFuture::Called { future: service.call(request) },
+            Poll::Ready(Err(never)) => match never {},
+            Poll::Pending => ConnectionFuture::Waiting { future: service.clone().oneshot(request) },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Connection`]'s `call`.
+    #[project = ConnectionFutureProjection]
+    enum ConnectionFuture<C, W> {
+        Called { #[pin] future: C },
+        Waiting { #[pin] future: W },
+    }
+}
+
+impl<C: Future, W: Future<Output = C::Output>> Future for ConnectionFuture<C, W> {
+    type Output = C::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            ConnectionFutureProjection::Called { future } => future.poll(cx),
+            ConnectionFutureProjection::Waiting { future } => future.poll(cx),
+        }
+    }
 }
 
 /// Accept errors that concern one connection (the server goes on).
