@@ -189,7 +189,25 @@ func appendResponse(buf []byte, r *Response) []byte {
 
 // EncodedLen returns the length of the context's encoding.
 func (c *Context) EncodedLen() int {
-	return bytesFieldSize(1, requestSize(&c.request)) + bytesFieldSize(2, responseSize(&c.response))
+	return bytesFieldSize(1, c.requestSize()) + bytesFieldSize(2, responseSize(&c.response))
+}
+
+// requestSize is the length of the request's encoding: the bytes it came as
+// while it has not been decoded.
+func (c *Context) requestSize() int {
+	if c.requestPending {
+		return len(c.rawRequest)
+	}
+	return requestSize(&c.request)
+}
+
+// appendRequest appends the request's encoding, the bytes it came as while
+// it has not been decoded.
+func (c *Context) appendRequest(buf []byte) []byte {
+	if c.requestPending {
+		return append(buf, c.rawRequest...)
+	}
+	return appendRequest(buf, &c.request)
 }
 
 // Encode appends the canonical encoding of the context to buf and returns
@@ -198,11 +216,11 @@ func (c *Context) EncodedLen() int {
 // Strings that are not valid UTF-8 are written with each invalid byte
 // sequence replaced by U+FFFD, as the wire format takes UTF-8 only.
 func (c *Context) Encode(buf []byte) []byte {
-	reqLen, respLen := requestSize(&c.request), responseSize(&c.response)
+	reqLen, respLen := c.requestSize(), responseSize(&c.response)
 	buf = slices.Grow(buf, bytesFieldSize(1, reqLen)+bytesFieldSize(2, respLen))
 	buf = appendKey(buf, 1, wireBytes)
 	buf = appendVarint(buf, uint64(reqLen))
-	buf = appendRequest(buf, &c.request)
+	buf = c.appendRequest(buf)
 	buf = appendKey(buf, 2, wireBytes)
 	buf = appendVarint(buf, uint64(respLen))
 	return appendResponse(buf, &c.response)
@@ -237,7 +255,7 @@ func (r *RunResult) Encode(buf []byte) []byte {
 // EncodeContextResult appends the encoding of a successful RunResult holding
 // ctx (field 1) to buf and returns the extended buffer.
 func EncodeContextResult(buf []byte, ctx *Context) []byte {
-	reqLen, respLen := requestSize(&ctx.request), responseSize(&ctx.response)
+	reqLen, respLen := ctx.requestSize(), responseSize(&ctx.response)
 	ctxLen := bytesFieldSize(1, reqLen) + bytesFieldSize(2, respLen)
 	buf = slices.Grow(buf, bytesFieldSize(1, ctxLen))
 	buf = appendKey(buf, 1, wireBytes)
@@ -427,6 +445,50 @@ func DecodeContext(b []byte) (*Context, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// decodeRunContext decodes a run's input like DecodeContext, but keeps the
+// request encoded until the function asks for it, when the input is laid
+// out as every encoder writes it (the request, then the response). The
+// context shares no memory with b.
+func decodeRunContext(b []byte) (*Context, error) {
+	request, response, ok := splitContext(b)
+	if !ok {
+		return DecodeContext(b)
+	}
+	c := NewContext()
+	if err := decodeResponseFields(response, &c.response, recursionLimit-1); err != nil {
+		return nil, err
+	}
+	// A copy: b is the input buffer, which the next run overwrites.
+	c.rawRequest = append([]byte(nil), request...)
+	c.requestPending = true
+	return c, nil
+}
+
+// splitContext returns the request and response fields of a context encoded
+// as exactly those two, in that order; ok is false for any other layout.
+func splitContext(b []byte) (request, response []byte, ok bool) {
+	field := func(want uint32) []byte {
+		tag, wireType, n, err := readKey(b)
+		if err != nil || tag != want || wireType != wireBytes {
+			return nil
+		}
+		contents, m, err := readDelimited(b[n:])
+		if err != nil {
+			return nil
+		}
+		b = b[n+m:]
+		// Not nil, even when empty: nil means the field is missing.
+		return contents[:len(contents):len(contents)]
+	}
+	if request = field(1); request == nil {
+		return nil, nil, false
+	}
+	if response = field(2); response == nil {
+		return nil, nil, false
+	}
+	return request, response, len(b) == 0
 }
 
 func decodeContextFields(b []byte, c *Context, depth int) error {

@@ -134,7 +134,7 @@ func diffContexts(a, b *Context) string {
 			d = append(d, what)
 		}
 	}
-	ra, rb := &a.request, &b.request
+	ra, rb := a.Request(), b.Request()
 	check("request.method", ra.method == rb.method)
 	check("request.uri", ra.uri == rb.uri)
 	check("request.content_length", ra.contentLength == rb.contentLength)

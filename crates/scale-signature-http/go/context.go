@@ -21,6 +21,13 @@ const (
 type Context struct {
 	request  Request
 	response Response
+	// rawRequest is the request's encoding while requestPending is set: a
+	// run's context decodes its request only when the function asks for it
+	// (see Context.Request), and hands it on as these bytes if it never does.
+	rawRequest     []byte
+	requestPending bool
+	// requestErr is why the pending request did not decode, when it did not.
+	requestErr error
 }
 
 // NewContext returns a context holding the default request (GET, HTTP/1.1,
@@ -39,7 +46,25 @@ func (c *Context) reset() {
 }
 
 // Request returns the request, for reading and changing.
-func (c *Context) Request() *Request { return &c.request }
+func (c *Context) Request() *Request {
+	if c.requestPending {
+		c.decodePendingRequest()
+	}
+	return &c.request
+}
+
+// decodePendingRequest decodes the request kept encoded. A request that
+// does not decode is left as the default one, and the run fails with the
+// reason (requestErr).
+func (c *Context) decodePendingRequest() {
+	c.requestPending = false
+	c.request = Request{method: DefaultMethod, protocol: DefaultProtocol}
+	if err := decodeRequestFields(c.rawRequest, &c.request, recursionLimit-1); err != nil {
+		c.request = Request{method: DefaultMethod, protocol: DefaultProtocol}
+		c.requestErr = err
+	}
+	c.rawRequest = nil
+}
 
 // Response returns the response, for reading and changing.
 func (c *Context) Response() *Response { return &c.response }

@@ -134,14 +134,19 @@ func (g *guestState) run(size uint32, report func(string)) []byte {
 //
 // When fn panics, report gets the panic's message and the panic goes on.
 func handleRun(input, out []byte, fn Function, report func(string)) []byte {
-	ctx, err := DecodeContext(input)
+	ctx, err := decodeRunContext(input)
 	if err != nil {
-		return EncodeErrorResult(out, "the host sent a context the guest cannot decode: "+err.Error())
+		return EncodeErrorResult(out, undecodable+err.Error())
 	}
 	if fn == nil {
 		return EncodeErrorResult(out, "no Scale function is registered (signature.Register was never called)")
 	}
 	result, message, failed := callFunction(fn, ctx, report)
+	// A request that turned out not to decode when the function asked for it
+	// fails the run, whatever the function did.
+	if ctx.requestErr != nil {
+		return EncodeErrorResult(out, undecodable+ctx.requestErr.Error())
+	}
 	if failed {
 		return EncodeErrorResult(out, message)
 	}
@@ -150,6 +155,9 @@ func handleRun(input, out []byte, fn Function, report func(string)) []byte {
 	}
 	return EncodeContextResult(out, result)
 }
+
+// undecodable starts the message of a run whose input does not decode.
+const undecodable = "the host sent a context the guest cannot decode: "
 
 // callFunction calls fn, reporting a panic (of fn, or of its error's Error
 // method) before letting it go on.
@@ -201,6 +209,9 @@ func panicMessage(r any) string {
 func (g *guestState) callNext(host nextHost, ctx *Context) (*Context, error) {
 	if !g.running {
 		return nil, ErrNotInRun
+	}
+	if ctx.requestErr != nil {
+		return nil, ctx.requestErr
 	}
 	g.request = ctx.Encode(g.request[:0])
 	if len(g.answer) < minNextBuffer {

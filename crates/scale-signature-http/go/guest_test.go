@@ -247,6 +247,73 @@ func TestRunPassesTheChainsErrorOn(t *testing.T) {
 	}
 }
 
+func TestARequestNeverAskedForIsHandedOnAsItCame(t *testing.T) {
+	g := &guestState{fn: func(c *Context) (*Context, error) {
+		c.Response().SetBody("answered")
+		return c, nil
+	}}
+	sent := allFields()
+	input := sent.Encode(nil)
+	out := runOn(g, input, noPanic)
+	if out.Failed {
+		t.Fatalf("%+v", out)
+	}
+	want := allFields()
+	want.Response().SetBody("answered")
+	if d := diffContexts(out.Context, want); d != "" {
+		t.Fatalf("differs in %s", d)
+	}
+	// The request's bytes are the ones sent.
+	sentRequest, _, ok := splitContext(input)
+	gotRequest, _, ok2 := splitContext(out.Context.Encode(nil))
+	if !ok || !ok2 || string(sentRequest) != string(gotRequest) {
+		t.Fatalf("request bytes changed: %x, then %x", sentRequest, gotRequest)
+	}
+}
+
+func TestTheRequestIsDecodedWhenAskedFor(t *testing.T) {
+	g := &guestState{fn: func(c *Context) (*Context, error) {
+		c.Response().SetBody(c.Request().URI())
+		c.Request().SetMethod("PUT")
+		return c, nil
+	}}
+	// Twice, so that the second run's input overwrites the first one's.
+	for range 2 {
+		out := runOn(g, allFields().Encode(nil), noPanic)
+		if out.Failed || string(out.Context.Response().Body()) != "/api/v1/items?limit=10" ||
+			out.Context.Request().Method() != "PUT" || out.Context.Request().IP() != "192.0.2.17" {
+			t.Fatalf("%+v", out)
+		}
+	}
+}
+
+func TestARequestThatDoesNotDecodeFailsTheRunOnceAskedFor(t *testing.T) {
+	// A well-formed context whose request holds a method field cut short.
+	response := NewContext().Encode(nil)[2:] // the empty response field
+	input := append([]byte{0x0a, 0x02, 0x0a, 0x05}, response...)
+	if _, _, ok := splitContext(input); !ok {
+		t.Fatal("the input does not split")
+	}
+	// A function that never asks answers with the context as it came (the
+	// host, which sent it, is the one to judge those bytes).
+	untouched := &guestState{fn: func(c *Context) (*Context, error) { return c, nil }}
+	copy(untouched.resizeInput(uint32(len(input))), input)
+	if out := untouched.run(uint32(len(input)), noPanic); string(out) != string(append([]byte{0x0a, byte(len(input))}, input...)) {
+		t.Fatalf("answered %x to %x", out, input)
+	}
+	for _, fn := range []Function{
+		func(c *Context) (*Context, error) { c.Request(); return c, nil },
+		func(c *Context) (*Context, error) { c.Request(); return nil, errors.New("its own error") },
+		func(c *Context) (*Context, error) { c.Request(); return c.Next() },
+	} {
+		g := &guestState{fn: fn}
+		out := runOn(g, input, noPanic)
+		if !out.Failed || !strings.Contains(out.Message, "cannot decode") {
+			t.Fatalf("%+v", out)
+		}
+	}
+}
+
 func TestRunWithABadContextOrNoFunction(t *testing.T) {
 	g := &guestState{fn: func(c *Context) (*Context, error) { return c, nil }}
 	if result := runOn(g, []byte{0xff}, noPanic); !result.Failed || !strings.Contains(result.Message, "malformed") {
