@@ -560,3 +560,19 @@ fn is_per_connection(err: &std::io::Error) -> bool {
 fn is_out_of_descriptors(err: &std::io::Error) -> bool {
     err.raw_os_error().is_some_and(|code| code == 24 || code == 23)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_addresses_are_written_as_display_writes_them() {
+        let addresses = ["0.0.0.0", "9.10.99.100", "127.0.0.1", "192.0.2.255", "::1", "2001:db8::8a2e:370:7334"];
+        for address in addresses {
+            let ip: std::net::IpAddr = address.parse().unwrap();
+            let mut written = String::from("kept ");
+            push_ip(&mut written, ip);
+            assert_eq!(written, format!("kept {ip}"));
+        }
+    }
+}

@@ -254,3 +254,56 @@ fn a_tower_downstream_always_runs_on_the_blocking_pool() {
         ScaleService::new(runtime("rust", &["http-next"])).dispatch(scale_http::Dispatch::Inline).with_downstream(app);
     assert!(!service.runs_inline());
 }
+
+/// A tower service that is not ready the first time it is asked: `serve`
+/// then waits for it on a clone (its first look uses a waker that is never
+/// woken), and later requests on the same connection find it ready.
+#[derive(Clone, Default)]
+struct ReadyOnSecondPoll {
+    polled: bool,
+}
+
+impl tower::Service<http::Request<hyper::body::Incoming>> for ReadyOnSecondPoll {
+    type Response = http::Response<http_body_util::Full<bytes::Bytes>>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        if self.polled {
+            return std::task::Poll::Ready(Ok(()));
+        }
+        self.polled = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+
+    fn call(&mut self, request: http::Request<hyper::body::Incoming>) -> Self::Future {
+        let peer = request.extensions().get::<scale_http::RemoteAddr>().map(|addr| addr.0.ip().to_string());
+        let body = format!("ready for {}\n", peer.as_deref().unwrap_or("nobody"));
+        std::future::ready(Ok(http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)))))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_waits_for_a_service_that_is_not_ready_yet() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, ReadyOnSecondPoll::default(), async {
+        let _ = stopped.await;
+    }));
+    // Two requests on one connection: the first finds the service not
+    // ready, the second finds it ready.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\nGET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw)).await.unwrap().unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
+    assert_eq!(text.matches("ready for 127.0.0.1\n").count(), 2, "{text}");
+    drop(stop);
+    server.await.unwrap().unwrap();
+}
