@@ -59,11 +59,12 @@ pub use scale_signature_http::{Bytes, Headers, Request, Response};
 pub struct Context {
     /// The context. Its request is stale while `request_pending` is set.
     ///
-    /// Invariant: no reference into `inner` exists while `request_pending`
-    /// is set. Every way to a shared reference (`inner`) clears the flag
-    /// first, and only `&mut self` methods set it (which no reference can
-    /// outlive), so `decode_pending_request` may write the request through
-    /// a `&self`.
+    /// Invariant: while `request_pending` is set, no reference to `inner`
+    /// as a whole or to its request exists (a short-lived one to the
+    /// response alone may: `encode_into`). Every way to a reference that
+    /// covers the request (`inner`) clears the flag first, and only `&mut
+    /// self` methods set it (which no reference can outlive), so
+    /// `decode_pending_request` may write the request through a `&self`.
     inner: UnsafeCell<signature::Context>,
     /// Whether the request is still encoded, in `raw_request`.
     request_pending: Cell<bool>,
@@ -139,10 +140,15 @@ impl Context {
         self.request_error.set(None);
         match signature::Context::split_encoded(input) {
             Some((request, response)) => {
+                let inner = self.inner.get_mut();
+                // The last run's request goes now, under `&mut self`: the
+                // lazy decode, which runs under `&self`, then drops nothing
+                // of the handler's (whose `Drop` could reach this context).
+                inner.request.reset();
                 self.raw_request.clear();
                 self.raw_request.extend_from_slice(request);
                 self.request_pending.set(true);
-                self.inner.get_mut().response.decode_in_place(response)
+                inner.response.decode_in_place(response)
             }
             None => {
                 self.request_pending.set(false);

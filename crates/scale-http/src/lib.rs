@@ -57,6 +57,11 @@
 //! - [`Dispatch::Auto`] (the default) is `Inline` when the runtime has a CPU
 //!   budget and `Blocking` when it has none.
 //!
+//! Inline, a request without a body is answered inside the service's
+//! `call`, which then returns a ready future: tower middleware around a
+//! `ScaleService` that times the future (a `Timeout`, say) does not cover
+//! such runs; the CPU budget bounds them.
+//!
 //! A tower downstream ([`ScaleService::with_downstream`]) is async, and the
 //! chain waits for it from inside a synchronous native handler; so with one,
 //! runs always go to the blocking pool, where such waiting is allowed.
@@ -520,12 +525,19 @@ where
         request.extensions_mut().insert(RemoteAddr(self.peer));
         let mut service = self.service.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // A service that is ready now is called in place. One that is not is
-        // cloned and waited for (with this task's waker) the usual way; the
-        // no-op waker of this first look is then never needed.
+        // waited for (with this task's waker) the usual way; the no-op waker
+        // of this first look is then never needed.
         match service.poll_ready(&mut TaskContext::from_waker(std::task::Waker::noop())) {
             Poll::Ready(Ok(())) => ConnectionFuture::Called { future: service.call(request) },
             Poll::Ready(Err(never)) => match never {},
-            Poll::Pending => ConnectionFuture::Waiting { future: service.clone().oneshot(request) },
+            // The service that was asked waits, keeping whatever place its
+            // `poll_ready` took (in a semaphore's queue, say); a clone takes
+            // its place for the next request.
+            Poll::Pending => {
+                let fresh = service.clone();
+                let asked = std::mem::replace(&mut *service, fresh);
+                ConnectionFuture::Waiting { future: asked.oneshot(request) }
+            }
         }
     }
 }

@@ -64,6 +64,13 @@ fn headers_from_http(map: &http::HeaderMap) -> Result<Headers, ConversionError> 
 /// Replaces `headers` with `map`'s, filling recycled entries and strings.
 fn fill_headers(map: &http::HeaderMap, headers: &mut Headers) -> Result<(), ConversionError> {
     headers.recycle();
+    let filled = add_headers(map, headers);
+    // `HeaderMap` keeps names in arrival order.
+    headers.finish_decoding();
+    filled
+}
+
+fn add_headers(map: &http::HeaderMap, headers: &mut Headers) -> Result<(), ConversionError> {
     for name in map.keys() {
         let (mut stored, mut values) = headers.take_spare();
         stored.push_str(name.as_str());

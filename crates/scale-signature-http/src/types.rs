@@ -51,8 +51,9 @@ impl Context {
 }
 
 impl Request {
-    /// Sets every field back to its default, keeping allocations for reuse.
-    pub(crate) fn reset(&mut self) {
+    /// Sets every field back to its default (as `Request::default()`), but
+    /// keeps the strings' and headers' allocations for reuse.
+    pub fn reset(&mut self) {
         reset_string(&mut self.method, DEFAULT_METHOD);
         self.uri.clear();
         self.content_length = 0;
@@ -64,8 +65,9 @@ impl Request {
 }
 
 impl Response {
-    /// Sets every field back to its default, keeping allocations for reuse.
-    pub(crate) fn reset(&mut self) {
+    /// Sets every field back to its default (as `Response::default()`), but
+    /// keeps the body's and headers' allocations for reuse.
+    pub fn reset(&mut self) {
         self.status_code = DEFAULT_STATUS;
         self.body = Bytes::new();
         self.headers.recycle();
@@ -328,6 +330,11 @@ pub struct Headers {
     /// fill them again instead of allocating (see `wire::merge_header`). Not
     /// part of the value: clones, comparisons and debug output ignore it.
     pub(crate) spare: Vec<(String, HeaderValues)>,
+    /// Set while a decoder has appended entries out of name order;
+    /// [`Headers::finish_decoding`] sorts them. Every decoding entry point
+    /// of this crate calls it before returning, so it is never set outside
+    /// a decode.
+    unsorted: bool,
 }
 
 /// The most entries [`Headers::recycle`] keeps for reuse.
@@ -456,22 +463,47 @@ impl Headers {
         (name, values)
     }
 
-    /// Inserts a filled entry (see [`Headers::take_spare`]) under its exact
-    /// name; an entry it replaces is kept for reuse.
+    /// Adds a filled entry (see [`Headers::take_spare`]) under its exact
+    /// name, for a decoder: of a name given twice, the last values win. An
+    /// entry out of name order is appended, and the decoder must call
+    /// [`Headers::finish_decoding`] once done (inserting each in place would
+    /// make decoding a map sent in reverse order quadratic).
     pub(crate) fn insert_entry(&mut self, name: String, values: HeaderValues) {
-        // Encoders write names in order, so a decoded header usually goes last.
-        let index = match self.entries.last() {
-            Some((last, _)) if last.as_str() < name.as_str() => Err(self.entries.len()),
-            None => Err(0),
-            Some(_) => self.find(&name),
-        };
-        match index {
-            Ok(index) => {
-                let old = core::mem::replace(&mut self.entries[index].1, values);
-                self.keep_spare(name, old);
+        if !self.unsorted {
+            // Encoders write names in order, so a decoded header usually goes last.
+            if let Some((last, _)) = self.entries.last()
+                && last.as_str() >= name.as_str()
+            {
+                match self.find(&name) {
+                    Ok(index) => {
+                        let old = core::mem::replace(&mut self.entries[index].1, values);
+                        self.keep_spare(name, old);
+                        return;
+                    }
+                    Err(_) => self.unsorted = true,
+                }
             }
-            Err(index) => self.entries.insert(index, (name, values)),
         }
+        self.entries.push((name, values));
+    }
+
+    /// Sorts what a decoder appended out of order, keeping the last values
+    /// of a name given more than once (the sort is stable, so entries of
+    /// one name stay in the order they came).
+    pub(crate) fn finish_decoding(&mut self) {
+        if !core::mem::take(&mut self.unsorted) {
+            return;
+        }
+        self.entries.sort_by(|a, b| a.0.cmp(&b.0));
+        self.entries.dedup_by(|later, earlier| {
+            if later.0 == earlier.0 {
+                // `dedup_by` removes `later`: move its values into the kept one.
+                core::mem::swap(later, earlier);
+                true
+            } else {
+                false
+            }
+        });
     }
 
     fn keep_spare(&mut self, name: String, values: HeaderValues) {
@@ -488,17 +520,19 @@ impl Headers {
         let kept = self.entries.len().min(room);
         self.spare.extend(self.entries.drain(..kept));
         self.entries.clear();
+        self.unsorted = false;
     }
 
     /// Removes every header.
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.unsorted = false;
     }
 }
 
 impl Clone for Headers {
     fn clone(&self) -> Self {
-        Self { entries: self.entries.clone(), spare: Vec::new() }
+        Self { entries: self.entries.clone(), spare: Vec::new(), unsorted: self.unsorted }
     }
 }
 

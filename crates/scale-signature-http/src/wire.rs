@@ -238,8 +238,18 @@ impl Message for Context {
         ctx: DecodeContext,
     ) -> Result<(), prost::DecodeError> {
         match tag {
-            1 => message::merge(wire_type, &mut self.request, buf, ctx),
-            2 => message::merge(wire_type, &mut self.response, buf, ctx),
+            // Header entries may come in any order: sort them once the
+            // part is decoded, whether or not it decoded.
+            1 => {
+                let merged = message::merge(wire_type, &mut self.request, buf, ctx);
+                self.request.headers.finish_decoding();
+                merged
+            }
+            2 => {
+                let merged = message::merge(wire_type, &mut self.response, buf, ctx);
+                self.response.headers.finish_decoding();
+                merged
+            }
             _ => skip_field(wire_type, tag, buf, ctx),
         }
     }
@@ -293,6 +303,21 @@ impl Message for Request {
             7 => merge_header(wire_type, &mut self.headers, buf, ctx),
             _ => skip_field(wire_type, tag, buf, ctx),
         }
+    }
+
+    // Decoding a request or response on its own ends by sorting its header
+    // entries (see `Headers::finish_decoding`), as decoding one inside a
+    // context does.
+    fn merge(&mut self, mut buf: impl Buf) -> Result<(), prost::DecodeError> {
+        let merged = merge_fields(self, &mut buf);
+        self.headers.finish_decoding();
+        merged
+    }
+
+    fn merge_length_delimited(&mut self, mut buf: impl Buf) -> Result<(), prost::DecodeError> {
+        let merged = message::merge(WireType::LengthDelimited, self, &mut buf, DecodeContext::default());
+        self.headers.finish_decoding();
+        merged
     }
 
     fn encoded_len(&self) -> usize {
@@ -352,6 +377,21 @@ impl Message for Response {
             3 => merge_header(wire_type, &mut self.headers, buf, ctx),
             _ => skip_field(wire_type, tag, buf, ctx),
         }
+    }
+
+    // Decoding a request or response on its own ends by sorting its header
+    // entries (see `Headers::finish_decoding`), as decoding one inside a
+    // context does.
+    fn merge(&mut self, mut buf: impl Buf) -> Result<(), prost::DecodeError> {
+        let merged = merge_fields(self, &mut buf);
+        self.headers.finish_decoding();
+        merged
+    }
+
+    fn merge_length_delimited(&mut self, mut buf: impl Buf) -> Result<(), prost::DecodeError> {
+        let merged = message::merge(WireType::LengthDelimited, self, &mut buf, DecodeContext::default());
+        self.headers.finish_decoding();
+        merged
     }
 
     fn encoded_len(&self) -> usize {
@@ -505,6 +545,16 @@ impl Message for HeaderValuesMsg {
     fn clear(&mut self) {
         self.used = 0;
     }
+}
+
+/// What prost's `Message::merge` does: every field of `buf`, at the top level.
+fn merge_fields(message: &mut impl Message, buf: &mut impl Buf) -> Result<(), prost::DecodeError> {
+    let ctx = DecodeContext::default();
+    while buf.has_remaining() {
+        let (tag, wire_type) = decode_key(buf)?;
+        message.merge_field(tag, wire_type, buf, ctx.clone())?;
+    }
+    Ok(())
 }
 
 fn merge_header(

@@ -256,8 +256,8 @@ fn a_tower_downstream_always_runs_on_the_blocking_pool() {
 }
 
 /// A tower service that is not ready the first time it is asked: `serve`
-/// then waits for it on a clone (its first look uses a waker that is never
-/// woken), and later requests on the same connection find it ready.
+/// then waits for it the usual way (its first look uses a waker that is
+/// never woken), and later requests on the same connection find it ready.
 #[derive(Clone, Default)]
 struct ReadyOnSecondPoll {
     polled: bool,

@@ -139,6 +139,17 @@ proptest! {
     }
 }
 
+/// What the validation tests try: a valid encoding, the same with the byte
+/// at `at` replaced by `byte`, and noise.
+fn with_a_byte_changed_and_noise(valid: Vec<u8>, at: prop::sample::Index, byte: u8, noise: Vec<u8>) -> [Vec<u8>; 3] {
+    let mut changed = valid.clone();
+    if !changed.is_empty() {
+        let at = at.index(changed.len());
+        changed[at] = byte;
+    }
+    [valid, changed, noise]
+}
+
 proptest! {
     /// `Context::validate` accepts exactly what `Context::decode` accepts:
     /// valid encodings, encodings with one byte changed, and noise.
@@ -149,13 +160,7 @@ proptest! {
         byte in any::<u8>(),
         noise in vec(any::<u8>(), 0..128),
     ) {
-        let valid = ctx.encode_to_vec();
-        let mut mutated = valid.clone();
-        if !mutated.is_empty() {
-            let at = at.index(mutated.len());
-            mutated[at] = byte;
-        }
-        for bytes in [valid, mutated, noise] {
+        for bytes in with_a_byte_changed_and_noise(ctx.encode_to_vec(), at, byte, noise) {
             prop_assert_eq!(Context::validate(&bytes).is_ok(), Context::decode(&bytes[..]).is_ok());
         }
     }
@@ -172,13 +177,7 @@ proptest! {
         noise in vec(any::<u8>(), 0..128),
     ) {
         let sent = Context { request: ctx.request.clone(), response: sent_response }.encode_to_vec();
-        let valid = ctx.encode_to_vec();
-        let mut mutated = valid.clone();
-        if !mutated.is_empty() {
-            let at = at.index(mutated.len());
-            mutated[at] = byte;
-        }
-        for bytes in [valid, mutated, noise] {
+        for bytes in with_a_byte_changed_and_noise(ctx.encode_to_vec(), at, byte, noise) {
             prop_assert_eq!(Context::validate_reusing(&bytes, &sent).is_ok(), Context::validate(&bytes).is_ok());
         }
     }
@@ -374,5 +373,64 @@ proptest! {
                 prop_assert_eq!(headers.get(name), Some(values.as_slice()));
             }
         }
+    }
+}
+
+proptest! {
+    /// Header entries may come in any order, a name more than once (the
+    /// wire allows it): decoding gives what an ordered map gives, the last
+    /// values of a name winning, through every way of decoding.
+    #[test]
+    fn header_entries_in_any_order_decode_as_an_ordered_map(
+        entries in vec(("[a-dA-D]{1,2}", vec(".{0,6}", 0..3)), 0..40),
+        used in context(),
+    ) {
+        use prost::Message;
+        use std::collections::BTreeMap;
+
+        let mut model = BTreeMap::new();
+        let mut request = Vec::new();
+        for (name, values) in &entries {
+            // A default request holding one header encodes as that one entry.
+            let mut one = Request::default();
+            one.headers.insert_raw(name.clone(), values.clone());
+            request.extend(one.encode_to_vec());
+            model.insert(name.clone(), values.clone());
+        }
+        let expected: Vec<_> = model.into_iter().collect();
+        let check = |headers: &Headers| -> Result<(), TestCaseError> {
+            let got: Vec<_> = headers.iter().map(|(name, values)| (name.to_string(), values.to_vec())).collect();
+            prop_assert_eq!(&got, &expected);
+            for (name, values) in &expected {
+                prop_assert_eq!(headers.get(name), Some(values.as_slice()));
+            }
+            Ok(())
+        };
+
+        check(&Request::decode(&request[..]).unwrap().headers)?;
+        let mut into = used.request.clone();
+        into.decode_in_place(&request[..]).unwrap();
+        check(&into.headers)?;
+        let mut context = Vec::new();
+        Context::encode_parts_into(&request, &Response::default(), &mut context);
+        check(&Context::decode(&context[..]).unwrap().request.headers)?;
+        let mut into = used.clone();
+        into.decode_in_place(&context[..]).unwrap();
+        check(&into.request.headers)?;
+        let mut result = Vec::new();
+        RunResult::encode_parts_into(&request, &Response::default(), &mut result);
+        let RunResult::Context(decoded) = RunResult::decode(&result[..]).unwrap() else { panic!("an error result") };
+        check(&decoded.request.headers)?;
+        // The same entries as a response's headers (field 3 instead of 7).
+        let mut response = Vec::new();
+        for (name, values) in &entries {
+            let mut one = Response::default();
+            one.headers.insert_raw(name.clone(), values.clone());
+            response.extend(one.encode_to_vec());
+        }
+        check(&Response::decode(&response[..]).unwrap().headers)?;
+        let mut into = used.response.clone();
+        into.decode_in_place(&response[..]).unwrap();
+        check(&into.headers)?;
     }
 }
