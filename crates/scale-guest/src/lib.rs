@@ -144,7 +144,11 @@ impl Context {
                 // The last run's request goes now, under `&mut self`: the
                 // lazy decode, which runs under `&self`, then drops nothing
                 // of the handler's (whose `Drop` could reach this context).
-                inner.request.reset();
+                // A request still pending was never decoded since the last
+                // reset, so it holds nothing to drop.
+                if !self.request_pending.get() {
+                    inner.request.reset();
+                }
                 self.raw_request.clear();
                 self.raw_request.extend_from_slice(request);
                 self.request_pending.set(true);
