@@ -8,7 +8,7 @@ use std::string::{String, ToString};
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 
-use crate::types::{Headers, Request, Response};
+use crate::types::{Headers, Request, Response, reset_string};
 
 /// A value that cannot cross between the signature's types and the `http` crate's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,11 +144,6 @@ fn push_uri(out: &mut String, uri: &http::Uri) {
     }
 }
 
-fn set_string(out: &mut String, value: &str) {
-    out.clear();
-    out.push_str(value);
-}
-
 impl Request {
     /// Makes this request the one `parts` and `body` describe, reusing this
     /// request's allocations (a server filling one request per call, over
@@ -160,11 +155,11 @@ impl Request {
     /// A header value that is not UTF-8. The request is then partly
     /// overwritten.
     pub fn fill_from_http(&mut self, parts: &http::request::Parts, body: Bytes) -> Result<(), ConversionError> {
-        set_string(&mut self.method, parts.method.as_str());
+        reset_string(&mut self.method, parts.method.as_str());
         self.uri.clear();
         push_uri(&mut self.uri, &parts.uri);
         self.content_length = body.len() as u64;
-        set_string(&mut self.protocol, protocol_name(parts.version));
+        reset_string(&mut self.protocol, protocol_name(parts.version));
         self.ip.clear();
         self.body = body;
         fill_headers(&parts.headers, &mut self.headers)

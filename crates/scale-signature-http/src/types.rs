@@ -74,7 +74,7 @@ impl Response {
     }
 }
 
-fn reset_string(string: &mut String, value: &str) {
+pub(crate) fn reset_string(string: &mut String, value: &str) {
     if string != value {
         string.clear();
         string.push_str(value);
@@ -363,8 +363,7 @@ impl Headers {
     /// Puts a new header `name`, lower-cased, at `index`, in a recycled
     /// entry when there is one; returns its (empty) values.
     fn insert_lowercased(&mut self, index: usize, name: &str) -> &mut HeaderValues {
-        let (mut stored, mut values) = self.spare.pop().unwrap_or_default();
-        stored.clear();
+        let (mut stored, mut values) = self.take_spare();
         stored.push_str(name);
         stored.make_ascii_lowercase();
         values.clear();

@@ -150,16 +150,13 @@ impl Context {
     ///
     /// As [`Context::validate`].
     pub fn validate_reusing(bytes: &[u8], sent: &[u8]) -> Result<(), DecodeError> {
-        let sent_request = split_context(sent).map(|(request, _)| request);
-        match (sent_request, split_context(bytes)) {
-            (Some(sent_request), Some((request, response))) if same_bytes(sent_request, request) => {
-                match check_message(response, Shape::Response) {
-                    Ok(()) => Ok(()),
-                    Err(Unchecked::Invalid(err)) => Err(err.into()),
-                    Err(Unchecked::Group) => Context::decode(bytes).map(drop),
-                }
-            }
-            _ => Self::validate(bytes),
+        match response_after_same_request(bytes, sent) {
+            Some(response) => match check_message(response, Shape::Response) {
+                Ok(()) => Ok(()),
+                Err(Unchecked::Invalid(err)) => Err(err.into()),
+                Err(Unchecked::Group) => Context::decode(bytes).map(drop),
+            },
+            None => Self::validate(bytes),
         }
     }
 
@@ -654,6 +651,15 @@ fn split_context(mut context: &[u8]) -> Option<(&[u8], &[u8])> {
     context.is_empty().then_some((request, response))
 }
 
+/// The response field of the encoded `context`, when its request field is,
+/// byte for byte, the one in the encoded context `sent` (both laid out as
+/// [`split_context`] expects).
+fn response_after_same_request<'a>(context: &'a [u8], sent: &[u8]) -> Option<&'a [u8]> {
+    let (sent_request, _) = split_context(sent)?;
+    let (request, response) = split_context(context)?;
+    same_bytes(sent_request, request).then_some(response)
+}
+
 /// Why [`check_message`] stopped.
 enum Unchecked {
     /// The bytes do not decode.
@@ -810,16 +816,14 @@ impl RunResult {
         sent: &[u8],
         request: &mut Request,
     ) -> Result<Option<String>, DecodeError> {
-        let sent_request = split_context(sent).map(|(request, _)| request);
-        let result = split_result(buf).and_then(split_context);
-        match (sent_request, result) {
-            (Some(sent_request), Some((same, response))) if same_bytes(sent_request, same) => {
+        match split_result(buf).and_then(|result| response_after_same_request(result, sent)) {
+            Some(response) => {
                 context.reset();
                 Message::merge(&mut context.response, response).map_err(DecodeError::from)?;
                 core::mem::swap(&mut context.request, request);
                 Ok(None)
             }
-            _ => Self::decode_into(buf, context),
+            None => Self::decode_into(buf, context),
         }
     }
 
