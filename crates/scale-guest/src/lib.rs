@@ -61,20 +61,23 @@ pub struct Context {
     ///
     /// Invariant: while `request_pending` is set, no reference to `inner`
     /// as a whole or to its request exists (a short-lived one to the
-    /// response alone may: `encode_into`). Every way to a reference that
+    /// response alone may: `encode_as_result_into`). Every way to a reference that
     /// covers the request (`inner`) clears the flag first, and only `&mut
     /// self` methods set it (which no reference can outlive), so
     /// `decode_pending_request` may write the request through a `&self`.
     inner: UnsafeCell<signature::Context>,
     /// Whether the request is still encoded, in `raw_request`.
     request_pending: Cell<bool>,
-    /// The encoding of the request this context was given.
-    raw_request: Vec<u8>,
+    /// The encoding of the request this context was given. (A `Cell`, so
+    /// that the lazy decode, under `&self`, can hand a large one over to the
+    /// request's body.)
+    raw_request: Cell<Vec<u8>>,
     /// Why the pending request did not decode, when it did not.
     request_error: Cell<Option<String>>,
-    /// The encoding of `inner`, kept when the last `next` gave the context
-    /// back unchanged and nothing has borrowed `inner` mutably since: the
-    /// run's answer is then these bytes, with no second encoding.
+    /// `inner` encoded as a successful run result, kept when the last
+    /// `next` (which was sent the context inside) gave the context back
+    /// unchanged and nothing has borrowed `inner` mutably since: the run's
+    /// answer is then this very buffer, neither encoded nor copied again.
     encoded: Option<Vec<u8>>,
 }
 
@@ -128,7 +131,17 @@ impl Context {
         // SAFETY: the flag was set, so no reference into `inner` exists (see
         // the invariant on `inner`); this one ends within this function.
         let request = unsafe { &mut (*self.inner.get()).request };
-        if let Err(err) = request.decode_in_place(&self.raw_request) {
+        let raw = self.raw_request.take();
+        let decoded = if raw.len() >= SHARE_REQUEST_FROM {
+            // The body becomes a view of the raw bytes, which the request
+            // then owns; the next run's request gets a new buffer.
+            request.decode_in_place_shared(raw.into())
+        } else {
+            let decoded = request.decode_in_place(&raw);
+            self.raw_request.set(raw);
+            decoded
+        };
+        if let Err(err) = decoded {
             *request = Request::default();
             self.request_error.set(Some(format!("the guest could not decode its input: {err}")));
         }
@@ -149,8 +162,9 @@ impl Context {
                 if !self.request_pending.get() {
                     inner.request.reset();
                 }
-                self.raw_request.clear();
-                self.raw_request.extend_from_slice(request);
+                let raw = self.raw_request.get_mut();
+                raw.clear();
+                signature::pieces::extend(raw, request);
                 self.request_pending.set(true);
                 inner.response.decode_in_place(response)
             }
@@ -161,17 +175,20 @@ impl Context {
         }
     }
 
-    /// Appends the encoding of this context to `buf`: the request's own
-    /// bytes when it was never decoded.
-    fn encode_into(&self, buf: &mut Vec<u8>) {
+    /// Appends the encoding of a successful run result holding this
+    /// context to `buf`: with the request's own bytes when it was never
+    /// decoded.
+    fn encode_as_result_into(&self, buf: &mut Vec<u8>) {
         if self.request_pending.get() {
             // SAFETY: only the response is read, which is never stale, and
             // nothing writes through `inner` while `self` is shared except
             // `decode_pending_request`, which is not running.
             let response = unsafe { &(*self.inner.get()).response };
-            signature::Context::encode_parts_into(&self.raw_request, response, buf);
+            let raw = self.raw_request.take();
+            signature::RunResult::encode_parts_into(&raw, response, buf);
+            self.raw_request.set(raw);
         } else {
-            self.inner().encode_into(buf);
+            signature::RunResult::encode_context_into(self.inner(), buf);
         }
     }
 
@@ -190,15 +207,17 @@ impl Context {
             return;
         }
         match self.encoded.take() {
-            Some(encoded) => {
-                signature::RunResult::encode_context_bytes_into(&encoded, output);
+            // The kept result becomes the output buffer, and the output's
+            // allocation serves the next `next`.
+            Some(mut encoded) if output.is_empty() => {
+                std::mem::swap(output, &mut encoded);
                 scale_guest_abi::return_request_buffer(encoded);
             }
-            None if self.request_pending.get() => {
-                let response = &self.inner.get_mut().response;
-                signature::RunResult::encode_parts_into(&self.raw_request, response, output);
+            Some(encoded) => {
+                signature::pieces::extend(output, &encoded);
+                scale_guest_abi::return_request_buffer(encoded);
             }
-            None => signature::RunResult::encode_context_into(self.inner.get_mut(), output),
+            None => self.encode_as_result_into(output),
         }
     }
 
@@ -217,19 +236,22 @@ impl Context {
             self.request_error.set(Some(message.clone()));
             return Err(Error::from(message));
         }
-        // A context given back unchanged by an earlier `next` is sent as is.
+        // The context is encoded as a run result, so that if it comes back
+        // unchanged the buffer is the run's answer as it is. A context given
+        // back unchanged by an earlier `next` is sent as is.
         let request = match self.encoded.take() {
             Some(encoded) => encoded,
             None => {
                 let mut request = scale_guest_abi::take_request_buffer();
-                self.encode_into(&mut request);
+                self.encode_as_result_into(&mut request);
                 request
             }
         };
+        let context = signature::RunResult::context_of(&request).expect("a result encoded here holds one context");
         // The answer is decoded into a spare context, which trades places
         // with this one on success: a warm guest allocates little.
         let mut spare = NEXT_SPARE.take().unwrap_or_default();
-        let answer = scale_guest_abi::next(&request, |answer| match answer {
+        let answer = scale_guest_abi::next(context, |answer| match answer {
             // The chain ended with no native handlers: this context is the answer.
             scale_guest_abi::Answer::Unchanged => Ok(Answer::Unchanged),
             scale_guest_abi::Answer::Result(bytes) => {
@@ -272,6 +294,11 @@ enum Answer {
     /// An error message.
     Failed(String),
 }
+
+/// From this size on, a decoded request's body shares the request's raw
+/// bytes instead of copying them: the copy then costs more than the new
+/// buffer the next request needs.
+const SHARE_REQUEST_FROM: usize = 8 * 1024;
 
 std::thread_local! {
     /// The context `next` decodes into. (WebAssembly guests have one thread;
@@ -494,7 +521,7 @@ mod tests {
         let mut ctx = Context::default();
         ctx.response().set_body_string("sent to next");
         let mut encoded = Vec::new();
-        ctx.inner().encode_into(&mut encoded);
+        signature::RunResult::encode_context_into(ctx.inner(), &mut encoded);
         ctx.encoded = Some(encoded);
         ctx
     }
@@ -508,10 +535,16 @@ mod tests {
     #[test]
     fn an_untouched_context_answers_with_the_bytes_it_sent() {
         let mut ctx = kept_after_next();
-        let sent = ctx.encoded.clone().unwrap();
+        let kept = ctx.encoded.clone().unwrap();
+        let sent = signature::RunResult::context_of(&kept).unwrap();
         let mut output = Vec::new();
         ctx.encode_result_into(&mut output);
-        assert!(signature::RunResult::holds_encoded_context(&output, &sent));
+        assert!(signature::RunResult::holds_encoded_context(&output, sent));
+        // Also into an output that already holds something.
+        let mut ctx = kept_after_next();
+        let mut output = b"before".to_vec();
+        ctx.encode_result_into(&mut output);
+        assert_eq!(output, [&b"before"[..], &kept].concat());
         // Reading does not drop the kept bytes.
         let ctx = kept_after_next();
         assert_eq!(ctx.response.body_str(), Some("sent to next"));
@@ -571,6 +604,43 @@ mod tests {
         let (sent_request, _) = signature::Context::split_encoded(&input).unwrap();
         let result = signature::RunResult::decode(&output[..]).unwrap().into_result().unwrap().encode_to_vec();
         assert_eq!(signature::Context::split_encoded(&result).unwrap().0, sent_request);
+    }
+
+    #[test]
+    fn large_requests_decode_whichever_way_they_are_reached() {
+        fn echo_through_deref(ctx: &mut Context) -> Result<(), Error> {
+            let body = ctx.request.body.clone();
+            ctx.response().set_body(body);
+            Ok(())
+        }
+        fn echo_through_request(ctx: &mut Context) -> Result<(), Error> {
+            let body = ctx.request().body.clone();
+            ctx.response().set_body(body);
+            Ok(())
+        }
+        fn untouched(ctx: &mut Context) -> Result<(), Error> {
+            ctx.response().set_body_string("untouched");
+            Ok(())
+        }
+        // Sizes on both sides of the size from which the body shares the
+        // request's bytes, each body different, so that a body left over
+        // from an earlier run would show.
+        let handlers = [echo_through_deref as fn(&mut Context) -> Result<(), Error>, echo_through_request, untouched];
+        for (round, len) in
+            [100, SHARE_REQUEST_FROM - 64, SHARE_REQUEST_FROM, 5 * SHARE_REQUEST_FROM].iter().enumerate()
+        {
+            for (which, handler) in handlers.iter().enumerate() {
+                let mut sent = sent_context();
+                let body: Vec<u8> = (0..*len).map(|i| (i * 7 + round * 3 + which) as u8).collect();
+                sent.request.set_body(body.clone());
+                let signature::RunResult::Context(got) = run_result(&sent.encode_to_vec(), *handler) else {
+                    panic!("the run failed")
+                };
+                assert_eq!(got.request, sent.request, "{len} bytes, handler {which}");
+                let expected = if which == 2 { &b"untouched"[..] } else { &body[..] };
+                assert_eq!(got.response.body(), expected, "{len} bytes, handler {which}");
+            }
+        }
     }
 
     #[test]

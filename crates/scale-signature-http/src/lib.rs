@@ -52,6 +52,7 @@ extern crate alloc;
 pub mod go_sources;
 #[cfg(feature = "http")]
 mod http_conv;
+pub mod pieces;
 mod types;
 mod wire;
 

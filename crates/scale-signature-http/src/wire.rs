@@ -10,13 +10,14 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use bytes::{Buf, BufMut};
+use bytes::{Buf, BufMut, Bytes};
 use prost::Message;
 use prost::encoding::{
     DecodeContext, WireType, bytes as pbytes, check_wire_type, decode_key, decode_varint, encode_key, encode_varint,
     encoded_len_varint, key_len, message, skip_field, string, uint32, uint64,
 };
 
+use crate::pieces;
 use crate::types::{Context, DEFAULT_METHOD, DEFAULT_PROTOCOL, DEFAULT_STATUS, Headers, Request, Response};
 
 /// Bytes that are not a valid encoding of the message asked for.
@@ -182,7 +183,7 @@ fn parts_len(request: &[u8], response_len: usize) -> usize {
 fn encode_parts_with(request: &[u8], response: &Response, response_len: usize, buf: &mut Vec<u8>) {
     encode_key(1, WireType::LengthDelimited, buf);
     encode_varint(request.len() as u64, buf);
-    buf.extend_from_slice(request);
+    pieces::extend(buf, request);
     encode_key(2, WireType::LengthDelimited, buf);
     encode_varint(response_len as u64, buf);
     Message::encode_raw(response, buf);
@@ -197,6 +198,17 @@ impl Request {
     /// `bytes` is not a valid encoding; the request is then partly overwritten.
     pub fn decode_in_place(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
         self.reset();
+        Message::merge(self, pieces::Slice(bytes)).map_err(DecodeError::from)
+    }
+
+    /// [`Request::decode_in_place`] from bytes the request may keep: the
+    /// decoded body is a view of `bytes` rather than a copy.
+    ///
+    /// # Errors
+    ///
+    /// As [`Request::decode_in_place`].
+    pub fn decode_in_place_shared(&mut self, bytes: Bytes) -> Result<(), DecodeError> {
+        self.reset();
         Message::merge(self, bytes).map_err(DecodeError::from)
     }
 }
@@ -210,7 +222,7 @@ impl Response {
     /// `bytes` is not a valid encoding; the response is then partly overwritten.
     pub fn decode_in_place(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
         self.reset();
-        Message::merge(self, bytes).map_err(DecodeError::from)
+        Message::merge(self, pieces::Slice(bytes)).map_err(DecodeError::from)
     }
 }
 
@@ -278,7 +290,7 @@ impl Message for Request {
             string::encode(5, &self.ip, buf);
         }
         if !self.body.is_empty() {
-            pbytes::encode(6, &self.body, buf);
+            encode_body(6, &self.body, buf);
         }
         encode_headers(7, &self.headers, buf);
     }
@@ -351,7 +363,7 @@ impl Message for Response {
             uint32::encode(1, &u32::from(self.status_code), buf);
         }
         if !self.body.is_empty() {
-            pbytes::encode(2, &self.body, buf);
+            encode_body(2, &self.body, buf);
         }
         encode_headers(3, &self.headers, buf);
     }
@@ -544,6 +556,13 @@ impl Message for HeaderValuesMsg {
     }
 }
 
+/// Encodes a body field (as prost's `bytes::encode`, copying in pieces).
+fn encode_body(tag: u32, body: &[u8], buf: &mut impl BufMut) {
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(body.len() as u64, buf);
+    pieces::put_slice(buf, body);
+}
+
 /// What prost's `Message::merge` does: every field of `buf`, at the top level.
 fn merge_fields(message: &mut impl Message, buf: &mut impl Buf) -> Result<(), prost::DecodeError> {
     let ctx = DecodeContext::default();
@@ -612,6 +631,12 @@ fn field_of(shape: Shape, tag: u32) -> Field {
 /// `a == b`, eight bytes at a step. (A wasm guest's `memcmp` compares one
 /// byte at a time, which made comparing a 128 KiB context cost more than
 /// decoding it.)
+#[cfg(not(target_family = "wasm"))]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a == b
+}
+
+#[cfg(target_family = "wasm")]
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
@@ -819,7 +844,7 @@ impl RunResult {
         match split_result(buf).and_then(|result| response_after_same_request(result, sent)) {
             Some(response) => {
                 context.reset();
-                Message::merge(&mut context.response, response).map_err(DecodeError::from)?;
+                Message::merge(&mut context.response, pieces::Slice(response)).map_err(DecodeError::from)?;
                 core::mem::swap(&mut context.request, request);
                 Ok(None)
             }
@@ -883,7 +908,17 @@ impl RunResult {
     /// reader rejects.
     pub fn encode_context_bytes_into(context: &[u8], buf: &mut Vec<u8>) {
         start_context_field(context.len(), buf);
-        buf.extend_from_slice(context);
+        pieces::extend(buf, context);
+    }
+
+    /// The context a successful result carries, as the bytes of its
+    /// encoding: for a result made of exactly one context field, as every
+    /// encoder here writes it; `None` for anything else. A guest that
+    /// encodes its context as a result before handing it to `next` sends
+    /// these bytes, and can answer with the whole result if the context
+    /// comes back unchanged.
+    pub fn context_of(result: &[u8]) -> Option<&[u8]> {
+        split_result(result)
     }
 
     /// Whether `result` is exactly the encoding of a successful result holding

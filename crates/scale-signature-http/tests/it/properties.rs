@@ -9,8 +9,13 @@ fn headers() -> impl Strategy<Value = Headers> {
     btree_map(".{0,12}", vec(".{0,16}", 0..4), 0..5).prop_map(|map| map.into_iter().collect())
 }
 
+/// Mostly small bodies, sometimes ones that the codec copies in pieces.
+fn body() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![4 => vec(any::<u8>(), 0..512), 1 => vec(any::<u8>(), 2000..6200)]
+}
+
 fn request() -> impl Strategy<Value = Request> {
-    ((".{0,8}", ".{0,40}", any::<u64>(), ".{0,10}", ".{0,15}"), vec(any::<u8>(), 0..512), headers()).prop_map(
+    ((".{0,8}", ".{0,40}", any::<u64>(), ".{0,10}", ".{0,15}"), body(), headers()).prop_map(
         |((method, uri, content_length, protocol, ip), body, headers)| Request {
             method,
             uri,
@@ -24,7 +29,7 @@ fn request() -> impl Strategy<Value = Request> {
 }
 
 fn response() -> impl Strategy<Value = Response> {
-    (any::<u16>(), vec(any::<u8>(), 0..512), headers()).prop_map(|(status_code, body, headers)| Response {
+    (any::<u16>(), body(), headers()).prop_map(|(status_code, body, headers)| Response {
         status_code,
         body: Bytes::from(body),
         headers,
@@ -194,12 +199,31 @@ proptest! {
         response.decode_in_place(response_bytes).unwrap();
         prop_assert_eq!(&request, &ctx.request);
         prop_assert_eq!(&response, &ctx.response);
+        // Decoded from bytes it may keep, the request's body is a view of them.
+        let shared = Bytes::copy_from_slice(request_bytes);
+        let mut viewing = Request::default();
+        viewing.decode_in_place_shared(shared.clone()).unwrap();
+        prop_assert_eq!(&viewing, &ctx.request);
+        let within = shared.as_ptr_range();
+        prop_assert!(viewing.body.is_empty() || within.contains(&viewing.body.as_ptr()));
         let mut joined = Vec::new();
         Context::encode_parts_into(request_bytes, &response, &mut joined);
         prop_assert_eq!(&joined, &bytes);
         let mut result = Vec::new();
         RunResult::encode_parts_into(request_bytes, &response, &mut result);
         prop_assert_eq!(result, RunResult::Context(ctx).encode_to_vec());
+    }
+
+    /// A successful result's context is found as the bytes of its encoding;
+    /// an error result, or a result with more after its context, has none.
+    #[test]
+    fn context_of_finds_the_context_of_a_result(ctx in context(), error in ".{0,16}") {
+        let encoded = ctx.encode_to_vec();
+        let mut result = RunResult::Context(ctx).encode_to_vec();
+        prop_assert_eq!(RunResult::context_of(&result), Some(&encoded[..]));
+        prop_assert_eq!(RunResult::context_of(&RunResult::Error(error).encode_to_vec()), None);
+        result.push(0);
+        prop_assert_eq!(RunResult::context_of(&result), None);
     }
 
     /// An unchanged context wrapped as a result decodes to what the context decodes to.
