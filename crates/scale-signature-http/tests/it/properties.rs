@@ -221,7 +221,8 @@ proptest! {
         let encoded = ctx.encode_to_vec();
         let mut result = RunResult::Context(ctx).encode_to_vec();
         prop_assert_eq!(RunResult::context_of(&result), Some(&encoded[..]));
-        prop_assert_eq!(RunResult::context_of(&RunResult::Error(error).encode_to_vec()), None);
+        let failed = RunResult::Error(error).encode_to_vec();
+        prop_assert_eq!(RunResult::context_of(&failed), None);
         result.push(0);
         prop_assert_eq!(RunResult::context_of(&result), None);
     }
