@@ -17,10 +17,12 @@
 //!   fixture, compiling with Cranelift or loading from a warm module cache.
 //!   Both include the one instance the builder makes.
 //! - `threads/{1,2}`: passthrough runs (Rust) per second on one shared
-//!   `Runtime`, from one thread or split over two.
+//!   `Runtime`, from one thread or split over two. The threads start once
+//!   per sample, outside the timing, and then run for the whole sample.
 
 use std::hint::black_box;
 use std::path::PathBuf;
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -189,7 +191,6 @@ fn load(c: &mut Criterion) {
 }
 
 fn threads(c: &mut Criterion) {
-    const RUNS: u64 = 2_000;
     static BODY: [u8; 64] = [b'x'; 64];
     let runtime = Runtime::new([fixture("rust", "passthrough")]).expect("runtime");
     let runs = |count: u64| {
@@ -201,15 +202,27 @@ fn threads(c: &mut Criterion) {
         }
     };
     let mut group = c.benchmark_group("threads");
-    group.throughput(Throughput::Elements(RUNS));
+    group.throughput(Throughput::Elements(1));
     for threads in [1u64, 2] {
+        // Each sample starts its threads once, lets them all begin at once,
+        // and times the runs until the last thread ends: runs per second in
+        // a steady state, with thread start-up outside the timing.
         group.bench_function(threads.to_string(), |b| {
-            b.iter(|| {
+            b.iter_custom(|iters| {
+                let per_thread = iters.div_ceil(threads);
+                let ready = Barrier::new(threads as usize + 1);
+                let mut started = None;
                 std::thread::scope(|scope| {
                     for _ in 0..threads {
-                        scope.spawn(|| runs(RUNS / threads));
+                        scope.spawn(|| {
+                            ready.wait();
+                            runs(per_thread);
+                        });
                     }
-                })
+                    ready.wait();
+                    started = Some(Instant::now());
+                });
+                started.expect("the scope ran").elapsed()
             })
         });
     }
