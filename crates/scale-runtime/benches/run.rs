@@ -5,11 +5,16 @@
 //!   encoding and decoding on both sides included.
 //! - `baseline/wasmer_call`: one typed call of an exported identity function
 //!   on a bare wasmer instance, no codec and no memory traffic: the floor.
+//! - `copy_64KiB/{whole,pieces}/{0,16}`: copying 64 KiB in one call or in
+//!   the 2 KiB pieces the codec and the runtime use
+//!   (`scale_signature_http::pieces`), to a target 0 or 16 bytes past the
+//!   source modulo 4 KiB (see `docs/benchmarks.md`, *Large copies*).
 
 use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use scale_runtime::{Runtime, ScaleFunc};
+use scale_signature_http::pieces::PIECE;
 use wasmer::{Instance, Module, Store, TypedFunction, imports};
 
 fn fixture(lang: &str, name: &str) -> ScaleFunc {
@@ -49,11 +54,39 @@ fn baseline(c: &mut Criterion) {
     });
 }
 
+fn copy(c: &mut Criterion) {
+    const LEN: usize = 64 * 1024;
+    const PAGE: usize = 4096;
+    let mut arena: Vec<u8> = (0..4 * LEN).map(|i| i as u8).collect();
+    // The source starts a page; each target starts `distance` bytes past a
+    // page boundary, `distance` being how far past the source it lies,
+    // modulo 4 KiB. Two heap blocks allocated one after the other lie 16
+    // bytes apart that way (glibc's chunk header).
+    let source = (PAGE - arena.as_ptr() as usize % PAGE) % PAGE;
+    let mut group = c.benchmark_group("copy_64KiB");
+    group.throughput(criterion::Throughput::Bytes(LEN as u64));
+    for distance in [0, 16] {
+        let target = source + 2 * LEN + distance;
+        let (from, to) = arena.split_at_mut(target);
+        let (from, to) = (&from[source..source + LEN], &mut to[..LEN]);
+        group
+            .bench_function(format!("whole/{distance}"), |b| b.iter(|| to.copy_from_slice(std::hint::black_box(from))));
+        group.bench_function(format!("pieces/{distance}"), |b| {
+            b.iter(|| {
+                for (to, from) in to.chunks_mut(PIECE).zip(std::hint::black_box(from).chunks(PIECE)) {
+                    to.copy_from_slice(from);
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_secs(1))
         .measurement_time(std::time::Duration::from_secs(3));
-    targets = run_passthrough, baseline
+    targets = run_passthrough, baseline, copy
 }
 criterion_main!(benches);

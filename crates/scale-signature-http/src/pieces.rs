@@ -1,19 +1,22 @@
 //! Copies of large byte strings, made in pieces of [`PIECE`] bytes.
 //!
-//! glibc's `memcpy` (up to at least 2.36) switches to `rep movsb` for copies
-//! above about 2 KiB on CPUs that advertise fast string moves. On the AMD
-//! EPYC machines this project is measured on, that path moves about 4 GB/s,
-//! while the vector loop glibc uses for smaller copies moves over 40 GB/s
-//! (`docs/benchmarks.md`, "Large copies"): a 64 KiB body took 12.7 µs to copy
-//! in one call and 1.5 µs in 2 KiB pieces. A wasm guest's `memory.copy`
-//! reaches the same `memcpy` through the runtime, so guests gain as well.
-//! Where that path is fast, the pieces cost one more call per 2 KiB.
+//! glibc's `memcpy` (2.36 here) copies 4 KiB or more with `rep movsb` on
+//! CPUs that advertise fast string moves. On the AMD EPYC (Zen 3) machines
+//! this project is measured on, that instruction crawls when the target lies
+//! a few bytes past the source modulo 4 KiB, which is where the second of two
+//! heap blocks allocated one after the other usually is (16 bytes further,
+//! past the allocator's header): 64 KiB took 26 µs to copy in one call and
+//! 1.8 µs in 2 KiB pieces, which glibc copies with vector moves (the
+//! `copy_64KiB` group of `crates/scale-runtime/benches/run.rs`). A wasm
+//! guest's `memory.copy` reaches the same `memcpy` through the runtime, so
+//! guests copy in pieces too. Where `rep movsb` is fast, pieces cost about
+//! the same.
 
 use alloc::vec::Vec;
 
 use bytes::{Buf, BufMut, Bytes};
 
-/// The size of one piece: below glibc's default `rep movsb` threshold.
+/// The size of one piece: below the size from which glibc uses `rep movsb`.
 pub const PIECE: usize = 2048;
 
 /// Appends `bytes` to `buf`, a piece at a time.
