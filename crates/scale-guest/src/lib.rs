@@ -135,7 +135,17 @@ impl Context {
         let decoded = if raw.len() >= SHARE_REQUEST_FROM {
             // The body becomes a view of the raw bytes, which the request
             // then owns; the next run's request gets a new buffer.
-            request.decode_in_place_shared(raw.into())
+            let raw = signature::Bytes::from(raw);
+            let decoded = request.decode_in_place_shared(raw.clone());
+            if request.body.len() < SHARE_REQUEST_FROM {
+                // The bytes were mostly headers: a small body is copied, so
+                // that it does not keep them all, and the buffer is kept.
+                request.body = signature::Bytes::copy_from_slice(&request.body);
+                if let Ok(raw) = raw.try_into_mut() {
+                    self.raw_request.set(raw.into());
+                }
+            }
+            decoded
         } else {
             let decoded = request.decode_in_place(&raw);
             self.raw_request.set(raw);
@@ -255,10 +265,12 @@ impl Context {
             // The chain ended with no native handlers: this context is the answer.
             scale_guest_abi::Answer::Unchanged => Ok(Answer::Unchanged),
             scale_guest_abi::Answer::Result(bytes) => {
-                signature::RunResult::decode_into(bytes, &mut spare).map(|error| match error {
-                    None => Answer::Decoded,
-                    Some(message) => Answer::Failed(message),
-                })
+                signature::RunResult::decode_into(signature::pieces::Slice(bytes), &mut spare).map(
+                    |error| match error {
+                        None => Answer::Decoded,
+                        Some(message) => Answer::Failed(message),
+                    },
+                )
             }
         });
         let unchanged = matches!(answer, Ok(Ok(Answer::Unchanged)));
@@ -641,6 +653,29 @@ mod tests {
                 assert_eq!(got.response.body(), expected, "{len} bytes, handler {which}");
             }
         }
+    }
+
+    #[test]
+    fn a_large_request_lends_its_bytes_only_to_a_large_body() {
+        // A large body: the request's bytes become the body's.
+        let mut sent = sent_context();
+        sent.request.set_body(vec![7; 2 * SHARE_REQUEST_FROM]);
+        let mut ctx = Context::default();
+        ctx.load(&sent.encode_to_vec()).unwrap();
+        assert_eq!(ctx.request, sent.request);
+        assert_eq!(ctx.raw_request.take().capacity(), 0, "the bytes went to the body");
+
+        // Mostly headers and a small body: the body is copied and the
+        // buffer stays for the next run.
+        let mut sent = sent_context();
+        sent.request.headers_mut().set("x-large", ["v".repeat(2 * SHARE_REQUEST_FROM)]);
+        sent.request.set_body("small");
+        let mut ctx = Context::default();
+        ctx.load(&sent.encode_to_vec()).unwrap();
+        assert_eq!(ctx.request, sent.request);
+        let raw = ctx.raw_request.take();
+        assert!(raw.capacity() >= 2 * SHARE_REQUEST_FROM, "the buffer is kept");
+        assert!(!raw.as_ptr_range().contains(&ctx.request.body.as_ptr()), "the body is a copy");
     }
 
     #[test]

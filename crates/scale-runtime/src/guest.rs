@@ -423,8 +423,8 @@ fn read_vec(view: &MemoryView<'_>, ptr: u32, len: u32) -> Result<Vec<u8>, wasmer
 ///
 /// # Safety
 ///
-/// No slice of the memory may be alive (from `data_unchecked`), and no guest
-/// code may run on it until this returns.
+/// No slice of the memory may be alive (from `data_unchecked`), `bytes`
+/// must not lie in it, and no guest code may run on it until this returns.
 unsafe fn write_guest(view: &MemoryView<'_>, ptr: u32, bytes: &[u8]) -> Result<(), wasmer::MemoryAccessError> {
     // SAFETY: `data_unchecked_mut` asks that nothing else read or write the
     // memory while the slice lives. It lives until this function returns,

@@ -1,6 +1,7 @@
 //! Signatures: what the context is and how it crosses into a guest.
 
 use bytes::Bytes;
+use scale_signature_http::pieces;
 
 /// A boxed error, for codec failures.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -130,7 +131,7 @@ impl Signature for scale_signature_http::Context {
     }
 
     fn decode_into(bytes: &[u8], into: &mut Self) -> Result<(), BoxError> {
-        Ok(into.decode_in_place(bytes)?)
+        Ok(into.decode_in_place(pieces::Slice(bytes))?)
     }
 
     fn encode_result(result: Result<&Self, &str>, buf: &mut Vec<u8>) {
@@ -157,7 +158,7 @@ impl Signature for scale_signature_http::Context {
     }
 
     fn decode_result_into(bytes: &[u8], into: &mut Self) -> Result<Result<(), String>, BoxError> {
-        Ok(run_outcome(scale_signature_http::RunResult::decode_into(bytes, into)?))
+        Ok(run_outcome(scale_signature_http::RunResult::decode_into(pieces::Slice(bytes), into)?))
     }
 
     fn decode_result_reusing(

@@ -44,9 +44,12 @@ pub fn copy_to_bytes(bytes: &[u8]) -> Bytes {
     Bytes::from(vec)
 }
 
-/// A byte slice read as a [`Buf`] whose `copy_to_bytes` copies in pieces:
-/// what the codec decodes from when it is given a slice.
-pub(crate) struct Slice<'a>(pub &'a [u8]);
+/// A byte slice read as a [`Buf`] whose `copy_to_bytes` copies in pieces.
+/// The codec's decoders that take a slice read it through this; hand one to
+/// those that take any [`Buf`] (`Context::decode_in_place`,
+/// `RunResult::decode_into`) to get the same for a slice.
+#[derive(Debug, Clone, Copy)]
+pub struct Slice<'a>(pub &'a [u8]);
 
 impl Buf for Slice<'_> {
     fn remaining(&self) -> usize {

@@ -848,7 +848,7 @@ impl RunResult {
                 core::mem::swap(&mut context.request, request);
                 Ok(None)
             }
-            None => Self::decode_into(buf, context),
+            None => Self::decode_into(pieces::Slice(buf), context),
         }
     }
 
