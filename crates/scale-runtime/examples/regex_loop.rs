@@ -17,31 +17,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use scale_runtime::{Runtime, ScaleFunc};
 
-/// ASCII words of 1 to 9 letters, as in the `regex` benchmark.
-fn text(len: usize) -> Vec<u8> {
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let mut out = Vec::with_capacity(len + 16);
-    while out.len() < len {
-        let word_len = 1 + (next() % 9) as usize;
-        for _ in 0..word_len {
-            out.push(b'a' + (next() % 26) as u8);
-        }
-        out.push(match next() % 16 {
-            0 => b'\n',
-            1 => b',',
-            2 => b'.',
-            _ => b' ',
-        });
-    }
-    out.truncate(len);
-    out
-}
+#[path = "../benches/support/text.rs"]
+mod text;
+use text::text;
 
 fn main() {
     let mut args = std::env::args().skip(1);
