@@ -9,9 +9,15 @@
 //! Arguments: the fixture language (`rust` or `go`, default `rust`), the
 //! number of runs (default 1,000,000) and the number of threads sharing the
 //! runtime and the runs (default 1). Prints the time per run it saw.
+//!
+//! A fourth argument, a number of rounds, measures how runs scale over the
+//! threads on a machine whose speed drifts: each round does the runs on one
+//! thread and then on all of them, back to back, and the median of the
+//! rounds' ratios is printed (`hot_loop rust 1000000 2 9`).
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
 
 use scale_runtime::{Runtime, ScaleFunc};
 
@@ -25,23 +31,58 @@ fn main() {
     let bytes = std::fs::read(&path)
         .unwrap_or_else(|err| panic!("{}: {err}: run `cargo xtask fixtures` first", path.display()));
     let runtime = Runtime::new([ScaleFunc::decode(&bytes).expect("fixture decodes")]).expect("runtime");
+    let rounds: u32 = args.next().map(|n| n.parse().expect("rounds is a number")).unwrap_or(0);
+    if rounds == 0 {
+        let elapsed = time_runs(&runtime, runs, threads);
+        println!(
+            "{runs} runs on {threads} thread(s) in {elapsed:.2?}: {:.0} ns per run",
+            elapsed.as_nanos() as f64 / runs.max(1) as f64
+        );
+        return;
+    }
+    let mut ratios = Vec::new();
+    for round in 1..=rounds {
+        let one = time_runs(&runtime, runs, 1);
+        let all = time_runs(&runtime, runs, threads);
+        let ratio = one.as_secs_f64() / all.as_secs_f64();
+        println!(
+            "round {round}: {:.0} ns per run on 1 thread, {:.0} on {threads}: {ratio:.2}x",
+            one.as_nanos() as f64 / runs.max(1) as f64,
+            all.as_nanos() as f64 / runs.max(1) as f64,
+        );
+        ratios.push(ratio);
+    }
+    ratios.sort_by(f64::total_cmp);
+    let middle = ratios.len() / 2;
+    let median = if ratios.len() % 2 == 1 { ratios[middle] } else { (ratios[middle - 1] + ratios[middle]) / 2.0 };
+    println!("median of {rounds} rounds: {median:.2}x on {threads} threads");
+}
+
+/// Runs the passthrough fixture `runs` times, split over `threads` threads
+/// that start together, and returns the time from the first start to the
+/// last end.
+fn time_runs(runtime: &Runtime, runs: u64, threads: u64) -> Duration {
     static BODY: [u8; 64] = [b'x'; 64];
-    let start = Instant::now();
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                for _ in 0..runs / threads {
-                    let mut instance = runtime.instance().expect("instance");
-                    instance.context_mut().request.set_body(&BODY[..]);
-                    instance.run().expect("run");
-                    std::hint::black_box(instance.context().response.body.len());
-                }
-            });
-        }
+    let ready = Barrier::new(threads as usize);
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    ready.wait();
+                    let start = Instant::now();
+                    for _ in 0..runs / threads {
+                        let mut instance = runtime.instance().expect("instance");
+                        instance.context_mut().request.set_body(&BODY[..]);
+                        instance.run().expect("run");
+                        std::hint::black_box(instance.context().response.body.len());
+                    }
+                    (start, Instant::now())
+                })
+            })
+            .collect();
+        workers.into_iter().map(|worker| worker.join().expect("a thread panicked")).collect()
     });
-    let elapsed = start.elapsed();
-    println!(
-        "{runs} runs on {threads} thread(s) in {elapsed:.2?}: {:.0} ns per run",
-        elapsed.as_nanos() as f64 / runs.max(1) as f64
-    );
+    let first = spans.iter().map(|span| span.0).min().expect("one thread at least");
+    let last = spans.iter().map(|span| span.1).max().expect("one thread at least");
+    last - first
 }
