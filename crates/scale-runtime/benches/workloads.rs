@@ -22,7 +22,6 @@
 
 use std::hint::black_box;
 use std::path::PathBuf;
-use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -31,7 +30,10 @@ use scale_runtime::{Instance, Runtime, ScaleFunc};
 
 #[path = "support/text.rs"]
 mod text;
+#[path = "support/threads.rs"]
+mod threads;
 use text::text;
+use threads::time_on_threads;
 
 const LANGS: [&str; 2] = ["rust", "go"];
 
@@ -185,26 +187,7 @@ fn threads(c: &mut Criterion) {
         // runs per second in a steady state, thread start-up and joins
         // outside the timing.
         group.bench_function(threads.to_string(), |b| {
-            b.iter_custom(|iters| {
-                let per_thread = iters.div_ceil(threads);
-                let ready = Barrier::new(threads as usize);
-                let spans: Vec<(Instant, Instant)> = std::thread::scope(|scope| {
-                    let workers: Vec<_> = (0..threads)
-                        .map(|_| {
-                            scope.spawn(|| {
-                                ready.wait();
-                                let start = Instant::now();
-                                runs(per_thread);
-                                (start, Instant::now())
-                            })
-                        })
-                        .collect();
-                    workers.into_iter().map(|worker| worker.join().expect("a bench thread panicked")).collect()
-                });
-                let first = spans.iter().map(|span| span.0).min().expect("one thread at least");
-                let last = spans.iter().map(|span| span.1).max().expect("one thread at least");
-                last - first
-            })
+            b.iter_custom(|iters| time_on_threads(threads, || runs(iters.div_ceil(threads))))
         });
     }
     group.finish();

@@ -16,10 +16,13 @@
 //! rounds' ratios is printed (`hot_loop rust 1000000 2 9`).
 
 use std::path::PathBuf;
-use std::sync::Barrier;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use scale_runtime::{Runtime, ScaleFunc};
+
+#[path = "../benches/support/threads.rs"]
+mod threads;
+use threads::time_on_threads;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -63,26 +66,12 @@ fn main() {
 /// last end.
 fn time_runs(runtime: &Runtime, runs: u64, threads: u64) -> Duration {
     static BODY: [u8; 64] = [b'x'; 64];
-    let ready = Barrier::new(threads as usize);
-    let spans: Vec<(Instant, Instant)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    ready.wait();
-                    let start = Instant::now();
-                    for _ in 0..runs / threads {
-                        let mut instance = runtime.instance().expect("instance");
-                        instance.context_mut().request.set_body(&BODY[..]);
-                        instance.run().expect("run");
-                        std::hint::black_box(instance.context().response.body.len());
-                    }
-                    (start, Instant::now())
-                })
-            })
-            .collect();
-        workers.into_iter().map(|worker| worker.join().expect("a thread panicked")).collect()
-    });
-    let first = spans.iter().map(|span| span.0).min().expect("one thread at least");
-    let last = spans.iter().map(|span| span.1).max().expect("one thread at least");
-    last - first
+    time_on_threads(threads, || {
+        for _ in 0..runs / threads {
+            let mut instance = runtime.instance().expect("instance");
+            instance.context_mut().request.set_body(&BODY[..]);
+            instance.run().expect("run");
+            std::hint::black_box(instance.context().response.body.len());
+        }
+    })
 }
