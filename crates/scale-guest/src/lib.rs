@@ -131,26 +131,10 @@ impl Context {
         // SAFETY: the flag was set, so no reference into `inner` exists (see
         // the invariant on `inner`); this one ends within this function.
         let request = unsafe { &mut (*self.inner.get()).request };
-        let raw = self.raw_request.take();
-        let decoded = if raw.len() >= SHARE_REQUEST_FROM {
-            // The body becomes a view of the raw bytes, which the request
-            // then owns; the next run's request gets a new buffer.
-            let raw = signature::Bytes::from(raw);
-            let decoded = request.decode_in_place_shared(raw.clone());
-            if request.body.len() < SHARE_REQUEST_FROM {
-                // The bytes were mostly headers: a small body is copied, so
-                // that it does not keep them all, and the buffer is kept.
-                request.body = signature::Bytes::copy_from_slice(&request.body);
-                if let Ok(raw) = raw.try_into_mut() {
-                    self.raw_request.set(raw.into());
-                }
-            }
-            decoded
-        } else {
-            let decoded = request.decode_in_place(&raw);
+        let (decoded, kept) = decode_request(request, self.raw_request.take());
+        if let Some(raw) = kept {
             self.raw_request.set(raw);
-            decoded
-        };
+        }
         if let Err(err) = decoded {
             *request = Request::default();
             self.request_error.set(Some(format!("the guest could not decode its input: {err}")));
@@ -305,6 +289,24 @@ enum Answer {
     Decoded,
     /// An error message.
     Failed(String),
+}
+
+/// Decodes `raw` into `request`, and gives back the buffer when the request
+/// does not keep it. A large body becomes a view of `raw` (which the request
+/// then owns, so the next run's request gets a new buffer); a small one is
+/// copied, so that it does not keep a large encoding of mostly headers.
+fn decode_request(request: &mut Request, raw: Vec<u8>) -> (Result<(), signature::DecodeError>, Option<Vec<u8>>) {
+    if raw.len() < SHARE_REQUEST_FROM {
+        let decoded = request.decode_in_place(&raw);
+        return (decoded, Some(raw));
+    }
+    let raw = signature::Bytes::from(raw);
+    let decoded = request.decode_in_place_shared(raw.clone());
+    if request.body.len() >= SHARE_REQUEST_FROM {
+        return (decoded, None);
+    }
+    request.body = signature::Bytes::copy_from_slice(&request.body);
+    (decoded, raw.try_into_mut().ok().map(Vec::from))
 }
 
 /// From this size on, a decoded request's body shares the request's raw

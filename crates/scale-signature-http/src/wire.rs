@@ -249,16 +249,8 @@ impl Message for Context {
         match tag {
             // Header entries may come in any order: sort them once the
             // part is decoded, whether or not it decoded.
-            1 => {
-                let merged = message::merge(wire_type, &mut self.request, buf, ctx);
-                self.request.headers.finish_decoding();
-                merged
-            }
-            2 => {
-                let merged = message::merge(wire_type, &mut self.response, buf, ctx);
-                self.response.headers.finish_decoding();
-                merged
-            }
+            1 => sorted(message::merge(wire_type, &mut self.request, buf, ctx), &mut self.request.headers),
+            2 => sorted(message::merge(wire_type, &mut self.response, buf, ctx), &mut self.response.headers),
             _ => skip_field(wire_type, tag, buf, ctx),
         }
     }
@@ -318,15 +310,12 @@ impl Message for Request {
     // entries (see `Headers::finish_decoding`), as decoding one inside a
     // context does.
     fn merge(&mut self, mut buf: impl Buf) -> Result<(), prost::DecodeError> {
-        let merged = merge_fields(self, &mut buf);
-        self.headers.finish_decoding();
-        merged
+        sorted(merge_fields(self, &mut buf), &mut self.headers)
     }
 
     fn merge_length_delimited(&mut self, mut buf: impl Buf) -> Result<(), prost::DecodeError> {
         let merged = message::merge(WireType::LengthDelimited, self, &mut buf, DecodeContext::default());
-        self.headers.finish_decoding();
-        merged
+        sorted(merged, &mut self.headers)
     }
 
     fn encoded_len(&self) -> usize {
@@ -392,15 +381,12 @@ impl Message for Response {
     // entries (see `Headers::finish_decoding`), as decoding one inside a
     // context does.
     fn merge(&mut self, mut buf: impl Buf) -> Result<(), prost::DecodeError> {
-        let merged = merge_fields(self, &mut buf);
-        self.headers.finish_decoding();
-        merged
+        sorted(merge_fields(self, &mut buf), &mut self.headers)
     }
 
     fn merge_length_delimited(&mut self, mut buf: impl Buf) -> Result<(), prost::DecodeError> {
         let merged = message::merge(WireType::LengthDelimited, self, &mut buf, DecodeContext::default());
-        self.headers.finish_decoding();
-        merged
+        sorted(merged, &mut self.headers)
     }
 
     fn encoded_len(&self) -> usize {
@@ -561,6 +547,14 @@ fn encode_body(tag: u32, body: &[u8], buf: &mut impl BufMut) {
     encode_key(tag, WireType::LengthDelimited, buf);
     encode_varint(body.len() as u64, buf);
     pieces::put_slice(buf, body);
+}
+
+/// Ends decoding a message that holds `headers`, whether or not it
+/// succeeded: the entries the decoder appended out of order are sorted
+/// (`Headers::finish_decoding`). Returns what the decoder returned.
+fn sorted<T>(merged: T, headers: &mut Headers) -> T {
+    headers.finish_decoding();
+    merged
 }
 
 /// What prost's `Message::merge` does: every field of `buf`, at the top level.
