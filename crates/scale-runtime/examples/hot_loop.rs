@@ -11,9 +11,11 @@
 //! runtime and the runs (default 1). Prints the time per run it saw.
 //!
 //! A fourth argument, a number of rounds, measures how runs scale over the
-//! threads on a machine whose speed drifts: each round does the runs on one
-//! thread and then on all of them, back to back, and the median of the
-//! rounds' ratios is printed (`hot_loop rust 1000000 2 9`).
+//! threads on a machine whose speed drifts (`hot_loop rust 1000000 2 9`).
+//! Each round does the runs on one thread, then on all of them sharing the
+//! runtime, then on all of them with a runtime each (the control: threads
+//! that share nothing the runtime owns), back to back; the medians of the
+//! rounds' ratios over one thread are printed.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,40 +35,57 @@ fn main() {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../target/fixtures/{lang}/passthrough.scale"));
     let bytes = std::fs::read(&path)
         .unwrap_or_else(|err| panic!("{}: {err}: run `cargo xtask fixtures` first", path.display()));
-    let runtime = Runtime::new([ScaleFunc::decode(&bytes).expect("fixture decodes")]).expect("runtime");
+    let load = || Runtime::new([ScaleFunc::decode(&bytes).expect("fixture decodes")]).expect("runtime");
+    let runtime = load();
     let rounds: u32 = args.next().map(|n| n.parse().expect("rounds is a number")).unwrap_or(0);
     if rounds == 0 {
-        let elapsed = time_runs(&runtime, runs, threads);
+        let elapsed = time_runs(std::slice::from_ref(&runtime), runs, threads);
         println!(
             "{runs} runs on {threads} thread(s) in {elapsed:.2?}: {:.0} ns per run",
             elapsed.as_nanos() as f64 / runs.max(1) as f64
         );
         return;
     }
-    let mut ratios = Vec::new();
+    // The control: one runtime per thread, sharing nothing the runtime owns.
+    let apart: Vec<Runtime> = (0..threads).map(|_| load()).collect();
+    let per_run = |elapsed: Duration| elapsed.as_nanos() as f64 / runs.max(1) as f64;
+    let (mut shared_ratios, mut apart_ratios) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
-        let one = time_runs(&runtime, runs, 1);
-        let all = time_runs(&runtime, runs, threads);
-        let ratio = one.as_secs_f64() / all.as_secs_f64();
+        let one = time_runs(std::slice::from_ref(&runtime), runs, 1);
+        let shared = time_runs(std::slice::from_ref(&runtime), runs, threads);
+        let own = time_runs(&apart, runs, threads);
+        let (shared_ratio, apart_ratio) =
+            (one.as_secs_f64() / shared.as_secs_f64(), one.as_secs_f64() / own.as_secs_f64());
         println!(
-            "round {round}: {:.0} ns per run on 1 thread, {:.0} on {threads}: {ratio:.2}x",
-            one.as_nanos() as f64 / runs.max(1) as f64,
-            all.as_nanos() as f64 / runs.max(1) as f64,
+            "round {round}: {:.0} ns per run on 1 thread; on {threads}: {:.0} sharing a runtime ({shared_ratio:.2}x), \
+             {:.0} apart ({apart_ratio:.2}x)",
+            per_run(one),
+            per_run(shared),
+            per_run(own),
         );
-        ratios.push(ratio);
+        shared_ratios.push(shared_ratio);
+        apart_ratios.push(apart_ratio);
     }
-    ratios.sort_by(f64::total_cmp);
-    let middle = ratios.len() / 2;
-    let median = if ratios.len() % 2 == 1 { ratios[middle] } else { (ratios[middle - 1] + ratios[middle]) / 2.0 };
-    println!("median of {rounds} rounds: {median:.2}x on {threads} threads");
+    println!(
+        "median of {rounds} rounds on {threads} threads: {:.2}x sharing a runtime, {:.2}x apart",
+        median(shared_ratios),
+        median(apart_ratios)
+    );
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len() % 2 == 1 { values[middle] } else { (values[middle - 1] + values[middle]) / 2.0 }
 }
 
 /// Runs the passthrough fixture `runs` times, split over `threads` threads
 /// that start together, and returns the time from the first start to the
-/// last end.
-fn time_runs(runtime: &Runtime, runs: u64, threads: u64) -> Duration {
+/// last end. Thread `i` uses `runtimes[i % runtimes.len()]`.
+fn time_runs(runtimes: &[Runtime], runs: u64, threads: u64) -> Duration {
     static BODY: [u8; 64] = [b'x'; 64];
-    time_on_threads(threads, || {
+    time_on_threads(threads, |thread| {
+        let runtime = &runtimes[thread % runtimes.len()];
         for _ in 0..runs / threads {
             let mut instance = runtime.instance().expect("instance");
             instance.context_mut().request.set_body(&BODY[..]);

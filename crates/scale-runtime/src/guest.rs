@@ -18,7 +18,7 @@ use wasmer::{
 use crate::engine::{clear_grow_refused, grow_refused, set_grow_refused};
 use crate::error::{Error, HandlerError};
 use crate::metering;
-use crate::runtime::FunctionShared;
+use crate::runtime::{Anchor, FunctionShared};
 use crate::signature::Signature;
 use crate::wasi::{self, Capture};
 
@@ -342,7 +342,9 @@ fn tail(text: &str) -> &str {
 
 /// A guest in the chain. What follows it is in `guest.next`.
 pub(crate) struct Link<S: Signature> {
-    pub function: Arc<FunctionShared<S>>,
+    /// The guest's function, held through the anchor of the thread that
+    /// made the instance.
+    pub function: Arc<Anchor<S>>,
     /// Boxed, so that the pool hands it out and takes it back by pointer.
     pub guest: Box<Guest<S>>,
     /// Set when the guest trapped or broke the ABI: it must not run again.

@@ -6,16 +6,18 @@ use std::time::{Duration, Instant};
 
 /// Runs `work` once on each of `threads` threads, started together, and
 /// returns the time from the first thread's start to the last one's end:
-/// thread start-up and joins are left out.
-pub fn time_on_threads(threads: u64, work: impl Fn() + Sync) -> Duration {
+/// thread start-up and joins are left out. `work` gets the thread's index,
+/// from 0.
+pub fn time_on_threads(threads: u64, work: impl Fn(usize) + Sync) -> Duration {
     let ready = Barrier::new(threads as usize);
     let spans: Vec<(Instant, Instant)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
+            .map(|index| {
+                let (ready, work) = (&ready, &work);
+                scope.spawn(move || {
                     ready.wait();
                     let start = Instant::now();
-                    work();
+                    work(index as usize);
                     (start, Instant::now())
                 })
             })
