@@ -186,6 +186,7 @@ impl<S: Signature> RuntimeBuilder<S> {
         // middleware keeps per-module state: then one engine per function.
         let shared_engine = settings.cpu_budget.is_none().then(|| build_engine(settings));
         let shards = shard_count(self.limits.max_idle);
+        let anchors_per_function = anchor_count();
         let mut functions = Vec::with_capacity(self.functions.len());
         for function in &self.functions {
             let name = function.name();
@@ -222,7 +223,8 @@ impl<S: Signature> RuntimeBuilder<S> {
             // Shared, not in this thread's shard: the first run may come
             // from any thread.
             shared.park_shared(guest);
-            let anchors = (0..anchor_count()).map(|_| Arc::new(Anchor { function: Arc::clone(&shared) })).collect();
+            let anchors =
+                (0..anchors_per_function).map(|_| Arc::new(Anchor { function: Arc::clone(&shared) })).collect();
             functions.push(Function { shared, anchors });
         }
         Ok(Runtime { inner: Arc::new(RuntimeInner { functions, limits: self.limits }) })
@@ -735,5 +737,48 @@ impl<S: Signature> Drop for Instance<S> {
             }
             release(chain);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The smallest module the runtime accepts: `run` answers with the
+    /// default context, stored at address 8.
+    const MODULE: &str = r#"(module
+        (memory (export "memory") 1)
+        (data (i32.const 8) "\0a\04\0a\00\12\00")
+        (func (export "scale_abi_version") (result i32) i32.const 2)
+        (func (export "resize") (param i32) (result i32) i32.const 1024)
+        (func (export "run") (param i32) (result i64) i64.const 0x0000000800000006))"#;
+
+    fn runtime() -> Runtime {
+        let wasm = wasmer::wat2wasm(MODULE.as_bytes()).expect("the test module is valid WAT");
+        let signature = scale_func::Signature::new("http", "v0.1.0").expect("a valid signature");
+        let function = ScaleFunc::new("tiny", "test", signature, scale_func::Language::Rust, wasm.into_owned())
+            .expect("a valid function");
+        Runtime::new([function]).expect("the module loads")
+    }
+
+    /// Instances hold their functions through anchors, and nothing points
+    /// back from a function to them: a function (its module and its idle
+    /// guests) lives exactly as long as its runtime or an instance does.
+    #[test]
+    fn a_function_is_freed_with_its_runtime_and_last_instance() {
+        let runtime = runtime();
+        let function = Arc::downgrade(&runtime.inner.functions[0].shared);
+        let mut here = runtime.instance().expect("an instance");
+        here.run().expect("a run");
+        let there = std::thread::scope(|scope| {
+            scope.spawn(|| runtime.instance().expect("an instance on another thread")).join().expect("no panic")
+        });
+        drop(runtime);
+        assert!(function.upgrade().is_some(), "instances keep the function");
+        here.run().expect("a run after the runtime dropped");
+        drop(here);
+        assert!(function.upgrade().is_some(), "the other instance keeps the function");
+        drop(there);
+        assert!(function.upgrade().is_none(), "nothing keeps the function any more");
     }
 }
