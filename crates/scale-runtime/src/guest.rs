@@ -111,7 +111,7 @@ pub(crate) struct Guest<S: Signature> {
     /// A context kept for the next `Instance` that has this guest first in
     /// its chain, so that getting an instance allocates nothing. Reset before
     /// the guest goes back to the pool.
-    pub lent: Option<S>,
+    pub lent: Option<Box<S>>,
     pub uses: u64,
     pub generation: u64,
 }

@@ -643,8 +643,10 @@ fn release<S: Signature>(chain: Downstream<S>) {
 pub struct Instance<S: Signature = scale_signature_http::Context> {
     chain: Option<Downstream<S>>,
     /// Always present; an `Option` so that `drop` can hand it back to the
-    /// chain's first guest for the next instance.
-    context: Option<S>,
+    /// chain's first guest for the next instance. Boxed, so that handing
+    /// it out, moving the instance and handing it back move a pointer, not
+    /// the whole context (several hundred bytes for HTTP).
+    context: Option<Box<S>>,
 }
 
 impl<S: Signature> fmt::Debug for Instance<S> {
@@ -678,12 +680,12 @@ impl<S: Signature> Instance<S> {
     /// The context: before a run, what the chain will get; after it, what
     /// the chain made.
     pub fn context(&self) -> &S {
-        self.context.as_ref().expect("an instance has a context until it drops")
+        self.context.as_deref().expect("an instance has a context until it drops")
     }
 
     /// The context, for setting the request before a run.
     pub fn context_mut(&mut self) -> &mut S {
-        self.context.as_mut().expect("an instance has a context until it drops")
+        self.context.as_deref_mut().expect("an instance has a context until it drops")
     }
 
     /// Replaces the context, returning the old one.
@@ -708,7 +710,7 @@ impl<S: Signature> Instance<S> {
         let _span = tracing::debug_span!("run").entered();
         self.heal()?;
         let chain = self.chain.as_mut().expect("an instance always has a chain");
-        let context = self.context.as_mut().expect("an instance has a context until it drops");
+        let context = self.context.as_deref_mut().expect("an instance has a context until it drops");
         chain.run(context)
     }
 

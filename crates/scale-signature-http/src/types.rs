@@ -514,12 +514,20 @@ impl Headers {
     /// Removes every header, keeping up to [`SPARE_ENTRIES`] of them (names,
     /// value lists and values) for the decoder to fill again: a context
     /// decoded into over and over then allocates little for its headers.
+    #[inline]
     pub(crate) fn recycle(&mut self) {
+        // Empty is the common case, met several times per run: no drain.
+        self.unsorted = false;
+        if !self.entries.is_empty() {
+            self.recycle_entries();
+        }
+    }
+
+    fn recycle_entries(&mut self) {
         let room = SPARE_ENTRIES.saturating_sub(self.spare.len());
         let kept = self.entries.len().min(room);
         self.spare.extend(self.entries.drain(..kept));
         self.entries.clear();
-        self.unsorted = false;
     }
 
     /// Removes every header.
