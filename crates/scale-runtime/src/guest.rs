@@ -114,6 +114,11 @@ pub(crate) struct Guest<S: Signature> {
     pub lent: Option<Box<S>>,
     pub uses: u64,
     pub generation: u64,
+    /// The size of the guest's memory in bytes when its last run ended (or
+    /// when it was made): what the pool checks against its high-water mark,
+    /// without making a memory view for it. A run that ends before that is
+    /// read leaves the guest poisoned, and a poisoned guest is not kept.
+    memory_size: u64,
 }
 
 // SAFETY: a `Guest` owns its `Store` and every handle into it; nothing else
@@ -186,6 +191,7 @@ impl<S: Signature> Guest<S> {
             lent: None,
             uses: 0,
             generation,
+            memory_size: 0,
         };
 
         if let Ok(initialize) = exports.get_typed_function::<(), ()>(&guest.store, "_initialize") {
@@ -201,12 +207,13 @@ impl<S: Signature> Guest<S> {
             )));
         }
         guest.env.as_mut(&mut guest.store).abi = abi;
+        guest.memory_size = guest.memory.view(&guest.store).data_size();
         Ok(guest)
     }
 
-    /// The current size of the guest's memory, in bytes.
+    /// The size of the guest's memory, in bytes, when its last run ended.
     pub fn memory_bytes(&self) -> u64 {
-        self.memory.view(&self.store).data_size()
+        self.memory_size
     }
 
     /// Runs the module's `run` on `input` (the encoding of `sent`) and
@@ -255,6 +262,7 @@ impl<S: Signature> Guest<S> {
         let (ptr, out_len) = ((packed >> 32) as u32, packed as u32);
         self.log_output(function);
         let view = self.memory.view(&self.store);
+        self.memory_size = view.data_size();
         // SAFETY: `data_unchecked` asks that nothing change the memory while
         // the slice lives. It lives until the end of this function, during
         // which no guest code runs (`self.store` is borrowed here, and the

@@ -13,7 +13,7 @@ use core::fmt;
 use bytes::{Buf, BufMut, Bytes};
 use prost::Message;
 use prost::encoding::{
-    DecodeContext, WireType, bytes as pbytes, check_wire_type, decode_key, decode_varint, encode_key, encode_varint,
+    DecodeContext, WireType, bytes as pbytes, check_wire_type, decode_key, decode_varint, encode_varint,
     encoded_len_varint, key_len, message, skip_field, string, uint32, uint64,
 };
 
@@ -101,11 +101,11 @@ impl Context {
     }
 
     fn encode_with(&self, lens: NestedLens, buf: &mut Vec<u8>) {
-        encode_key(1, WireType::LengthDelimited, buf);
-        encode_varint(lens.request as u64, buf);
+        put_key(1, WireType::LengthDelimited, buf);
+        put_varint(lens.request as u64, buf);
         Message::encode_raw(&self.request, buf);
-        encode_key(2, WireType::LengthDelimited, buf);
-        encode_varint(lens.response as u64, buf);
+        put_key(2, WireType::LengthDelimited, buf);
+        put_varint(lens.response as u64, buf);
         Message::encode_raw(&self.response, buf);
     }
 
@@ -181,11 +181,11 @@ fn parts_len(request: &[u8], response_len: usize) -> usize {
 }
 
 fn encode_parts_with(request: &[u8], response: &Response, response_len: usize, buf: &mut Vec<u8>) {
-    encode_key(1, WireType::LengthDelimited, buf);
-    encode_varint(request.len() as u64, buf);
+    put_key(1, WireType::LengthDelimited, buf);
+    put_varint(request.len() as u64, buf);
     pieces::extend(buf, request);
-    encode_key(2, WireType::LengthDelimited, buf);
-    encode_varint(response_len as u64, buf);
+    put_key(2, WireType::LengthDelimited, buf);
+    put_varint(response_len as u64, buf);
     Message::encode_raw(response, buf);
 }
 
@@ -224,6 +224,24 @@ impl Response {
         self.reset();
         Message::merge(self, pieces::Slice(bytes)).map_err(DecodeError::from)
     }
+}
+
+/// `prost::encoding::encode_varint`, with the one-byte case (every key of
+/// these messages, and most lengths) inline: the call and loop cost more
+/// than the byte.
+#[inline(always)]
+fn put_varint(value: u64, buf: &mut impl BufMut) {
+    if value < 0x80 {
+        buf.put_u8(value as u8);
+    } else {
+        encode_varint(value, buf);
+    }
+}
+
+/// `prost::encoding::encode_key` through [`put_varint`].
+#[inline(always)]
+fn put_key(tag: u32, wire_type: WireType, buf: &mut impl BufMut) {
+    put_varint(u64::from(tag << 3 | wire_type as u32), buf);
 }
 
 #[derive(Clone, Copy)]
@@ -438,11 +456,11 @@ fn headers_encoded_len(tag: u32, headers: &Headers) -> usize {
 
 fn encode_headers(tag: u32, headers: &Headers, buf: &mut impl BufMut) {
     for (name, values) in &headers.entries {
-        encode_key(tag, WireType::LengthDelimited, buf);
-        encode_varint(entry_len(name, values) as u64, buf);
+        put_key(tag, WireType::LengthDelimited, buf);
+        put_varint(entry_len(name, values) as u64, buf);
         string::encode(1, name, buf);
-        encode_key(2, WireType::LengthDelimited, buf);
-        encode_varint(values_len(values) as u64, buf);
+        put_key(2, WireType::LengthDelimited, buf);
+        put_varint(values_len(values) as u64, buf);
         string::encode_repeated(1, values, buf);
     }
 }
@@ -544,8 +562,8 @@ impl Message for HeaderValuesMsg {
 
 /// Encodes a body field (as prost's `bytes::encode`, copying in pieces).
 fn encode_body(tag: u32, body: &[u8], buf: &mut impl BufMut) {
-    encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(body.len() as u64, buf);
+    put_key(tag, WireType::LengthDelimited, buf);
+    put_varint(body.len() as u64, buf);
     pieces::put_slice(buf, body);
 }
 
@@ -645,8 +663,8 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 /// for all of it.
 fn start_context_field(len: usize, buf: &mut Vec<u8>) {
     buf.reserve(key_len(1) + encoded_len_varint(len as u64) + len);
-    encode_key(1, WireType::LengthDelimited, buf);
-    encode_varint(len as u64, buf);
+    put_key(1, WireType::LengthDelimited, buf);
+    put_varint(len as u64, buf);
 }
 
 /// The context field of a result made of exactly one such field (what
@@ -930,8 +948,8 @@ impl RunResult {
     pub fn encode_error_into(error: &str, buf: &mut Vec<u8>) {
         let len = error.len();
         buf.reserve(key_len(2) + encoded_len_varint(len as u64) + len);
-        encode_key(2, WireType::LengthDelimited, buf);
-        encode_varint(len as u64, buf);
+        put_key(2, WireType::LengthDelimited, buf);
+        put_varint(len as u64, buf);
         buf.put_slice(error.as_bytes());
     }
 
