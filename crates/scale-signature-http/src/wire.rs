@@ -670,22 +670,25 @@ fn start_context_field(len: usize, buf: &mut Vec<u8>) {
 /// The context field of a result made of exactly one such field (what
 /// every encoder writes), or `None`.
 fn split_result(mut result: &[u8]) -> Option<&[u8]> {
-    match decode_key(&mut result) {
-        Ok((1, WireType::LengthDelimited)) => take_delimited(&mut result).ok().filter(|_| result.is_empty()),
-        _ => None,
-    }
+    take_field(&mut result, 1).filter(|_| result.is_empty())
 }
 
 /// The request and response fields of a context encoded as exactly those
 /// two, in that order (what every encoder writes), or `None`.
 fn split_context(mut context: &[u8]) -> Option<(&[u8], &[u8])> {
-    let mut field = |tag: u32| match decode_key(&mut context) {
-        Ok((found, WireType::LengthDelimited)) if found == tag => take_delimited(&mut context).ok(),
-        _ => None,
-    };
-    let request = field(1)?;
-    let response = field(2)?;
+    let request = take_field(&mut context, 1)?;
+    let response = take_field(&mut context, 2)?;
     context.is_empty().then_some((request, response))
+}
+
+/// Takes the length-delimited field `tag` (below 16) off the front of
+/// `buf` when its key is written in one byte, as every encoder writes it;
+/// `None` for anything else, with `buf` then left anywhere.
+#[inline]
+fn take_field<'a>(buf: &mut &'a [u8], tag: u8) -> Option<&'a [u8]> {
+    debug_assert!(tag < 16, "a one-byte key holds tags below 16");
+    *buf = buf.strip_prefix(&[tag << 3 | WireType::LengthDelimited as u8])?;
+    take_delimited(buf).ok()
 }
 
 /// The response field of the encoded `context`, when its request field is,
@@ -713,8 +716,16 @@ impl From<prost::DecodeError> for Unchecked {
 }
 
 /// Takes a length-delimited field's contents off the front of `buf`.
+#[inline]
 fn take_delimited<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], prost::DecodeError> {
-    let len = decode_varint(buf)?;
+    // Most lengths fit one byte: read those here, the rest through prost.
+    let len = match buf.split_first() {
+        Some((&len, rest)) if len < 0x80 => {
+            *buf = rest;
+            u64::from(len)
+        }
+        _ => decode_varint(buf)?,
+    };
     let len = usize::try_from(len).ok().filter(|&len| len <= buf.len()).ok_or_else(buffer_underflow)?;
     let (field, rest) = buf.split_at(len);
     *buf = rest;
