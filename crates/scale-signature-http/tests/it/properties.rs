@@ -328,6 +328,45 @@ proptest! {
     }
 }
 
+/// `value` as a varint one byte longer than it needs: valid protobuf, but
+/// not what any encoder writes.
+fn overlong_varint(value: u64, buf: &mut Vec<u8>) {
+    let start = buf.len();
+    prost::encoding::encode_varint(value, buf);
+    *buf.last_mut().expect("a varint has a byte") |= 0x80;
+    buf.push(0);
+    debug_assert!(buf.len() - start >= 2);
+}
+
+/// A length-delimited field with its key and length both overlong.
+fn overlong_field(tag: u64, contents: &[u8]) -> Vec<u8> {
+    let mut field = Vec::new();
+    overlong_varint(tag << 3 | 2, &mut field);
+    overlong_varint(contents.len() as u64, &mut field);
+    field.extend_from_slice(contents);
+    field
+}
+
+proptest! {
+    /// The fast paths that recognise the usual layout of a result step
+    /// aside for other valid encodings: with every key and length written
+    /// one byte too long, a result still decodes to its context, with or
+    /// without the sent request to reuse.
+    #[test]
+    fn overlong_keys_and_lengths_decode_as_usual(ctx in context()) {
+        let encoded = ctx.encode_to_vec();
+        let (request, response) = Context::split_encoded(&encoded).unwrap();
+        let context = [overlong_field(1, request), overlong_field(2, response)].concat();
+        let result = overlong_field(1, &context);
+        prop_assert_eq!(RunResult::decode(&result[..]), Ok(RunResult::Context(ctx.clone())));
+        let mut into = Context::default();
+        let mut kept = ctx.request.clone();
+        let outcome = RunResult::decode_into_reusing_request(&result, &mut into, &encoded, &mut kept);
+        prop_assert_eq!(outcome, Ok(None));
+        prop_assert_eq!(&into, &ctx);
+    }
+}
+
 /// One change to a header map, for the model test below.
 #[derive(Debug, Clone)]
 enum HeaderOp {
