@@ -117,7 +117,8 @@ pub(crate) struct Guest<S: Signature> {
     /// The size of the guest's memory in bytes when its last run ended (or
     /// when it was made): what the pool checks against its high-water mark,
     /// without making a memory view for it. A run that ends before that is
-    /// read leaves the guest poisoned, and a poisoned guest is not kept.
+    /// read, by an error or by a panic unwinding through it, leaves the
+    /// guest poisoned (see `Link::run`), and a poisoned guest is not kept.
     memory_size: u64,
 }
 
@@ -397,11 +398,19 @@ impl<S: Signature> Link<S> {
         encoded.clear();
         ctx.encode(&mut encoded);
         guest.env.as_mut(&mut guest.store).downstream = guest.next.take();
-        let outcome = guest.invoke(&mut encoded, ctx, &self.function);
+        // Poisoned until the call returns. A native handler's panic unwinds
+        // through it (wasmer carries the panic out of the guest): the guest,
+        // stopped halfway, must not run again or go back to the pool, and
+        // the rest of the chain comes back to the link before the panic goes
+        // on, so that the instance can heal and release it as usual.
+        self.poisoned = true;
+        let outcome = {
+            let rejoin = Rejoin(guest);
+            rejoin.0.invoke(&mut encoded, ctx, &self.function)
+        };
+        self.poisoned = false;
         guest.encoded = encoded;
-        let env = guest.env.as_mut(&mut guest.store);
-        guest.next = env.downstream.take();
-        let downstream_failure = env.downstream_failure.take();
+        let downstream_failure = guest.env.as_mut(&mut guest.store).downstream_failure.take();
         match outcome {
             Ok(Ok(())) => {
                 std::mem::swap(ctx, &mut guest.spare);
@@ -415,6 +424,17 @@ impl<S: Signature> Link<S> {
                 Err(err)
             }
         }
+    }
+}
+
+/// Puts the rest of the chain back from a guest's env into the guest when
+/// its call ends, returning or unwinding.
+struct Rejoin<'a, S: Signature>(&'a mut Guest<S>);
+
+impl<S: Signature> Drop for Rejoin<'_, S> {
+    fn drop(&mut self) {
+        let guest = &mut *self.0;
+        guest.next = guest.env.as_mut(&mut guest.store).downstream.take();
     }
 }
 

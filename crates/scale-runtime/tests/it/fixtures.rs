@@ -124,6 +124,34 @@ fn next_error_propagates_to_the_host() {
 }
 
 #[test]
+fn a_handler_that_panics_panics_the_run_and_its_guest_is_replaced() {
+    for lang in Lang::ALL {
+        let runtime = runtime(lang, &["next"]);
+        let mut panicked = false;
+        let mut instance = runtime.instance().unwrap().with_handler(move |ctx| {
+            if !std::mem::replace(&mut panicked, true) {
+                panic!("the handler panicked");
+            }
+            ctx.response.set_body("after the panic");
+            Ok(())
+        });
+        let discarded = runtime.pool_stats().discarded;
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| instance.run()));
+        let payload = run.expect_err("the handler's panic reaches the caller");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"the handler panicked"), "{lang:?}");
+        // The instance goes on, with a fresh guest and the same handlers.
+        run_with_body(&mut instance).unwrap_or_else(|err| panic!("{lang:?}: {err}"));
+        assert_eq!(body(&instance), "after the panic", "{lang:?}");
+        drop(instance);
+        let stats = runtime.pool_stats();
+        assert_eq!(stats.discarded, discarded + 1, "{lang:?}: the guest stopped halfway was dropped: {stats:?}");
+        // And the runtime goes on as well.
+        let mut instance = runtime.instance().unwrap().with_handler(|_| Ok(()));
+        run_with_body(&mut instance).unwrap_or_else(|err| panic!("{lang:?}: {err}"));
+    }
+}
+
+#[test]
 fn http_handler_appends_to_the_body() {
     for lang in Lang::ALL {
         let mut instance = runtime(lang, &["http-handler"]).instance().unwrap();

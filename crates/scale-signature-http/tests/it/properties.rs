@@ -338,10 +338,15 @@ fn overlong_varint(value: u64, buf: &mut Vec<u8>) {
     debug_assert!(buf.len() - start >= 2);
 }
 
-/// A length-delimited field with its key and length both overlong.
-fn overlong_field(tag: u64, contents: &[u8]) -> Vec<u8> {
+/// A length-delimited field with its length overlong, and its key too when
+/// `key_too`.
+fn overlong_field(tag: u64, contents: &[u8], key_too: bool) -> Vec<u8> {
     let mut field = Vec::new();
-    overlong_varint(tag << 3 | 2, &mut field);
+    if key_too {
+        overlong_varint(tag << 3 | 2, &mut field);
+    } else {
+        prost::encoding::encode_varint(tag << 3 | 2, &mut field);
+    }
     overlong_varint(contents.len() as u64, &mut field);
     field.extend_from_slice(contents);
     field
@@ -349,16 +354,18 @@ fn overlong_field(tag: u64, contents: &[u8]) -> Vec<u8> {
 
 proptest! {
     /// The fast paths that recognise the usual layout of a result step
-    /// aside for other valid encodings: with every key and length written
-    /// one byte too long, a result still decodes to its context, with or
-    /// without the sent request to reuse.
+    /// aside for other valid encodings: with every length, and maybe every
+    /// key, written one byte too long, a result still decodes to its
+    /// context, with or without the sent request to reuse.
     #[test]
-    fn overlong_keys_and_lengths_decode_as_usual(ctx in context()) {
+    fn overlong_keys_and_lengths_decode_as_usual(ctx in context(), keys_too in any::<bool>()) {
         let encoded = ctx.encode_to_vec();
         let (request, response) = Context::split_encoded(&encoded).unwrap();
-        let context = [overlong_field(1, request), overlong_field(2, response)].concat();
-        let result = overlong_field(1, &context);
+        let context = [overlong_field(1, request, keys_too), overlong_field(2, response, keys_too)].concat();
+        let result = overlong_field(1, &context, keys_too);
         prop_assert_eq!(RunResult::decode(&result[..]), Ok(RunResult::Context(ctx.clone())));
+        prop_assert_eq!(Context::validate(&context), Ok(()));
+        prop_assert_eq!(Context::validate_reusing(&context, &encoded), Ok(()));
         let mut into = Context::default();
         let mut kept = ctx.request.clone();
         let outcome = RunResult::decode_into_reusing_request(&result, &mut into, &encoded, &mut kept);
