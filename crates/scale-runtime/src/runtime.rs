@@ -185,8 +185,10 @@ impl<S: Signature> RuntimeBuilder<S> {
         // One engine for all functions, except with metering, whose
         // middleware keeps per-module state: then one engine per function.
         let shared_engine = settings.cpu_budget.is_none().then(|| build_engine(settings));
-        let shards = shard_count(self.limits.max_idle);
-        let anchors_per_function = anchor_count();
+        // One anchor per thread slot; as many shards, but never more than
+        // the idle instances allowed.
+        let anchors_per_function = slot_count();
+        let shards = anchors_per_function.min(self.limits.max_idle);
         let mut functions = Vec::with_capacity(self.functions.len());
         for function in &self.functions {
             let name = function.name();
@@ -326,15 +328,10 @@ impl<S: Signature> std::ops::Deref for Anchor<S> {
     }
 }
 
-/// How many anchors a function gets: one per CPU, at most 16.
-fn anchor_count() -> usize {
+/// How many thread slots a function has (anchors, and shards at most):
+/// one per CPU, at most 16.
+fn slot_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()).min(16)
-}
-
-/// How many shards a function gets: one per CPU (at most 16), and never
-/// more than the idle instances allowed.
-fn shard_count(max_idle: usize) -> usize {
-    anchor_count().min(max_idle)
 }
 
 /// This thread's number, for picking a shard: threads are numbered in the

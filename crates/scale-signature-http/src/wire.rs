@@ -101,11 +101,9 @@ impl Context {
     }
 
     fn encode_with(&self, lens: NestedLens, buf: &mut Vec<u8>) {
-        put_key(1, WireType::LengthDelimited, buf);
-        put_varint(lens.request as u64, buf);
+        put_delimited_start(1, lens.request, buf);
         Message::encode_raw(&self.request, buf);
-        put_key(2, WireType::LengthDelimited, buf);
-        put_varint(lens.response as u64, buf);
+        put_delimited_start(2, lens.response, buf);
         Message::encode_raw(&self.response, buf);
     }
 
@@ -181,11 +179,9 @@ fn parts_len(request: &[u8], response_len: usize) -> usize {
 }
 
 fn encode_parts_with(request: &[u8], response: &Response, response_len: usize, buf: &mut Vec<u8>) {
-    put_key(1, WireType::LengthDelimited, buf);
-    put_varint(request.len() as u64, buf);
+    put_delimited_start(1, request.len(), buf);
     pieces::extend(buf, request);
-    put_key(2, WireType::LengthDelimited, buf);
-    put_varint(response_len as u64, buf);
+    put_delimited_start(2, response_len, buf);
     Message::encode_raw(response, buf);
 }
 
@@ -238,10 +234,13 @@ fn put_varint(value: u64, buf: &mut impl BufMut) {
     }
 }
 
-/// `prost::encoding::encode_key` through [`put_varint`].
+/// The key of length-delimited field `tag` and the length `len` of its
+/// contents, through [`put_varint`] (as prost's `encode_key` and
+/// `encode_varint`).
 #[inline(always)]
-fn put_key(tag: u32, wire_type: WireType, buf: &mut impl BufMut) {
-    put_varint(u64::from(tag << 3 | wire_type as u32), buf);
+fn put_delimited_start(tag: u32, len: usize, buf: &mut impl BufMut) {
+    put_varint(u64::from(tag << 3 | WireType::LengthDelimited as u32), buf);
+    put_varint(len as u64, buf);
 }
 
 #[derive(Clone, Copy)]
@@ -456,11 +455,9 @@ fn headers_encoded_len(tag: u32, headers: &Headers) -> usize {
 
 fn encode_headers(tag: u32, headers: &Headers, buf: &mut impl BufMut) {
     for (name, values) in &headers.entries {
-        put_key(tag, WireType::LengthDelimited, buf);
-        put_varint(entry_len(name, values) as u64, buf);
+        put_delimited_start(tag, entry_len(name, values), buf);
         string::encode(1, name, buf);
-        put_key(2, WireType::LengthDelimited, buf);
-        put_varint(values_len(values) as u64, buf);
+        put_delimited_start(2, values_len(values), buf);
         string::encode_repeated(1, values, buf);
     }
 }
@@ -562,8 +559,7 @@ impl Message for HeaderValuesMsg {
 
 /// Encodes a body field (as prost's `bytes::encode`, copying in pieces).
 fn encode_body(tag: u32, body: &[u8], buf: &mut impl BufMut) {
-    put_key(tag, WireType::LengthDelimited, buf);
-    put_varint(body.len() as u64, buf);
+    put_delimited_start(tag, body.len(), buf);
     pieces::put_slice(buf, body);
 }
 
@@ -663,8 +659,7 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 /// for all of it.
 fn start_context_field(len: usize, buf: &mut Vec<u8>) {
     buf.reserve(key_len(1) + encoded_len_varint(len as u64) + len);
-    put_key(1, WireType::LengthDelimited, buf);
-    put_varint(len as u64, buf);
+    put_delimited_start(1, len, buf);
 }
 
 /// The context field of a result made of exactly one such field (what
@@ -959,8 +954,7 @@ impl RunResult {
     pub fn encode_error_into(error: &str, buf: &mut Vec<u8>) {
         let len = error.len();
         buf.reserve(key_len(2) + encoded_len_varint(len as u64) + len);
-        put_key(2, WireType::LengthDelimited, buf);
-        put_varint(len as u64, buf);
+        put_delimited_start(2, len, buf);
         buf.put_slice(error.as_bytes());
     }
 
