@@ -1,17 +1,20 @@
 //! Engines: Cranelift, optional metering, and the memory limit.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Duration;
 
 use wasmer::sys::vm::{
-    ExpectedValue, LinearMemory, MemoryError, MemoryStyle, ThreadConditions, Trap, VMMemory, VMMemoryDefinition,
-    VMSharedMemory, VMTable, VMTableDefinition, WaiterError,
+    ExpectedValue, InternalStoreHandle, LinearMemory, MemoryError, MemoryStyle, StoreObjects, ThreadConditions, Trap,
+    VMMemory, VMMemoryDefinition, VMSharedMemory, VMTable, VMTableDefinition, WaiterError,
 };
 use wasmer::sys::{CompilerConfig, Features};
 use wasmer::sys::{Cranelift, CraneliftOptLevel, EngineBuilder, NativeEngineExt, Tunables};
 use wasmer::{Engine, MemoryType, Pages, TableStyle, TableType};
+use wasmer_compiler::LinkError;
+use wasmer_types::entity::PrimaryMap;
+use wasmer_types::{LocalMemoryIndex, LocalTableIndex, MemoryIndex, ModuleInfo, TableIndex};
 
 use crate::metering::Metering;
 
@@ -19,23 +22,31 @@ use crate::metering::Metering;
 /// interchangeable code, so these settings are part of the module cache key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct EngineSettings {
-    /// The CPU budget of one call, when functions are instrumented to count
+    /// The CPU budget of one run, when functions are instrumented to count
     /// their work. It is also the budget of instantiation (a start function
     /// and `_initialize`), which the compiled code starts with.
     pub cpu_budget: Option<u64>,
-    /// The most linear memory one guest may have, in wasm pages.
+    /// Whether functions are instrumented: with a CPU budget, and with a
+    /// deadline (which stops a guest through the same checks).
+    pub metered: bool,
+    /// The most linear memory one guest may have, in wasm pages, tables
+    /// included (see [`TablePlan`]).
     pub memory_limit_pages: u32,
+    /// The most table elements one guest may have, over all its tables.
+    /// Not part of the compiled code.
+    pub table_limit: u32,
 }
 
 impl EngineSettings {
     /// A string naming everything that changes the compiled code.
     pub fn cache_tag(&self) -> String {
         format!(
-            "wasmer-{}/cranelift-speed/metering-v2-{}/{}",
+            "wasmer-{}/cranelift-speed/metering-v3-{}/{}",
             WASMER_VERSION,
-            match self.cpu_budget {
-                Some(budget) => budget.to_string(),
-                None => "off".into(),
+            match (self.metered, self.cpu_budget) {
+                (false, _) => "off".into(),
+                (true, Some(budget)) => budget.to_string(),
+                (true, None) => "unlimited".into(),
             },
             std::env::consts::ARCH
         )
@@ -54,14 +65,17 @@ pub(crate) fn build_engine(settings: EngineSettings) -> Engine {
     if perf_map_requested() {
         compiler.enable_perfmap();
     }
-    if let Some(budget) = settings.cpu_budget {
+    if settings.metered {
         // Instances start with one budget, for instantiation; it is set
-        // again before each call.
-        compiler.push_middleware(Arc::new(Metering::new(budget)));
+        // again before each run.
+        compiler.push_middleware(Arc::new(Metering::new(settings.cpu_budget.unwrap_or(u64::MAX))));
     }
     let features = Features::default();
     let mut engine: Engine = EngineBuilder::new(compiler).set_features(Some(features)).engine().into();
-    engine.set_tunables(LimitingTunables { limit: Pages(settings.memory_limit_pages) });
+    engine.set_tunables(LimitingTunables {
+        limit: Pages(settings.memory_limit_pages),
+        table_limit: settings.table_limit,
+    });
     engine
 }
 
@@ -97,20 +111,107 @@ pub(crate) fn grow_refused() -> bool {
     GROW_REFUSED.with(Cell::get)
 }
 
-/// Tunables that cap every linear memory at `limit` pages (lowering a larger
-/// declared maximum) and record refused growth.
+/// The bytes one table element takes on the host (a pointer).
+pub(crate) const TABLE_ELEMENT_BYTES: u64 = 8;
+
+/// Bytes in a wasm page.
+const PAGE_BYTES: u64 = 64 * 1024;
+
+/// How a module's tables share one instance's table limit, and what they
+/// take of its memory limit.
+///
+/// Every table gets its declared minimum. What is left of the limit goes to
+/// the tables that may grow, fairly: in order of the headroom they declare,
+/// each gets at most an equal share of what remains, so the caps of all
+/// tables together never pass the limit. The caps, as bytes, are taken out
+/// of the memory limit (rounded up to whole pages): linear memory and tables
+/// together stay within it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TablePlan {
+    /// The most elements each defined table may hold, in table order.
+    pub caps: Vec<u32>,
+    /// Whether each cap is lower than what the module declared (or it
+    /// declared no maximum): growth there may be refused by the limit.
+    pub lowered: Vec<bool>,
+    /// The pages of the memory limit the tables' caps take.
+    pub reserved_pages: u32,
+}
+
+impl TablePlan {
+    /// The plan for `module`'s defined tables under `table_limit` elements.
+    /// Fails when their declared minimums alone pass the limit.
+    pub fn new(module: &ModuleInfo, table_limit: u32) -> Result<Self, String> {
+        let tables: Vec<&TableType> = module.tables.values().skip(module.num_imported_tables).collect();
+        let minimums: u64 = tables.iter().map(|table| u64::from(table.minimum)).sum();
+        if minimums > u64::from(table_limit) {
+            return Err(format!(
+                "its tables declare {minimums} elements at least, more than the limit of {table_limit} per instance"
+            ));
+        }
+        let mut slack = u64::from(table_limit) - minimums;
+        let headroom = |table: &TableType| match table.maximum {
+            Some(max) => u64::from(max.saturating_sub(table.minimum)),
+            None => u64::MAX,
+        };
+        let mut order: Vec<usize> = (0..tables.len()).collect();
+        order.sort_by_key(|&index| headroom(tables[index]));
+        let mut caps: Vec<u32> = tables.iter().map(|table| table.minimum).collect();
+        let mut lowered = vec![false; tables.len()];
+        for (position, &index) in order.iter().enumerate() {
+            let share = slack / (order.len() - position) as u64;
+            let wanted = headroom(tables[index]);
+            let given = wanted.min(share);
+            lowered[index] = given < wanted;
+            // `given <= slack <= table_limit`, so this fits a u32.
+            caps[index] += given as u32;
+            slack -= given;
+        }
+        let bytes: u64 = caps.iter().map(|&cap| u64::from(cap) * TABLE_ELEMENT_BYTES).sum();
+        let reserved_pages = bytes.div_ceil(PAGE_BYTES) as u32;
+        Ok(Self { caps, lowered, reserved_pages })
+    }
+}
+
+/// A table whose cap is lower than its module declared, as instantiation
+/// made it: where its current size lives, and the cap.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CappedTable {
+    pub definition: NonNull<VMTableDefinition>,
+    pub cap: u32,
+}
+
+thread_local! {
+    /// The capped tables made by instantiations on this thread since
+    /// [`take_capped_tables`] last ran.
+    static CAPPED_TABLES: RefCell<Vec<CappedTable>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The capped tables of the instantiation that just ran on this thread.
+pub(crate) fn take_capped_tables() -> Vec<CappedTable> {
+    CAPPED_TABLES.with(|tables| std::mem::take(&mut *tables.borrow_mut()))
+}
+
+/// Tunables that hold each instance within its memory limit: tables are
+/// capped by a [`TablePlan`], linear memory at what the tables leave of the
+/// limit (lowering a larger declared maximum), and refused memory growth is
+/// recorded.
 #[derive(Debug, Clone, Copy)]
 struct LimitingTunables {
     limit: Pages,
+    table_limit: u32,
 }
 
 impl LimitingTunables {
-    fn limited(&self, ty: &MemoryType) -> Result<MemoryType, MemoryError> {
-        if ty.minimum > self.limit {
-            return Err(MemoryError::MinimumMemoryTooLarge { min_requested: ty.minimum, max_allowed: self.limit });
+    fn limited(&self, ty: &MemoryType, limit: Pages) -> Result<MemoryType, MemoryError> {
+        if ty.minimum > limit {
+            return Err(MemoryError::MinimumMemoryTooLarge { min_requested: ty.minimum, max_allowed: limit });
         }
-        let maximum = Some(ty.maximum.map_or(self.limit, |max| max.min(self.limit)));
+        let maximum = Some(ty.maximum.map_or(limit, |max| max.min(limit)));
         Ok(MemoryType { maximum, ..*ty })
+    }
+
+    fn plan(&self, module: &ModuleInfo) -> Result<TablePlan, String> {
+        TablePlan::new(module, self.table_limit)
     }
 }
 
@@ -124,7 +225,7 @@ impl Tunables for LimitingTunables {
     }
 
     fn create_host_memory(&self, ty: &MemoryType, style: &MemoryStyle) -> Result<VMMemory, MemoryError> {
-        let inner = VMMemory::new(&self.limited(ty)?, style)?;
+        let inner = VMMemory::new(&self.limited(ty, self.limit)?, style)?;
         Ok(VMMemory(Box::new(RecordingMemory(inner))))
     }
 
@@ -136,12 +237,41 @@ impl Tunables for LimitingTunables {
     ) -> Result<VMMemory, MemoryError> {
         // SAFETY: the caller guarantees `vm_definition_location` is valid and
         // owned, which is all `from_definition` requires; we pass it on as is.
-        let inner = unsafe { VMMemory::from_definition(&self.limited(ty)?, style, vm_definition_location)? };
+        let inner =
+            unsafe { VMMemory::from_definition(&self.limited(ty, self.limit)?, style, vm_definition_location)? };
         Ok(VMMemory(Box::new(RecordingMemory(inner))))
     }
 
+    unsafe fn create_memories(
+        &self,
+        context: &mut StoreObjects,
+        module: &ModuleInfo,
+        memory_styles: &PrimaryMap<MemoryIndex, MemoryStyle>,
+        memory_definition_locations: &[NonNull<VMMemoryDefinition>],
+    ) -> Result<PrimaryMap<LocalMemoryIndex, InternalStoreHandle<VMMemory>>, LinkError> {
+        // What the tables may take comes out of the memory limit.
+        let plan = self.plan(module).map_err(LinkError::Resource)?;
+        let limit = Pages(self.limit.0.saturating_sub(plan.reserved_pages));
+        let defined = module.memories.iter().skip(module.num_imported_memories);
+        let mut memories = PrimaryMap::with_capacity(defined.len());
+        for ((index, ty), location) in defined.zip(memory_definition_locations) {
+            let create = || -> Result<VMMemory, MemoryError> {
+                let ty = self.limited(ty, limit)?;
+                // SAFETY: wasmer hands us one valid, owned definition location
+                // per defined memory; each goes to exactly one memory.
+                let inner = unsafe { VMMemory::from_definition(&ty, &memory_styles[index], *location)? };
+                Ok(VMMemory(Box::new(RecordingMemory(inner))))
+            };
+            let memory = create().map_err(|err| LinkError::Resource(format!("Failed to create memory: {err}")))?;
+            memories.push(InternalStoreHandle::new(context, memory));
+        }
+        Ok(memories)
+    }
+
     fn create_host_table(&self, ty: &TableType, style: &TableStyle) -> Result<VMTable, String> {
-        VMTable::new(ty, style)
+        let capped =
+            TableType { maximum: Some(ty.maximum.map_or(self.table_limit, |max| max.min(self.table_limit))), ..*ty };
+        VMTable::new(&capped, style)
     }
 
     unsafe fn create_vm_table(
@@ -150,8 +280,35 @@ impl Tunables for LimitingTunables {
         style: &TableStyle,
         vm_definition_location: NonNull<VMTableDefinition>,
     ) -> Result<VMTable, String> {
+        let capped =
+            TableType { maximum: Some(ty.maximum.map_or(self.table_limit, |max| max.min(self.table_limit))), ..*ty };
         // SAFETY: forwarded unchanged from our caller, who guarantees it.
-        unsafe { VMTable::from_definition(ty, style, vm_definition_location) }
+        unsafe { VMTable::from_definition(&capped, style, vm_definition_location) }
+    }
+
+    unsafe fn create_tables(
+        &self,
+        context: &mut StoreObjects,
+        module: &ModuleInfo,
+        table_styles: &PrimaryMap<TableIndex, TableStyle>,
+        table_definition_locations: &[NonNull<VMTableDefinition>],
+    ) -> Result<PrimaryMap<LocalTableIndex, InternalStoreHandle<VMTable>>, LinkError> {
+        let plan = self.plan(module).map_err(LinkError::Resource)?;
+        let defined = module.tables.iter().skip(module.num_imported_tables);
+        let mut tables = PrimaryMap::with_capacity(defined.len());
+        for (position, ((index, ty), location)) in defined.zip(table_definition_locations).enumerate() {
+            let cap = plan.caps[position];
+            let capped = TableType { maximum: Some(cap), ..*ty };
+            // SAFETY: wasmer hands us one valid, owned definition location
+            // per defined table; each goes to exactly one table.
+            let table = unsafe { VMTable::from_definition(&capped, &table_styles[index], *location) }
+                .map_err(LinkError::Resource)?;
+            if plan.lowered[position] {
+                CAPPED_TABLES.with(|capped| capped.borrow_mut().push(CappedTable { definition: *location, cap }));
+            }
+            tables.push(InternalStoreHandle::new(context, table));
+        }
+        Ok(tables)
     }
 }
 

@@ -114,6 +114,17 @@ pub enum Error {
         budget: u64,
     },
 
+    /// The run was still going at its deadline
+    /// ([`RuntimeBuilder::deadline`](crate::RuntimeBuilder::deadline)); the
+    /// function named is the one that was running.
+    #[error("function {function:?} was still running at the run's deadline of {deadline:?}")]
+    Deadline {
+        /// The function's name.
+        function: String,
+        /// The deadline, from the start of the run.
+        deadline: std::time::Duration,
+    },
+
     /// A native handler returned an error (and the guest that called `next`
     /// passed it on).
     #[error("native handler {index} failed: {source}")]
@@ -150,7 +161,8 @@ impl Error {
             | Error::Trap { function, .. }
             | Error::MalformedOutput { function, .. }
             | Error::MemoryLimit { function, .. }
-            | Error::CpuBudget { function, .. } => Some(function),
+            | Error::CpuBudget { function, .. }
+            | Error::Deadline { function, .. } => Some(function),
             Error::NoFunctions | Error::ChainTooLong { .. } | Error::Handler { .. } | Error::Cache { .. } => None,
         }
     }
@@ -165,6 +177,7 @@ impl Error {
                 | Error::MalformedOutput { .. }
                 | Error::MemoryLimit { .. }
                 | Error::CpuBudget { .. }
+                | Error::Deadline { .. }
         )
     }
 }

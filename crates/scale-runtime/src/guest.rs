@@ -6,16 +6,18 @@
 //! of the chain is moved into its store's [`GuestEnv`], so that the guest's
 //! `next` import can run it. Ownership moves in and out; nothing is shared.
 
+use std::ptr::NonNull;
 use std::sync::Arc;
 
 use scale_signature_http::pieces;
 
 use wasmer::{
-    Function, FunctionEnv, FunctionEnvMut, Global, Imports, Memory, MemoryView, RuntimeError, Store, TypedFunction,
-    Value,
+    AsStoreMut, Function, FunctionEnv, FunctionEnvMut, Global, Imports, Memory, MemoryView, RuntimeError, Store,
+    TypedFunction, Value,
 };
 
-use crate::engine::{clear_grow_refused, grow_refused, set_grow_refused};
+use crate::deadline;
+use crate::engine::{CappedTable, clear_grow_refused, grow_refused, set_grow_refused, take_capped_tables};
 use crate::error::{Error, HandlerError};
 use crate::metering;
 use crate::runtime::{Anchor, FunctionShared};
@@ -35,6 +37,49 @@ pub(crate) enum HostTrap {
     /// The guest called `proc_exit` (or `proc_raise`).
     #[error("the guest exited with code {0}")]
     Exit(u32),
+    /// The run's deadline passed while the host worked for the guest (the
+    /// rest of the chain, through `next`).
+    #[error("the run's deadline passed")]
+    PastDeadline,
+}
+
+/// A guest's CPU budget: the metering globals.
+#[derive(Clone)]
+pub(crate) struct Meter {
+    remaining: Global,
+    exhausted: Global,
+}
+
+impl Meter {
+    /// The points left.
+    fn get(&self, store: &mut impl AsStoreMut) -> i64 {
+        self.remaining.get(store).i64().unwrap_or(deadline::STOPPED)
+    }
+
+    fn set(&self, store: &mut impl AsStoreMut, points: i64) {
+        // The global is a mutable i64 the middleware added: setting it
+        // cannot fail.
+        let _ = self.remaining.set(store, Value::I64(points));
+    }
+
+    /// What the guest's metering noted this run: `OUT_OF_POINTS`,
+    /// `TABLE_REFUSED` or 0.
+    fn noted(&self, store: &mut impl AsStoreMut) -> i32 {
+        self.exhausted.get(store).i32().unwrap_or(0)
+    }
+}
+
+/// Charges a guest's budget for host work done on its behalf: `points`
+/// (bytes moved, nanoseconds slept). The guest's next check traps when too
+/// few are left; past the run's deadline, none are.
+pub(crate) fn charge(meter: Option<&Meter>, store: &mut impl AsStoreMut, points: u64) {
+    let Some(meter) = meter else { return };
+    let left = if deadline::passed() {
+        deadline::STOPPED
+    } else {
+        meter.get(store).saturating_sub(i64::try_from(points).unwrap_or(i64::MAX)).max(deadline::STOPPED)
+    };
+    meter.set(store, left);
 }
 
 /// The host state of one guest instance, reachable from its imports.
@@ -59,6 +104,8 @@ pub(crate) struct GuestEnv<S: Signature> {
     pub sent: Vec<u8>,
     pub stdout: Capture,
     pub stderr: Capture,
+    /// The guest's CPU budget, when it is metered.
+    pub meter: Option<Meter>,
 }
 
 impl<S: Signature> GuestEnv<S> {
@@ -75,6 +122,7 @@ impl<S: Signature> GuestEnv<S> {
             sent: Vec::new(),
             stdout: Capture::default(),
             stderr: Capture::default(),
+            meter: None,
         }
     }
 
@@ -97,8 +145,13 @@ pub(crate) struct Guest<S: Signature> {
     run: TypedFunction<u32, u64>,
     /// The input buffer from the last `resize`: address and size.
     input: (u32, u32),
-    /// The metering globals (remaining points, exhausted flag), when metering is on.
-    metering: Option<(Global, Global)>,
+    /// The CPU budget, when metering is on.
+    metering: Option<Meter>,
+    /// Where the guest keeps its points, for the deadline watchdog (null
+    /// without metering).
+    points: *mut i64,
+    /// Tables whose growth the table limit may refuse.
+    capped_tables: Vec<CappedTable>,
     /// Encoded input for the next call.
     encoded: Vec<u8>,
     /// What follows this guest in its instance's chain; `None` while pooled,
@@ -156,6 +209,8 @@ impl<S: Signature> Guest<S> {
             };
             imports.define(import.module(), import.name(), f);
         }
+        clear_grow_refused();
+        take_capped_tables();
         let instance = wasmer::Instance::new(&mut store, &function.module, &imports).map_err(|err| {
             if let wasmer::InstantiationError::Start(_) = &err
                 && grow_refused()
@@ -164,6 +219,7 @@ impl<S: Signature> Guest<S> {
             }
             fail(err.to_string())
         })?;
+        let capped_tables = take_capped_tables();
         let exports = &instance.exports;
         let memory = exports.get_memory("memory").map_err(|err| fail(err.to_string()))?.clone();
         env.as_mut(&mut store).memory = Some(memory.clone());
@@ -172,12 +228,21 @@ impl<S: Signature> Guest<S> {
         let run = exports.get_typed_function(&store, "run").map_err(|e| export_err("run", e))?;
         let version: TypedFunction<(), u32> =
             exports.get_typed_function(&store, "scale_abi_version").map_err(|e| export_err("scale_abi_version", e))?;
-        let metering = if function.limits.cpu_budget.is_some() {
+        let mut points = std::ptr::null_mut();
+        let metering = if function.limits.metered() {
             let global = |export: &str| exports.get_global(export).cloned().map_err(|err| fail(err.to_string()));
-            Some((global(metering::REMAINING)?, global(metering::EXHAUSTED)?))
+            let (remaining, exhausted) = (global(metering::REMAINING)?, global(metering::EXHAUSTED)?);
+            points = points_address(&mut store, &remaining)
+                .ok_or_else(|| fail("the CPU budget's global cannot be located".into()))?
+                .as_ptr();
+            let meter = Meter { remaining, exhausted };
+            meter.set(&mut store, metering::initial_points(function.limits.cpu_budget.unwrap_or(u64::MAX)));
+            env.as_mut(&mut store).meter = Some(meter.clone());
+            Some(meter)
         } else {
             None
         };
+        let start = exports.get_typed_function::<(), ()>(&store, metering::START).ok();
         let mut guest = Guest {
             store,
             env,
@@ -186,6 +251,8 @@ impl<S: Signature> Guest<S> {
             run,
             input: (0, 0),
             metering,
+            points,
+            capped_tables,
             encoded: Vec::new(),
             next: None,
             spare: S::default(),
@@ -195,11 +262,15 @@ impl<S: Signature> Guest<S> {
             memory_size: 0,
         };
 
-        if let Ok(initialize) = exports.get_typed_function::<(), ()>(&guest.store, "_initialize") {
+        // Start-up runs under the run's deadline, if there is one, and
+        // against the budget the compiled code starts with.
+        let _run = function.limits.deadline.map(deadline::begin);
+        let initialize = exports.get_typed_function::<(), ()>(&guest.store, "_initialize").ok();
+        for call in [start, initialize].into_iter().flatten() {
             clear_grow_refused();
-            initialize.call(&mut guest.store).map_err(|trap| guest.classify(trap, function))?;
+            guest.call(|store| call.call(store)).map_err(|trap| guest.classify(trap, function))?;
         }
-        let abi = version.call(&mut guest.store).map_err(|trap| guest.classify(trap, function))?;
+        let abi = guest.call(|store| version.call(store)).map_err(|trap| guest.classify(trap, function))?;
         if !(scale_abi::OLDEST..=scale_abi::VERSION).contains(&abi) {
             return Err(fail(format!(
                 "the module speaks ABI version {abi}; this host speaks versions {} to {}",
@@ -221,26 +292,56 @@ impl<S: Signature> Guest<S> {
     /// decodes its answer into `spare`: `Ok(Ok(()))` when it answered with a
     /// context (now in `spare`; parts of `sent` it gave back unchanged may
     /// have moved there), `Ok(Err(message))` when it answered with an error.
+    ///
+    /// The guest runs on `points`, the run's CPU budget, and leaves in it
+    /// what it did not use.
     fn invoke(
         &mut self,
         input: &mut Vec<u8>,
         sent: &mut S,
         function: &FunctionShared<S>,
+        points: &mut i64,
     ) -> Result<Result<(), String>, Error> {
         let malformed = |what: String| Error::MalformedOutput { function: function.name.to_string(), what };
         let len = u32::try_from(input.len())
             .map_err(|_| malformed(format!("a context of {} bytes does not fit the 32-bit ABI", input.len())))?;
-        // One budget for the run's calls into the guest, `resize` included.
-        if let (Some((remaining, exhausted)), Some(budget)) = (&self.metering, function.limits.cpu_budget) {
-            let set = remaining
-                .set(&mut self.store, Value::I64(metering::initial_points(budget)))
-                .and_then(|()| exhausted.set(&mut self.store, Value::I32(0)));
-            set.map_err(|err| malformed(format!("resetting the CPU budget: {err}")))?;
+        // The run's budget, for the calls into the guest, `resize` included.
+        if let Some(meter) = &self.metering {
+            meter.set(&mut self.store, *points);
+            let _ = meter.exhausted.set(&mut self.store, Value::I32(0));
         }
+        let outcome = self.invoke_metered(input, sent, function, len);
+        if let Some(meter) = &self.metering {
+            *points = meter.get(&mut self.store);
+        }
+        outcome
+    }
+
+    /// Calls into the guest with `call`, making its points what the
+    /// deadline watchdog stops meanwhile.
+    fn call<T>(&mut self, call: impl FnOnce(&mut Store) -> Result<T, RuntimeError>) -> Result<T, RuntimeError> {
+        if self.points.is_null() {
+            return call(&mut self.store);
+        }
+        let previous = deadline::set_target(self.points);
+        let called = call(&mut self.store);
+        deadline::restore_target(previous);
+        called
+    }
+
+    fn invoke_metered(
+        &mut self,
+        input: &mut Vec<u8>,
+        sent: &mut S,
+        function: &FunctionShared<S>,
+        len: u32,
+    ) -> Result<Result<(), String>, Error> {
+        let malformed = |what: String| Error::MalformedOutput { function: function.name.to_string(), what };
         self.env.as_mut(&mut self.store).reset();
         clear_grow_refused();
         if len > self.input.1 {
-            let ptr = self.resize.call(&mut self.store, len).map_err(|trap| self.classify(trap, function))?;
+            let resize = self.resize.clone();
+            let ptr = self.call(|store| resize.call(store, len)).map_err(|trap| self.classify(trap, function))?;
             let view = self.memory.view(&self.store);
             if ptr == 0 || u64::from(ptr) + u64::from(len) > view.data_size() {
                 return Err(malformed(format!(
@@ -256,7 +357,8 @@ impl<S: Signature> Guest<S> {
             .map_err(|err| malformed(format!("writing the input: {err}")))?;
         // The guest's `next` may compare what it hands on with this input.
         self.env.as_mut(&mut self.store).sent = std::mem::take(input);
-        let called = self.run.call(&mut self.store, len);
+        let run = self.run.clone();
+        let called = self.call(|store| run.call(store, len));
         *input = std::mem::take(&mut self.env.as_mut(&mut self.store).sent);
         let packed = called.map_err(|trap| self.classify(trap, function))?;
         self.uses += 1;
@@ -305,8 +407,13 @@ impl<S: Signature> Guest<S> {
         let env = self.env.as_mut(&mut self.store);
         let panic_message = env.panic_message.take();
         let stderr = env.stderr.text();
+        let mut past_deadline = false;
         let trap = match trap.downcast::<HostTrap>() {
             Ok(HostTrap::Malformed(what)) => return Error::MalformedOutput { function: name, what },
+            Ok(HostTrap::PastDeadline) => {
+                past_deadline = true;
+                RuntimeError::new("the run's deadline passed")
+            }
             Ok(HostTrap::Exit(code)) => {
                 let message = panic_message.unwrap_or_else(|| match stderr.trim() {
                     "" => format!("exited with code {code}"),
@@ -316,12 +423,16 @@ impl<S: Signature> Guest<S> {
             }
             Err(trap) => trap,
         };
-        if let Some((_, exhausted)) = &self.metering
-            && exhausted.get(&mut self.store).i32() == Some(1)
-        {
-            return Error::CpuBudget { function: name, budget: function.limits.cpu_budget.unwrap_or(0) };
+        let noted = self.metering.as_ref().map_or(0, |meter| meter.noted(&mut self.store));
+        if noted == metering::OUT_OF_POINTS || past_deadline {
+            if let Some(deadline) = function.limits.deadline
+                && (past_deadline || deadline::passed())
+            {
+                return Error::Deadline { function: name, deadline };
+            }
+            return Error::CpuBudget { function: name, budget: function.limits.cpu_budget.unwrap_or(u64::MAX) };
         }
-        if grow_refused() {
+        if grow_refused() || noted == metering::TABLE_REFUSED || self.a_table_is_full() {
             return Error::MemoryLimit { function: name, limit_bytes: function.limits.memory_limit };
         }
         if let Some(message) = panic_message {
@@ -337,6 +448,46 @@ impl<S: Signature> Guest<S> {
             _ => Error::Trap { function: name, trap: trap.message() },
         }
     }
+}
+
+impl<S: Signature> Guest<S> {
+    /// Whether a table whose growth the table limit may refuse is full.
+    fn a_table_is_full(&self) -> bool {
+        self.capped_tables.iter().any(|table| {
+            // SAFETY: the definition lives in the instance's context, which
+            // `self.store` owns for as long as this guest lives; no guest
+            // code runs while `&self` is borrowed here.
+            let size = unsafe { table.definition.as_ref() }.current_elements;
+            size >= table.cap
+        })
+    }
+}
+
+/// Where the metering global `remaining` keeps its value, found by giving
+/// it a random value and looking for that value among the store's globals.
+/// `None` when it is not found exactly once.
+fn points_address(store: &mut Store, remaining: &Global) -> Option<NonNull<i64>> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).ok()?;
+    let marker = i64::from_le_bytes(bytes) | 1;
+    remaining.set(store, Value::I64(marker)).ok()?;
+    let mut found = None;
+    for global in store.objects_mut().as_sys_mut().iter_globals() {
+        if global.ty().ty != wasmer::Type::I64 {
+            continue;
+        }
+        let definition = global.vmglobal();
+        // SAFETY: every global of the store has a live definition, and an
+        // i64 global's value is its first 8 bytes; no guest code runs now.
+        let value = unsafe { definition.as_ref().val.i64 };
+        if value == marker {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(definition.cast::<i64>());
+        }
+    }
+    found
 }
 
 /// The last few KiB of a guest's standard error, on a character boundary.
@@ -367,10 +518,11 @@ pub(crate) enum Downstream<S: Signature> {
 }
 
 impl<S: Signature> Downstream<S> {
-    /// Runs this part of the chain on `ctx`, in place.
-    pub fn run(&mut self, ctx: &mut S) -> Result<(), Error> {
+    /// Runs this part of the chain on `ctx`, in place, on the run's CPU
+    /// budget `points` (what is left stays there).
+    pub fn run(&mut self, ctx: &mut S, points: &mut i64) -> Result<(), Error> {
         match self {
-            Downstream::Guest(link) => link.run(ctx),
+            Downstream::Guest(link) => link.run(ctx, points),
             Downstream::Handlers(handlers) => {
                 for (index, handler) in handlers.iter_mut().enumerate() {
                     handler(ctx).map_err(|source| Error::Handler { index, source })?;
@@ -383,8 +535,9 @@ impl<S: Signature> Downstream<S> {
 
 impl<S: Signature> Link<S> {
     /// Runs this guest (and, through its `next`, the rest of the chain) on
-    /// `ctx`. `ctx` is replaced only when the guest succeeds.
-    pub fn run(&mut self, ctx: &mut S) -> Result<(), Error> {
+    /// `ctx`, on the run's CPU budget `points`. `ctx` is replaced only when
+    /// the guest succeeds.
+    pub fn run(&mut self, ctx: &mut S, points: &mut i64) -> Result<(), Error> {
         let _span = tracing::debug_span!("function", name = %self.function.name).entered();
         if self.poisoned {
             // Instances heal poisoned links before each run; reaching one is a bug.
@@ -406,7 +559,7 @@ impl<S: Signature> Link<S> {
         self.poisoned = true;
         let outcome = {
             let rejoin = Rejoin(guest);
-            rejoin.0.invoke(&mut encoded, ctx, &self.function)
+            rejoin.0.invoke(&mut encoded, ctx, &self.function, points)
         };
         self.poisoned = false;
         guest.encoded = encoded;
@@ -421,7 +574,12 @@ impl<S: Signature> Link<S> {
                 .unwrap_or_else(|| Error::Guest { function: self.function.name.to_string(), message })),
             Err(err) => {
                 self.poisoned = err.poisons_instance();
-                Err(err)
+                // A deadline that passed further down names the function
+                // that was running then.
+                match (err, downstream_failure) {
+                    (Error::Deadline { .. }, Some(below @ Error::Deadline { .. })) => Err(below),
+                    (err, _) => Err(err),
+                }
             }
         }
     }
@@ -488,7 +646,7 @@ fn host_next<S: Signature>(
     out_ptr: u32,
     out_cap: u32,
 ) -> Result<i32, HostTrap> {
-    let (data, store) = env.data_and_store_mut();
+    let (data, mut store) = env.data_and_store_mut();
     let memory =
         data.memory.clone().ok_or_else(|| HostTrap::Malformed("next called before instantiation finished".into()))?;
     // Where the chain ends with no native handlers, `next` hands the context
@@ -528,15 +686,25 @@ fn host_next<S: Signature>(
         .map_err(|err| HostTrap::Malformed(format!("next was handed a context that does not decode: {err}")))?;
     }
 
+    // The bytes read count against the run's budget.
+    charge(data.meter.as_ref(), &mut store, u64::from(len));
     if let Some(mut ctx) = ctx {
         // The rest of the chain may trap on memory growth of its own; keep
         // this guest's record of refused growth apart from theirs.
         let refused = grow_refused();
+        // It runs on what this guest has left of the run's budget, and
+        // hands back what it leaves.
+        let mut points = data.meter.as_ref().map_or(0, |meter| meter.get(&mut store));
         let result = match data.downstream.as_mut() {
-            Some(downstream) => downstream.run(&mut ctx),
-            None => Ok(()),
+            Some(downstream) if points >= 0 => downstream.run(&mut ctx, &mut points),
+            _ => Ok(()),
         };
+        if let Some(meter) = &data.meter {
+            meter.set(&mut store, points);
+        }
         set_grow_refused(refused);
+        // Past the deadline, this guest stops too: the run has failed.
+        let past_deadline = matches!(result, Err(Error::Deadline { .. })) || deadline::passed();
         match result {
             Ok(()) => S::encode_result(Ok(&ctx), &mut answer),
             Err(err) => {
@@ -549,12 +717,17 @@ fn host_next<S: Signature>(
         // Reset now, so that a pooled guest does not keep the last body alive.
         ctx.reset();
         data.next_context = Some(ctx);
+        if past_deadline && data.meter.is_some() {
+            data.scratch = answer;
+            return Err(HostTrap::PastDeadline);
+        }
     }
     if say_unchanged {
         data.scratch = answer;
         return Ok(0);
     }
     let n = i32::try_from(answer.len()).map_err(|_| HostTrap::Malformed("next: the answer exceeds 2 GiB".into()))?;
+    charge(data.meter.as_ref(), &mut store, answer.len() as u64);
     if answer.len() <= out_cap as usize {
         // SAFETY: the slice read above is gone; this guest is suspended in
         // this import, and the rest of the chain has returned.
@@ -574,8 +747,9 @@ fn host_next_result<S: Signature>(
     out_ptr: u32,
     out_cap: u32,
 ) -> Result<i32, HostTrap> {
-    let (data, store) = env.data_and_store_mut();
+    let (data, mut store) = env.data_and_store_mut();
     let Some(kept) = data.kept.take() else { return Ok(0) };
+    charge(data.meter.as_ref(), &mut store, kept.len() as u64);
     let n = kept.len() as i32;
     if kept.len() > out_cap as usize {
         data.kept = Some(kept);
@@ -602,23 +776,50 @@ fn host_next_result<S: Signature>(
 /// The longest panic message kept.
 const PANIC_MESSAGE_LIMIT: u32 = 16 * 1024;
 
-/// `env.panic(ptr, len)`.
+/// `env.panic(ptr, len)`. A message that lies outside memory or is not
+/// UTF-8 is replaced by a description of the problem; control characters
+/// are escaped (see [`printable`]), so that a message never carries raw
+/// control sequences to a terminal.
 fn host_panic<S: Signature>(mut env: FunctionEnvMut<'_, GuestEnv<S>>, ptr: u32, len: u32) {
-    let (data, store) = env.data_and_store_mut();
+    let (data, mut store) = env.data_and_store_mut();
+    charge(data.meter.as_ref(), &mut store, u64::from(len.min(PANIC_MESSAGE_LIMIT)));
     let Some(memory) = data.memory.clone() else { return };
     let view = memory.view(&store);
-    let len = len.min(PANIC_MESSAGE_LIMIT);
-    let message = if range_in(&view, ptr, len) {
-        match read_vec(&view, ptr, len) {
-            Ok(bytes) => {
-                String::from_utf8(bytes).unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned())
-            }
+    let message = if !range_in(&view, ptr, len) {
+        format!("<panic message of {len} bytes at {ptr:#x} lies outside the guest's {}-byte memory>", view.data_size())
+    } else {
+        let kept = len.min(PANIC_MESSAGE_LIMIT);
+        match read_vec(&view, ptr, kept) {
+            Ok(bytes) => match std::str::from_utf8(&bytes) {
+                Ok(text) => printable(text),
+                // A message cut at the limit may end inside a character.
+                Err(err) if kept < len && err.error_len().is_none() => printable(&String::from_utf8_lossy(&bytes)),
+                Err(err) => {
+                    format!("<panic message of {len} bytes is not UTF-8: invalid byte at offset {}>", err.valid_up_to())
+                }
+            },
             Err(err) => format!("<panic message unreadable: {err}>"),
         }
-    } else {
-        format!("<panic message at {ptr:#x}+{len} lies outside the guest's memory>")
     };
     data.panic_message = Some(message);
+}
+
+/// `text` with every control character but newline and tab written as an
+/// escape (`\u{1b}`): guest text that reaches logs and terminals cannot
+/// move the cursor, recolour or retitle them.
+pub(crate) fn printable(text: &str) -> String {
+    if !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The ABI version this host speaks (docs/abi.md).

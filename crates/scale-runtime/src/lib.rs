@@ -60,6 +60,7 @@
 //! stripped module shows function indices) instead of bare addresses.
 #![warn(missing_docs)]
 
+mod deadline;
 mod engine;
 mod error;
 mod guest;
@@ -71,8 +72,8 @@ mod wasi;
 
 pub use error::{Error, HandlerError};
 pub use runtime::{
-    DEFAULT_MAX_IDLE, DEFAULT_MAX_USES, DEFAULT_MEMORY_LIMIT, Instance, MAX_CHAIN_LENGTH, PoolStats, Runtime,
-    RuntimeBuilder,
+    DEFAULT_MAX_IDLE, DEFAULT_MAX_USES, DEFAULT_MEMORY_LIMIT, DEFAULT_TABLE_LIMIT, Instance, MAX_CHAIN_LENGTH,
+    PoolStats, Runtime, RuntimeBuilder,
 };
 pub use scale_func::ScaleFunc;
 pub use scale_signature_http::Context;

@@ -20,9 +20,20 @@
 //! overcharge of stretches left early: 1.15× the executed operators for our
 //! Go fixtures, 1.5× for the Rust ones.
 //!
-//! The middleware adds two globals to each module and exports them:
+//! A call of an imported function (a host call: `next`, a WASI function)
+//! costs [`HOST_CALL_POINTS`] on top of its operator; host functions that
+//! move bytes or sleep charge for that themselves, by lowering the points
+//! left (see `guest::charge`).
+//!
+//! The middleware adds three globals to each module and exports two:
 //! [`REMAINING`] (an `i64` count of points) and [`EXHAUSTED`] (an `i32` set
-//! to 1 just before the guest traps for lack of points).
+//! to [`OUT_OF_POINTS`] just before the guest traps for lack of points, and
+//! to [`TABLE_REFUSED`] when a `table.grow` fails, so that a trap after it
+//! can be told to be about the memory limit). The third is scratch space
+//! for that check. A wasm start
+//! function is not left to run inside instantiation, where no budget can be
+//! told from its traps: it becomes the export [`START`], which the runtime
+//! calls first.
 
 use std::sync::Mutex;
 
@@ -33,8 +44,19 @@ use wasmer_types::{GlobalIndex, ModuleInfo};
 
 /// The export holding the points left (`i64`, read as unsigned).
 pub(crate) const REMAINING: &str = "scale_budget_remaining";
-/// The export set to 1 when a guest ran out of points.
+/// The export set to [`OUT_OF_POINTS`] when a guest ran out of points.
 pub(crate) const EXHAUSTED: &str = "scale_budget_exhausted";
+/// [`EXHAUSTED`]: the guest ran out of points.
+pub(crate) const OUT_OF_POINTS: i32 = 1;
+/// [`EXHAUSTED`]: a `table.grow` of the guest failed.
+pub(crate) const TABLE_REFUSED: i32 = 2;
+/// The export a module's start function becomes.
+pub(crate) const START: &str = "scale_start";
+
+/// What a call of an imported function costs, beyond what its host
+/// function charges for the bytes it moves: about what the host spends on
+/// the call itself, in points of about an operator each.
+pub(crate) const HOST_CALL_POINTS: u64 = 1_000;
 
 /// The middleware. It keeps the indexes of the globals it added, so one
 /// value instruments one module only (as the runtime does: an engine per
@@ -51,6 +73,10 @@ pub(crate) struct Metering {
 struct Globals {
     remaining: u32,
     exhausted: u32,
+    /// Holds what `table.grow` answered while it is checked.
+    scratch: u32,
+    /// Functions below this index are imports: calling one is a host call.
+    imported_functions: u32,
 }
 
 impl Metering {
@@ -72,20 +98,27 @@ impl ModuleMiddleware for Metering {
         if globals.is_some() {
             return Err(MiddlewareError::new("metering", "one metering middleware instruments one module only"));
         }
-        for name in [REMAINING, EXHAUSTED] {
+        for name in [REMAINING, EXHAUSTED, START] {
             if module.exports.contains_key(name) {
                 return Err(MiddlewareError::new("metering", format!("the module already exports {name:?}")));
             }
         }
-        let mut add = |name: &str, ty: Type, init: GlobalInit| -> u32 {
+        let mut add = |name: Option<&str>, ty: Type, init: GlobalInit| -> u32 {
             let index: GlobalIndex = module.globals.push(GlobalType::new(ty, Mutability::Var));
             module.global_initializers.push(init);
-            module.exports.insert(name.to_string(), ExportIndex::Global(index));
+            if let Some(name) = name {
+                module.exports.insert(name.to_string(), ExportIndex::Global(index));
+            }
             index.as_u32()
         };
-        let remaining = add(REMAINING, Type::I64, GlobalInit::I64Const(initial_points(self.initial)));
-        let exhausted = add(EXHAUSTED, Type::I32, GlobalInit::I32Const(0));
-        *globals = Some(Globals { remaining, exhausted });
+        let remaining = add(Some(REMAINING), Type::I64, GlobalInit::I64Const(initial_points(self.initial)));
+        let exhausted = add(Some(EXHAUSTED), Type::I32, GlobalInit::I32Const(0));
+        let scratch = add(None, Type::I32, GlobalInit::I32Const(0));
+        if let Some(start) = module.start_function.take() {
+            module.exports.insert(START.to_string(), ExportIndex::Function(start));
+        }
+        let imported_functions = module.num_imported_functions as u32;
+        *globals = Some(Globals { remaining, exhausted, scratch, imported_functions });
         Ok(())
     }
 }
@@ -128,7 +161,7 @@ impl<'a> FunctionMiddleware<'a> for FunctionMetering<'a> {
 /// Hands `body` (a whole function, final `end` included) on with a charge at
 /// the start of each of its regions.
 fn emit<'a>(body: Vec<Operator<'a>>, globals: Globals, state: &mut MiddlewareReaderState<'a>) {
-    let regions = regions(&body);
+    let regions = regions(&body, globals.imported_functions);
     let mut regions = regions.iter().peekable();
     for (index, operator) in body.into_iter().enumerate() {
         if index == 0 {
@@ -137,11 +170,32 @@ fn emit<'a>(body: Vec<Operator<'a>>, globals: Globals, state: &mut MiddlewareRea
                 charge(first, globals, state);
             }
         }
+        let grows_table = matches!(operator, Operator::TableGrow { .. });
         state.push_operator(operator);
+        if grows_table {
+            note_refused_growth(globals, state);
+        }
         if let Some(region) = regions.next_if(|region| region.after == Some(index)) {
             charge(region, globals, state);
         }
     }
+}
+
+/// Pushes, after a `table.grow`, a check of its answer that sets
+/// [`EXHAUSTED`] to [`TABLE_REFUSED`] when it is -1 (unless the guest is
+/// already out of points), leaving the answer on the stack.
+fn note_refused_growth<'a>(globals: Globals, state: &mut MiddlewareReaderState<'a>) {
+    state.extend([
+        Operator::GlobalSet { global_index: globals.scratch },
+        Operator::GlobalGet { global_index: globals.scratch },
+        Operator::I32Const { value: -1 },
+        Operator::I32Eq,
+        Operator::If { blockty: BlockType::Empty },
+        Operator::I32Const { value: TABLE_REFUSED },
+        Operator::GlobalSet { global_index: globals.exhausted },
+        Operator::End,
+        Operator::GlobalGet { global_index: globals.scratch },
+    ]);
 }
 
 /// A stretch of a function's operators that control enters only at its
@@ -176,7 +230,7 @@ enum Frame {
 /// through there: otherwise what follows a loop would be paid for on every
 /// iteration.) Inside a region control only moves forward, so each entry
 /// runs a prefix of it.
-fn regions(body: &[Operator<'_>]) -> Vec<Region> {
+fn regions(body: &[Operator<'_>], imported_functions: u32) -> Vec<Region> {
     // Exception handlers reach labels in ways this does not follow; with
     // them, every `end` starts a region.
     let exceptions = body.iter().any(|operator| {
@@ -197,7 +251,10 @@ fn regions(body: &[Operator<'_>]) -> Vec<Region> {
     let mut open: Vec<(Frame, bool)> = vec![(Frame::Function, false)];
     for (index, operator) in body.iter().enumerate() {
         if let Some(region) = regions.last_mut() {
-            region.cost += 1;
+            region.cost += match operator {
+                Operator::Call { function_index } if *function_index < imported_functions => 1 + HOST_CALL_POINTS,
+                _ => 1,
+            };
         }
         let mut target = |depth: u32| {
             let frame = open.len().checked_sub(depth as usize + 1).and_then(|at| open.get_mut(at));
@@ -273,7 +330,7 @@ fn charge<'a>(region: &Region, globals: Globals, state: &mut MiddlewareReaderSta
             Operator::I64Const { value: cost },
             Operator::I64LtS,
             Operator::If { blockty: BlockType::Empty },
-            Operator::I32Const { value: 1 },
+            Operator::I32Const { value: OUT_OF_POINTS },
             Operator::GlobalSet { global_index: globals.exhausted },
             Operator::Unreachable,
             Operator::End,
@@ -354,7 +411,7 @@ mod tests {
     #[test]
     fn regions_start_where_control_can_arrive() {
         let costs: Vec<_> =
-            regions(&operators(COUNTDOWN)).iter().map(|region| (region.after, region.cost, region.check)).collect();
+            regions(&operators(COUNTDOWN), 0).iter().map(|region| (region.after, region.cost, region.check)).collect();
         assert_eq!(costs, [(None, 5, true), (Some(4), 6, true), (Some(10), 1, false), (Some(11), 1, false)]);
     }
 
@@ -366,7 +423,7 @@ mod tests {
             end
             i32.const 1
             i32.add))"#;
-        let costs: Vec<_> = regions(&operators(wat)).iter().map(|region| region.cost).collect();
+        let costs: Vec<_> = regions(&operators(wat), 0).iter().map(|region| region.cost).collect();
         assert_eq!(costs, [6]);
     }
 
@@ -381,7 +438,7 @@ mod tests {
             end
             i32.const 3             ;; past the if: i32.const, i32.add, end = 3
             i32.add))"#;
-        let costs: Vec<_> = regions(&operators(wat)).iter().map(|region| (region.cost, region.check)).collect();
+        let costs: Vec<_> = regions(&operators(wat), 0).iter().map(|region| (region.cost, region.check)).collect();
         assert_eq!(costs, [(4, true), (2, false), (3, false)]);
     }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use wasmer::{Engine, ExternType, FunctionType, Module, Type};
 
-use crate::engine::EngineSettings;
+use crate::engine::{EngineSettings, TablePlan};
 use crate::error::Error;
 use crate::wasi;
 
@@ -109,10 +109,29 @@ fn write_cached(path: &Path, artifact: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Checks a compiled module against the ABI: the exports it must have and
-/// the imports it may have. Names the first offending export or import.
-pub(crate) fn validate(name: &str, module: &Module) -> Result<(), Error> {
+/// Checks a compiled module against the ABI: the exports it must have, the
+/// imports it may have, one memory; and against the limits: what its
+/// memory and tables declare at least must fit. Names the first offending
+/// export, import or declaration.
+pub(crate) fn validate(name: &str, module: &Module, settings: EngineSettings) -> Result<(), Error> {
     let invalid = |reason: String| Error::InvalidModule { function: name.to_string(), reason };
+    let info = module.info();
+    if info.memories.len() > 1 {
+        return Err(invalid(format!(
+            "it has {} memories; a Scale function has exactly one (docs/abi.md)",
+            info.memories.len()
+        )));
+    }
+    let plan = TablePlan::new(info, settings.table_limit).map_err(invalid)?;
+    if let Some(memory) = info.memories.values().next() {
+        let available = settings.memory_limit_pages.saturating_sub(plan.reserved_pages);
+        if memory.minimum.0 > available {
+            return Err(invalid(format!(
+                "its memory declares {} pages at least and its tables may take {} more, past the memory limit of {} pages",
+                memory.minimum.0, plan.reserved_pages, settings.memory_limit_pages
+            )));
+        }
+    }
     let func = |params: &[Type], results: &[Type]| FunctionType::new(params.to_vec(), results.to_vec());
     let required = [
         ("scale_abi_version", func(&[], &[Type::I32])),

@@ -4,10 +4,12 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use scale_func::ScaleFunc;
 use wasmer::{Engine, Module};
 
+use crate::deadline;
 use crate::engine::{EngineSettings, build_engine};
 use crate::error::{Error, HandlerError};
 use crate::guest::{BoxedHandler, Downstream, Guest, Link};
@@ -25,6 +27,9 @@ pub const DEFAULT_MAX_IDLE: usize = 64;
 pub const MAX_CHAIN_LENGTH: usize = 64;
 /// The default number of runs after which an instance is recycled.
 pub const DEFAULT_MAX_USES: u64 = 100_000;
+/// The default number of table elements one guest instance may have, over
+/// all its tables: 65,536 (512 KiB on the host).
+pub const DEFAULT_TABLE_LIMIT: u32 = 1 << 16;
 
 const PAGE: u64 = 64 * 1024;
 
@@ -32,10 +37,20 @@ const PAGE: u64 = 64 * 1024;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     pub memory_limit: u64,
+    pub table_limit: u32,
     pub cpu_budget: Option<u64>,
+    pub deadline: Option<Duration>,
     pub max_idle: usize,
     pub max_uses: u64,
     pub memory_high_water: u64,
+}
+
+impl Limits {
+    /// Whether guests are compiled to count their work: for a CPU budget,
+    /// and for a deadline, which stops them through the same checks.
+    pub fn metered(&self) -> bool {
+        self.cpu_budget.is_some() || self.deadline.is_some()
+    }
 }
 
 /// Builds a [`Runtime`] with non-default settings.
@@ -74,7 +89,9 @@ impl<S: Signature> Default for RuntimeBuilder<S> {
             functions: Vec::new(),
             limits: Limits {
                 memory_limit: DEFAULT_MEMORY_LIMIT,
+                table_limit: DEFAULT_TABLE_LIMIT,
                 cpu_budget: None,
+                deadline: None,
                 max_idle: DEFAULT_MAX_IDLE,
                 max_uses: DEFAULT_MAX_USES,
                 memory_high_water: DEFAULT_MEMORY_LIMIT / 2,
@@ -86,9 +103,10 @@ impl<S: Signature> Default for RuntimeBuilder<S> {
 }
 
 impl<S: Signature> RuntimeBuilder<S> {
-    /// A builder with the defaults: 64 MiB of memory per instance, no CPU
-    /// budget, up to 64 idle instances per function, recycled after 100,000
-    /// runs or once their memory passed 32 MiB, no module cache.
+    /// A builder with the defaults: 64 MiB of memory per instance (tables
+    /// included), at most 65,536 table elements per instance, no CPU budget,
+    /// no deadline, up to 64 idle instances per function, recycled after
+    /// 100,000 runs or once their memory passed 32 MiB, no module cache.
     pub fn new() -> Self {
         Self::default()
     }
@@ -105,22 +123,43 @@ impl<S: Signature> RuntimeBuilder<S> {
         self
     }
 
-    /// The most linear memory one guest instance may have, in bytes (rounded
-    /// down to whole 64 KiB pages). A guest that needs more fails its run with
-    /// [`Error::MemoryLimit`]. Also lowers the recycling high-water mark to at
-    /// most half of this.
+    /// The most memory one guest instance may have, in bytes (rounded down
+    /// to whole 64 KiB pages): its linear memory and what its tables may
+    /// grow to (8 bytes an element, see [`RuntimeBuilder::table_limit`])
+    /// together. A guest that needs more fails its run with
+    /// [`Error::MemoryLimit`]; a module whose declared minimums alone need
+    /// more is refused at load. Also lowers the recycling high-water mark to
+    /// at most half of this.
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         self.limits.memory_limit = bytes.clamp(PAGE, 1 << 32) / PAGE * PAGE;
         self.limits.memory_high_water = self.limits.memory_high_water.min(self.limits.memory_limit / 2);
         self
     }
 
-    /// Counts the work of the guest and stops a run whose calls into one
-    /// guest (`resize` and `run`) use more than `operations` points with
-    /// [`Error::CpuBudget`]. Instantiation (a start function, `_initialize`)
-    /// has the same budget. Off by default: metering costs some speed (about
-    /// a tenth of the instructions of a request to `scale serve`'s built-in
-    /// function).
+    /// The most table elements one guest instance may have, over all its
+    /// tables (default [`DEFAULT_TABLE_LIMIT`]). A module whose tables
+    /// declare more at least is refused at load; growth past the limit
+    /// (`table.grow`) fails inside the guest, which gets -1, and a guest
+    /// that then traps fails its run with [`Error::MemoryLimit`]. Several
+    /// growable tables share what their minimums leave of the limit. What
+    /// the tables may grow to is counted in the memory limit.
+    pub fn table_limit(mut self, elements: u32) -> Self {
+        self.limits.table_limit = elements;
+        self
+    }
+
+    /// Counts the work of the guests and stops a run that uses more than
+    /// `operations` points with [`Error::CpuBudget`]. The budget is the
+    /// whole run's: every guest of the chain (through `next`) and every call
+    /// into them (`resize` and `run`) draws on it. Instantiation (a start
+    /// function, `_initialize`) has a budget of the same size. Off by
+    /// default: metering costs some speed (about a tenth of the
+    /// instructions of a request to `scale serve`'s built-in function).
+    ///
+    /// Host calls are paid for too: each call of an import costs 1,000
+    /// points, and host functions charge a point for each byte they read or
+    /// write (`next`, `fd_write`, `random_get`) and for each nanosecond a
+    /// guest sleeps in `poll_oneoff`.
     ///
     /// A point is one wasm operator, paid for in advance: on entering a
     /// stretch of code that control can only enter at its start, the guest
@@ -133,6 +172,23 @@ impl<S: Signature> RuntimeBuilder<S> {
     /// Budgets above `i64::MAX` count as `i64::MAX`.
     pub fn cpu_budget(mut self, operations: u64) -> Self {
         self.limits.cpu_budget = Some(operations);
+        self
+    }
+
+    /// Stops a run still going `limit` after it started with
+    /// [`Error::Deadline`]: the guest running then traps at its next
+    /// function start or loop iteration, the thread is free again and the
+    /// instance is discarded. Host waits (`poll_oneoff`) end at the
+    /// deadline; native handlers are not interrupted, but the chain stops
+    /// when they return. A fresh instance's start-up has the same limit.
+    /// Off by default.
+    ///
+    /// A deadline compiles guests with the CPU budget's checks (with an
+    /// unlimited budget when none is set). A watchdog thread looks at the
+    /// runs under a deadline every millisecond, so a run is stopped at most
+    /// about a millisecond late, plus the time to its guest's next check.
+    pub fn deadline(mut self, limit: Duration) -> Self {
+        self.limits.deadline = Some(limit);
         self
     }
 
@@ -180,11 +236,13 @@ impl<S: Signature> RuntimeBuilder<S> {
         }
         let settings = EngineSettings {
             cpu_budget: self.limits.cpu_budget,
+            metered: self.limits.metered(),
             memory_limit_pages: (self.limits.memory_limit / PAGE) as u32,
+            table_limit: self.limits.table_limit,
         };
         // One engine for all functions, except with metering, whose
         // middleware keeps per-module state: then one engine per function.
-        let shared_engine = settings.cpu_budget.is_none().then(|| build_engine(settings));
+        let shared_engine = (!settings.metered).then(|| build_engine(settings));
         // One anchor per thread slot; as many shards, but never more than
         // the idle instances allowed.
         let anchors_per_function = slot_count();
@@ -205,7 +263,7 @@ impl<S: Signature> RuntimeBuilder<S> {
                 settings,
                 self.cache_dir.as_deref(),
             )?;
-            module::validate(name, &module)?;
+            module::validate(name, &module, settings)?;
             let shared = Arc::new(FunctionShared {
                 name: Arc::from(name),
                 engine,
@@ -561,11 +619,16 @@ impl<S: Signature> Runtime<S> {
         self.inner.functions.iter().map(|f| &*f.name).collect()
     }
 
-    /// The CPU budget of each guest call, in wasm operations, if one was set
+    /// The CPU budget of each run, in wasm operations, if one was set
     /// ([`RuntimeBuilder::cpu_budget`]). A server can rely on it to bound how
     /// long one run holds a thread.
     pub fn cpu_budget(&self) -> Option<u64> {
         self.inner.limits.cpu_budget
+    }
+
+    /// The deadline of each run, if one was set ([`RuntimeBuilder::deadline`]).
+    pub fn deadline(&self) -> Option<Duration> {
+        self.inner.limits.deadline
     }
 
     /// The memory limit of each guest instance, in bytes.
@@ -701,14 +764,21 @@ impl<S: Signature> Instance<S> {
     ///
     /// [`Error::Guest`], [`Error::Panic`], [`Error::Trap`],
     /// [`Error::MalformedOutput`], [`Error::MemoryLimit`], [`Error::CpuBudget`],
-    /// [`Error::Handler`] (when a guest passed a handler's error on), and
-    /// [`Error::Instantiation`] when a replacement instance cannot be made.
+    /// [`Error::Deadline`], [`Error::Handler`] (when a guest passed a
+    /// handler's error on), and [`Error::Instantiation`] when a replacement
+    /// instance cannot be made.
     pub fn run(&mut self) -> Result<(), Error> {
         let _span = tracing::debug_span!("run").entered();
         self.heal()?;
         let chain = self.chain.as_mut().expect("an instance always has a chain");
         let context = self.context.as_deref_mut().expect("an instance has a context until it drops");
-        chain.run(context)
+        let limits = match chain {
+            Downstream::Guest(head) => head.function.limits,
+            Downstream::Handlers(_) => return chain.run(context, &mut 0),
+        };
+        let mut points = crate::metering::initial_points(limits.cpu_budget.unwrap_or(u64::MAX));
+        let _run = limits.deadline.map(deadline::begin);
+        chain.run(context, &mut points)
     }
 
     /// Replaces the guest instances that may not run again.

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use wasmer::{Function, FunctionEnv, FunctionEnvMut, MemoryView, Store, Type};
 
-use crate::guest::{GuestEnv, HostTrap};
+use crate::deadline;
+use crate::guest::{GuestEnv, HostTrap, charge};
 use crate::signature::Signature;
 
 /// The import module name.
@@ -112,9 +113,10 @@ impl Capture {
         self.dropped = 0;
     }
 
-    /// The text kept, lossily decoded.
+    /// The text kept, lossily decoded, with control characters escaped
+    /// (`guest::printable`).
     pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.kept).into_owned()
+        crate::guest::printable(&String::from_utf8_lossy(&self.kept))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -156,6 +158,7 @@ pub(crate) fn function<S: Signature>(
             })
         }
         "random_get" => Function::new_typed_with_env(store, env, |mut env: Env<'_, S>, buf: u32, len: u32| {
+            charge_bytes(&mut env, u64::from(len));
             with_view(&mut env, |view| {
                 if !in_bounds(view, buf, len) {
                     return EFAULT;
@@ -175,14 +178,18 @@ pub(crate) fn function<S: Signature>(
                 if fd != 1 && fd != 2 {
                     return EBADF;
                 }
-                let (data, store) = env.data_and_store_mut();
+                let (data, mut store) = env.data_and_store_mut();
                 let Some(memory) = data.memory.clone() else { return EFAULT };
                 let view = memory.view(&store);
                 let capture = if fd == 1 { &mut data.stdout } else { &mut data.stderr };
-                match write_iovs(&view, capture, iovs, iovs_len) {
+                let result = write_iovs(&view, capture, iovs, iovs_len);
+                let answer = match result {
                     Ok(total) => errno(write_u32(&view, written, total)),
                     Err(()) => EFAULT,
-                }
+                };
+                // Every byte written counts, kept or dropped.
+                charge(data.meter.as_ref(), &mut store, u64::from(*result.as_ref().unwrap_or(&0)));
+                answer
             },
         ),
         "fd_read" => Function::new_typed_with_env(
@@ -249,7 +256,11 @@ pub(crate) fn function<S: Signature>(
             store,
             env,
             |mut env: Env<'_, S>, subs: u32, events: u32, count: u32, written: u32| {
-                with_view(&mut env, |view| poll_oneoff(view, subs, events, count, written))
+                let mut slept = Duration::ZERO;
+                let answer = with_view(&mut env, |view| poll_oneoff(view, subs, events, count, written, &mut slept));
+                // Sleeping counts against the budget: a nanosecond a point.
+                charge_bytes(&mut env, u64::try_from(slept.as_nanos()).unwrap_or(u64::MAX));
+                answer
             },
         ),
         "proc_exit" => Function::new_typed(store, |code: u32| -> Result<(), HostTrap> { Err(HostTrap::Exit(code)) }),
@@ -284,6 +295,12 @@ fn monotonic_nanos() -> u64 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     // Offset by one second so that "zero" is never a reading a guest sees.
     START.get_or_init(Instant::now).elapsed().as_nanos() as u64 + 1_000_000_000
+}
+
+/// Charges the guest's budget `points` for work done on its behalf.
+fn charge_bytes<S: Signature>(env: &mut FunctionEnvMut<'_, GuestEnv<S>>, points: u64) {
+    let (data, mut store) = env.data_and_store_mut();
+    charge(data.meter.as_ref(), &mut store, points);
 }
 
 fn with_view<S: Signature>(env: &mut FunctionEnvMut<'_, GuestEnv<S>>, f: impl FnOnce(&MemoryView<'_>) -> i32) -> i32 {
@@ -340,9 +357,11 @@ fn write_iovs(view: &MemoryView<'_>, capture: &mut Capture, iovs: u32, iovs_len:
     Ok(total)
 }
 
-/// `poll_oneoff`: clock subscriptions sleep (up to [`MAX_POLL_SLEEP`]) until
-/// the earliest is due; file descriptor subscriptions fail with `EBADF` at once.
-fn poll_oneoff(view: &MemoryView<'_>, subs: u32, events: u32, count: u32, written: u32) -> i32 {
+/// `poll_oneoff`: clock subscriptions sleep (up to [`MAX_POLL_SLEEP`], and
+/// never past the run's deadline) until the earliest is due; file
+/// descriptor subscriptions fail with `EBADF` at once. Adds the time slept
+/// to `slept`.
+fn poll_oneoff(view: &MemoryView<'_>, subs: u32, events: u32, count: u32, written: u32, slept: &mut Duration) -> i32 {
     const SUBSCRIPTION_SIZE: u64 = 48;
     const EVENT_SIZE: u64 = 32;
     const CLOCK: u8 = 0;
@@ -350,7 +369,7 @@ fn poll_oneoff(view: &MemoryView<'_>, subs: u32, events: u32, count: u32, writte
     if count == 0 {
         return EINVAL;
     }
-    let poll = || -> Result<u32, ()> {
+    let mut poll = || -> Result<u32, ()> {
         let mut fd_events = Vec::new();
         let mut earliest: Option<(u64, Duration)> = None;
         for i in 0..u64::from(count) {
@@ -393,7 +412,10 @@ fn poll_oneoff(view: &MemoryView<'_>, subs: u32, events: u32, count: u32, writte
             return Ok(fd_events.len() as u32);
         }
         let (userdata, wait) = earliest.ok_or(())?;
-        std::thread::sleep(wait.min(MAX_POLL_SLEEP));
+        let wait = wait.min(MAX_POLL_SLEEP).min(deadline::time_left().unwrap_or(Duration::MAX));
+        let started = Instant::now();
+        std::thread::sleep(wait);
+        *slept += started.elapsed();
         write_event(userdata, 0, CLOCK)?;
         Ok(1)
     };

@@ -10,7 +10,7 @@ const DEFAULT_RESULT_LEN: u64 = 6;
 /// A module with the ABI's exports: the input buffer lives at 1024, and
 /// `run`'s body is `run` (it gets the input length as local 0 and must
 /// leave an i64 on the stack). `extra` adds imports and functions.
-fn module(imports: &str, run: &str, extra: &str) -> String {
+pub(crate) fn module(imports: &str, run: &str, extra: &str) -> String {
     module_speaking(1, imports, run, extra)
 }
 
@@ -29,11 +29,11 @@ fn module_speaking(version: u32, imports: &str, run: &str, extra: &str) -> Strin
     )
 }
 
-fn packed(ptr: u64, len: u64) -> String {
+pub(crate) fn packed(ptr: u64, len: u64) -> String {
     format!("i64.const {}", (ptr << 32) | len)
 }
 
-fn function(wat: &str) -> ScaleFunc {
+pub(crate) fn function(wat: &str) -> ScaleFunc {
     let wasm = wasmer::wat2wasm(wat.as_bytes()).unwrap_or_else(|err| panic!("bad test WAT: {err}\n{wat}"));
     ScaleFunc::new("wat", "test", Signature::new("http", "v0.1.0").unwrap(), Language::Rust, wasm.into_owned()).unwrap()
 }
@@ -385,7 +385,7 @@ fn a_module_whose_minimum_memory_exceeds_the_limit_is_refused() {
     let wat =
         module("", &packed(8, 6), "").replace("(memory (export \"memory\") 1)", "(memory (export \"memory\") 2000)");
     let err = Runtime::builder().memory_limit(16 << 20).function(function(&wat)).build().unwrap_err();
-    assert!(matches!(&err, Error::Instantiation { reason, .. } if reason.contains("memory")), "{err:?}");
+    assert!(matches!(&err, Error::InvalidModule { reason, .. } if reason.contains("memory")), "{err:?}");
 }
 
 #[test]

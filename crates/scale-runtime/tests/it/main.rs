@@ -4,4 +4,5 @@
 mod abi;
 mod common;
 mod fixtures;
+mod hostile;
 mod reliability;

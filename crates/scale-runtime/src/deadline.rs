@@ -1,0 +1,227 @@
+//! Wall-clock deadlines: a watchdog thread stops guests still running when
+//! their run's deadline passes.
+//!
+//! Guests under a deadline are compiled with the metering middleware, which
+//! checks the points left at every function start and loop iteration. Each
+//! thread that runs guests has a [`Slot`]: the deadline of its current run
+//! and where the running guest keeps its points. The watchdog wakes every
+//! [`TICK`] while some run has a deadline and, for every run past it,
+//! overwrites those points with [`STOPPED`]; the guest's next check then
+//! traps, and the runtime reports the trap as a deadline because the clock
+//! says so. Host functions that wait (`poll_oneoff`) or run the rest of the
+//! chain (`next`) look at the deadline themselves.
+//!
+//! The guest's thread pays a clock reading and a few atomic stores per run:
+//! no signals, no locks, no system calls on the warm path.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+/// What the watchdog writes into the points of a guest past its deadline:
+/// less than any check asks for, and far enough from `i64::MIN` that the
+/// guest's own subtractions cannot wrap it around.
+pub(crate) const STOPPED: i64 = i64::MIN / 2;
+
+/// How often the watchdog looks at the runs with a deadline, while there
+/// are any: how late past its deadline a guest may be stopped, plus the
+/// time to its next check.
+pub(crate) const TICK: Duration = Duration::from_millis(1);
+
+/// How long the watchdog keeps ticking with no run under a deadline before
+/// it parks until the next one starts.
+const IDLE_BEFORE_PARKING: Duration = Duration::from_secs(1);
+
+/// One thread's current run, as the watchdog sees it.
+#[derive(Debug, Default)]
+struct Slot {
+    /// When the current run's deadline passes, in [`nanos`]; 0 when the
+    /// thread runs nothing under a deadline.
+    deadline: AtomicU64,
+    /// Odd while `deadline` changes: the watchdog acts only on a deadline
+    /// and target it read within one even epoch.
+    epoch: AtomicU64,
+    /// The points of the guest running now (null when none).
+    target: AtomicPtr<i64>,
+    /// Set while the watchdog may write through `target`; the thread waits
+    /// for it to clear before anything `target` pointed to may be freed.
+    busy: AtomicBool,
+}
+
+/// The slots of every thread that ran guests under a deadline.
+static SLOTS: Mutex<Vec<Weak<Slot>>> = Mutex::new(Vec::new());
+/// The watchdog thread, started with the first slot.
+static WATCHDOG: OnceLock<std::thread::Thread> = OnceLock::new();
+/// Set while the watchdog is parked for lack of work.
+static PARKED: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    static SLOT: Arc<Slot> = register();
+}
+
+/// Nanoseconds since the first deadline, plus one (so never 0).
+fn nanos() -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    ORIGIN.get_or_init(Instant::now).elapsed().as_nanos() as u64 + 1
+}
+
+fn register() -> Arc<Slot> {
+    let slot = Arc::new(Slot::default());
+    let mut slots = SLOTS.lock().unwrap_or_else(PoisonError::into_inner);
+    slots.retain(|slot| slot.strong_count() > 0);
+    slots.push(Arc::downgrade(&slot));
+    drop(slots);
+    WATCHDOG.get_or_init(|| {
+        std::thread::Builder::new()
+            .name("scale-deadlines".into())
+            .spawn(watch)
+            .expect("the deadline watchdog thread starts")
+            .thread()
+            .clone()
+    });
+    slot
+}
+
+/// The watchdog's loop.
+fn watch() {
+    let mut last_busy = Instant::now();
+    loop {
+        let slots: Vec<Arc<Slot>> =
+            SLOTS.lock().unwrap_or_else(PoisonError::into_inner).iter().filter_map(Weak::upgrade).collect();
+        let now = nanos();
+        let mut active = false;
+        for slot in &slots {
+            let deadline = slot.deadline.load(SeqCst);
+            if deadline != 0 {
+                active = true;
+                if now >= deadline {
+                    stop(slot, deadline);
+                }
+            }
+        }
+        drop(slots);
+        if active {
+            last_busy = Instant::now();
+        } else if last_busy.elapsed() >= IDLE_BEFORE_PARKING {
+            PARKED.store(true, SeqCst);
+            // A run that started before `PARKED` was set is seen here; one
+            // that starts after it sees `PARKED` and unparks this thread.
+            let started = SLOTS
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .filter_map(Weak::upgrade)
+                .any(|slot| slot.deadline.load(SeqCst) != 0);
+            if !started {
+                std::thread::park();
+            }
+            PARKED.store(false, SeqCst);
+            last_busy = Instant::now();
+            continue;
+        }
+        std::thread::sleep(TICK);
+    }
+}
+
+/// Stops the guest running in `slot`, if its run is still the one whose
+/// `deadline` passed.
+fn stop(slot: &Slot, deadline: u64) {
+    slot.busy.store(true, SeqCst);
+    let epoch = slot.epoch.load(SeqCst);
+    let same_deadline = slot.deadline.load(SeqCst) == deadline;
+    let target = slot.target.load(SeqCst);
+    let same_epoch = slot.epoch.load(SeqCst) == epoch;
+    if epoch.is_multiple_of(2) && same_deadline && same_epoch && !target.is_null() {
+        // SAFETY: `target` points to the points global of a guest that is
+        // running on the slot's thread: the thread sets it before calling
+        // the guest and, before the guest can be freed, replaces it and
+        // waits for `busy` to clear (see `Run::drop` and `restore_target`),
+        // so it is alive while `busy` is set. The global is 8-byte aligned
+        // (wasmer aligns global definitions to 16 bytes). The guest's code
+        // reads and writes it with plain loads and stores on its own
+        // thread; an aligned 8-byte store is atomic on the targets wasmer
+        // supports, so the guest reads either its own value or this one.
+        // If the guest's own subtraction overwrites this store, the next
+        // tick stores it again.
+        unsafe { AtomicI64::from_ptr(target) }.store(STOPPED, SeqCst);
+    }
+    slot.busy.store(false, SeqCst);
+}
+
+/// Waits until the watchdog is not writing through the slot's target.
+fn wait_not_busy(slot: &Slot) {
+    while slot.busy.load(SeqCst) {
+        std::hint::spin_loop();
+    }
+}
+
+/// A run under a deadline on this thread; dropping it ends the run and
+/// gives the thread back to the run it was nested in, if any.
+#[derive(Debug)]
+pub(crate) struct Run {
+    saved_deadline: u64,
+    saved_target: *mut i64,
+}
+
+/// Starts a run on this thread that must end within `limit`.
+pub(crate) fn begin(limit: Duration) -> Run {
+    let deadline = nanos().saturating_add(u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX)).max(1);
+    SLOT.with(|slot| {
+        slot.epoch.fetch_add(1, SeqCst);
+        let saved_deadline = slot.deadline.swap(deadline, SeqCst);
+        let saved_target = slot.target.swap(std::ptr::null_mut(), SeqCst);
+        slot.epoch.fetch_add(1, SeqCst);
+        wait_not_busy(slot);
+        if PARKED.load(SeqCst)
+            && let Some(watchdog) = WATCHDOG.get()
+        {
+            watchdog.unpark();
+        }
+        Run { saved_deadline, saved_target }
+    })
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        SLOT.with(|slot| {
+            slot.epoch.fetch_add(1, SeqCst);
+            slot.deadline.store(self.saved_deadline, SeqCst);
+            slot.target.store(self.saved_target, SeqCst);
+            slot.epoch.fetch_add(1, SeqCst);
+            wait_not_busy(slot);
+        });
+    }
+}
+
+/// Makes `points` (a guest's remaining points) what the watchdog stops
+/// when this thread's run passes its deadline. Returns what it replaced,
+/// for [`restore_target`].
+pub(crate) fn set_target(points: *mut i64) -> *mut i64 {
+    SLOT.with(|slot| slot.target.swap(points, SeqCst))
+}
+
+/// Puts back the target [`set_target`] replaced, and waits until the
+/// watchdog no longer writes through the one it held.
+pub(crate) fn restore_target(previous: *mut i64) {
+    SLOT.with(|slot| {
+        slot.target.store(previous, SeqCst);
+        wait_not_busy(slot);
+    });
+}
+
+/// Whether this thread's current run has passed its deadline.
+pub(crate) fn passed() -> bool {
+    SLOT.with(|slot| {
+        let deadline = slot.deadline.load(SeqCst);
+        deadline != 0 && nanos() >= deadline
+    })
+}
+
+/// How long until this thread's current run passes its deadline: `None`
+/// without one, zero once it has passed.
+pub(crate) fn time_left() -> Option<Duration> {
+    SLOT.with(|slot| {
+        let deadline = slot.deadline.load(SeqCst);
+        (deadline != 0).then(|| Duration::from_nanos(deadline.saturating_sub(nanos())))
+    })
+}
