@@ -357,6 +357,7 @@ pub fn status_for(err: &Error) -> http::StatusCode {
         Error::MemoryLimit { .. } | Error::CpuBudget { .. } | Error::Instantiation { .. } => {
             http::StatusCode::SERVICE_UNAVAILABLE
         }
+        Error::Deadline { .. } => http::StatusCode::GATEWAY_TIMEOUT,
         Error::Handler { .. } => http::StatusCode::BAD_GATEWAY,
         _ => http::StatusCode::INTERNAL_SERVER_ERROR,
     }

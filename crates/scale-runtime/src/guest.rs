@@ -570,8 +570,10 @@ impl<S: Signature> Link<S> {
                 Ok(())
             }
             // A guest passing on an error from further down keeps the original error.
-            Ok(Err(message)) => Err(downstream_failure
-                .unwrap_or_else(|| Error::Guest { function: self.function.name.to_string(), message })),
+            Ok(Err(message)) => Err(downstream_failure.unwrap_or_else(|| Error::Guest {
+                function: self.function.name.to_string(),
+                message: printable(&message),
+            })),
             Err(err) => {
                 self.poisoned = err.poisons_instance();
                 // A deadline that passed further down names the function

@@ -7,7 +7,7 @@ use anyhow::Context;
 use scale_signature_http::Response;
 
 use crate::commands::read_scale;
-use crate::commands::runtime_args::{Budget, RuntimeArgs};
+use crate::commands::runtime_args::{Budget, Deadline, Defaults, RuntimeArgs};
 use crate::display::reason_phrase;
 
 #[derive(Debug, clap::Args)]
@@ -61,7 +61,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (None, None) => Vec::new(),
     };
     let functions = args.files.iter().map(|path| read_scale(path)).collect::<anyhow::Result<Vec<_>>>()?;
-    let runtime = args.runtime.builder(functions, Budget::Unlimited).build()?;
+    let runtime =
+        args.runtime.builder(functions, Defaults { budget: Budget::Unlimited, deadline: Deadline::Never }).build()?;
     let mut instance = runtime.instance()?;
     let request = &mut instance.context_mut().request;
     request.set_method(args.method).set_uri(args.uri).set_body(body);

@@ -1,6 +1,7 @@
 //! The runtime settings `run` and `serve` share.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use scale_func::ScaleFunc;
 use scale_runtime::{Runtime, RuntimeBuilder};
@@ -10,10 +11,20 @@ pub struct RuntimeArgs {
     /// The memory limit of each function instance, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = scale_runtime::DEFAULT_MEMORY_LIMIT >> 20)]
     memory_limit: u64,
-    /// Stop a function after this many wasm operations per call, or never
-    /// with `none` [default: none for `run`, 1000000000 for `serve`].
+    /// The most table elements each function instance may have (8 bytes
+    /// each, counted in the memory limit).
+    #[arg(long, value_name = "ELEMENTS", default_value_t = scale_runtime::DEFAULT_TABLE_LIMIT)]
+    table_limit: u32,
+    /// Stop a run after this many wasm operations, all functions of the
+    /// chain together (host calls and sleeps count too), or never with
+    /// `none` [default: none for `run`, 1000000000 for `serve`].
     #[arg(long, value_name = "OPERATIONS|none", value_parser = parse_budget)]
     cpu_budget: Option<Budget>,
+    /// Stop a run still going after this long (`250ms`, `10s`, `2m`; a bare
+    /// number is seconds), or never with `none` [default: none for `run`,
+    /// 10s for `serve`].
+    #[arg(long, value_name = "DURATION|none", value_parser = parse_deadline)]
+    deadline: Option<Deadline>,
     /// Keep compiled modules in this directory, to start faster next time.
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
@@ -37,14 +48,58 @@ fn parse_budget(text: &str) -> Result<Budget, String> {
     }
 }
 
+/// A `--deadline` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadline {
+    After(Duration),
+    Never,
+}
+
+fn parse_deadline(text: &str) -> Result<Deadline, String> {
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(Deadline::Never);
+    }
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        _ => return Err(format!("expected a duration such as 250ms, 10s or 2m, or `none`, got {text:?}")),
+    };
+    let seconds = number
+        .parse::<f64>()
+        .map_err(|_| format!("expected a duration such as 250ms, 10s or 2m, or `none`, got {text:?}"))?
+        * scale;
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(duration) if !duration.is_zero() => Ok(Deadline::After(duration)),
+        Ok(_) => Err("a deadline of 0 stops every run; use `none` for no deadline".into()),
+        Err(_) => Err(format!("{text:?} is not a duration this can wait")),
+    }
+}
+
+/// The settings a command uses where the flags are not given.
+#[derive(Debug, Clone, Copy)]
+pub struct Defaults {
+    pub budget: Budget,
+    pub deadline: Deadline,
+}
+
 impl RuntimeArgs {
-    /// A runtime builder for `functions` with these settings; `default_budget`
-    /// applies when `--cpu-budget` was not given.
-    pub fn builder(&self, functions: Vec<ScaleFunc>, default_budget: Budget) -> RuntimeBuilder {
-        let mut builder =
-            Runtime::builder().functions(functions).memory_limit(self.memory_limit.saturating_mul(1 << 20));
-        if let Budget::Operations(operations) = self.cpu_budget.unwrap_or(default_budget) {
+    /// A runtime builder for `functions` with these settings, and
+    /// `defaults` where a flag was not given.
+    pub fn builder(&self, functions: Vec<ScaleFunc>, defaults: Defaults) -> RuntimeBuilder {
+        let mut builder = Runtime::builder()
+            .functions(functions)
+            .memory_limit(self.memory_limit.saturating_mul(1 << 20))
+            .table_limit(self.table_limit);
+        if let Budget::Operations(operations) = self.cpu_budget.unwrap_or(defaults.budget) {
             builder = builder.cpu_budget(operations);
+        }
+        if let Deadline::After(limit) = self.deadline.unwrap_or(defaults.deadline) {
+            builder = builder.deadline(limit);
         }
         if let Some(dir) = &self.cache_dir {
             builder = builder.cache_dir(dir);
@@ -65,5 +120,18 @@ mod tests {
         assert!(parse_budget("0").unwrap_err().contains("none"));
         assert!(parse_budget("-5").is_err());
         assert!(parse_budget("ten").is_err());
+    }
+
+    #[test]
+    fn deadlines_parse() {
+        assert_eq!(parse_deadline("250ms"), Ok(Deadline::After(Duration::from_millis(250))));
+        assert_eq!(parse_deadline("10s"), Ok(Deadline::After(Duration::from_secs(10))));
+        assert_eq!(parse_deadline("1.5"), Ok(Deadline::After(Duration::from_millis(1500))));
+        assert_eq!(parse_deadline("2m"), Ok(Deadline::After(Duration::from_secs(120))));
+        assert_eq!(parse_deadline("none"), Ok(Deadline::Never));
+        assert!(parse_deadline("0s").unwrap_err().contains("none"));
+        for bad in ["", "ten", "5h", "-1s", "1e400", "s"] {
+            assert!(parse_deadline(bad).is_err(), "{bad:?}");
+        }
     }
 }

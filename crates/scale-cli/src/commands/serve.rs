@@ -8,11 +8,16 @@ use scale_func::ScaleFunc;
 use scale_http::{Dispatch, ScaleService};
 
 use crate::commands::read_scale;
-use crate::commands::runtime_args::{Budget, RuntimeArgs};
+use crate::commands::runtime_args::{Budget, Deadline, Defaults, RuntimeArgs};
 
 /// The CPU budget of `serve` when none is given: generous for request
 /// handlers, and a bound on how long one run can hold a server thread.
 pub const DEFAULT_SERVE_BUDGET: u64 = 1_000_000_000;
+
+/// The deadline of each run of `serve` when none is given: a run still
+/// going after it (sleeping, waiting on host calls) is stopped and answered
+/// with 504.
+pub const DEFAULT_SERVE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The function served when no files are given (source in `hello/`).
 const DEFAULT_FUNCTION: &[u8] = include_bytes!("../../assets/hello.scale");
@@ -69,13 +74,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let runtime = args
         .runtime
-        .builder(functions, Budget::Operations(DEFAULT_SERVE_BUDGET))
+        .builder(
+            functions,
+            Defaults {
+                budget: Budget::Operations(DEFAULT_SERVE_BUDGET),
+                deadline: Deadline::After(DEFAULT_SERVE_DEADLINE),
+            },
+        )
         .build()
         .context("loading the functions")?;
     let names = runtime.function_names().join(" → ");
     let budget = match runtime.cpu_budget() {
-        Some(operations) => format!("CPU budget {operations} operations per call"),
+        Some(operations) => format!("CPU budget {operations} operations per run"),
         None => "no CPU budget".to_string(),
+    };
+    let budget = match runtime.deadline() {
+        Some(limit) => format!("{budget}, deadline {limit:?}"),
+        None => format!("{budget}, no deadline"),
     };
     let service = ScaleService::new(runtime).body_limit(args.body_limit).dispatch(args.dispatch.into());
     let threads = if service.runs_inline() { "runs inline" } else { "runs on the blocking pool" };
