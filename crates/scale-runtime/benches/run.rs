@@ -3,6 +3,9 @@
 //! - `run_passthrough/{rust,go}`: `instance()` + set a 64-byte body + `run()`
 //!   on the passthrough fixture, pooled and warm: the whole round trip,
 //!   encoding and decoding on both sides included.
+//! - `run_limits/rust/{none,budget,deadline,both}`: `run_passthrough/rust`
+//!   with no limit, a CPU budget, a deadline, or both: what each limit
+//!   costs a warm run.
 //! - `baseline/wasmer_call`: one typed call of an exported identity function
 //!   on a bare wasmer instance, no codec and no memory traffic: the floor.
 //! - `copy_64KiB/{whole,pieces}/{0,16}`: copying 64 KiB in one call or in
@@ -32,6 +35,32 @@ fn run_passthrough(c: &mut Criterion) {
         // Warm the pool.
         runtime.instance().unwrap().run().unwrap();
         group.bench_function(lang, |b| {
+            b.iter(|| {
+                let mut instance = runtime.instance().unwrap();
+                instance.context_mut().request.set_body(&BODY[..]);
+                instance.run().unwrap();
+                std::hint::black_box(instance.context().request.body.len());
+            })
+        });
+    }
+    group.finish();
+}
+
+fn run_limits(c: &mut Criterion) {
+    static BODY: [u8; 64] = [b'x'; 64];
+    let mut group = c.benchmark_group("run_limits/rust");
+    let budget = 1_000_000_000;
+    let deadline = std::time::Duration::from_secs(10);
+    let builders = [
+        ("none", Runtime::builder()),
+        ("budget", Runtime::builder().cpu_budget(budget)),
+        ("deadline", Runtime::builder().deadline(deadline)),
+        ("both", Runtime::builder().cpu_budget(budget).deadline(deadline)),
+    ];
+    for (name, builder) in builders {
+        let runtime = builder.function(fixture("rust", "passthrough")).build().expect("runtime");
+        runtime.instance().unwrap().run().unwrap();
+        group.bench_function(name, |b| {
             b.iter(|| {
                 let mut instance = runtime.instance().unwrap();
                 instance.context_mut().request.set_body(&BODY[..]);
@@ -87,6 +116,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_secs(1))
         .measurement_time(std::time::Duration::from_secs(3));
-    targets = run_passthrough, baseline, copy
+    targets = run_passthrough, run_limits, baseline, copy
 }
 criterion_main!(benches);
