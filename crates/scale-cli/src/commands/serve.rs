@@ -36,8 +36,8 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS|none", value_parser = parse_seconds, default_value = "60")]
     body_timeout: Seconds,
     /// The slowest a request body may arrive: a body that brings fewer than
-    /// BYTES in one of its consecutive `--body-rate-window`-second windows gets 408 and the
-    /// connection is closed; `none` accepts any rate.
+    /// BYTES in one of its consecutive `--body-rate-window`-second windows
+    /// gets 408 and the connection is closed; `none` accepts any rate.
     #[arg(long, value_name = "BYTES|none", value_parser = parse_bytes, default_value = "1024")]
     body_min_rate: MinBytes,
     /// The window `--body-min-rate` is measured over, in seconds.
