@@ -3,7 +3,9 @@
 //! [`ScaleService`] is a tower `Service<http::Request<B>>`: it turns each
 //! request into a [`Context`](scale_runtime::Context), runs the function
 //! chain on a pooled instance, and answers with the response the chain built.
-//! [`serve`] runs it on a TCP listener with hyper 1 and graceful shutdown.
+//! [`serve`] runs it on a TCP listener with hyper 1 and graceful shutdown
+//! ([`serve_with`] takes [`ServeOptions`]: the header read timeout and the
+//! connection limit).
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -32,14 +34,27 @@
 //! | --- | --- |
 //! | the chain succeeded | the chain's status (200 unless a function set another) |
 //! | body larger than the limit (default 10 MiB) | 413 |
+//! | body slower than the minimum rate (default 1 KiB per 5 s) or not complete within the body timeout (default 60 s) | 408, and the connection is closed |
 //! | unreadable body, or a header value that is not UTF-8 | 400 |
 //! | a function failed, panicked, trapped or broke the ABI | 500 |
 //! | a function hit its memory limit or CPU budget, or no instance could be made | 503 |
 //! | the downstream handler or service failed | 502 |
 //! | the chain produced a response that is not valid HTTP (status outside 100–999, bad header) | 500 |
+//! | the chain answered with an informational status (1xx, `101 Switching Protocols` included) | 500 |
 //!
 //! Error bodies are generic ("Internal Server Error"); the details go to
 //! `tracing` at `error` level, never to the client.
+//!
+//! # Framing
+//!
+//! The adapter decides how a response is framed, never the function: the
+//! headers `content-length`, `transfer-encoding`, `connection` (and every
+//! header its value names), `keep-alive`, `proxy-connection`, `te`,
+//! `trailer` and `upgrade` are dropped from the chain's response (logged at
+//! `debug`), and hyper sets the length from the body. A function's wrong
+//! `content-length` therefore cannot cut a body short, make the rest of it
+//! pass for the next response on a keep-alive connection, or close or upgrade
+//! the connection. For `204`, `304` and answers to `HEAD`, hyper sends no body.
 //!
 //! # Threads
 //!
@@ -71,6 +86,7 @@ use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
@@ -81,6 +97,11 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use scale_runtime::{Error, HandlerError, Runtime};
 use scale_signature_http::{Context, Response};
 use tower::ServiceExt;
+
+mod framing;
+mod pace;
+
+pub use pace::{DEFAULT_BODY_MIN_BYTES, DEFAULT_BODY_RATE_WINDOW, DEFAULT_BODY_TIMEOUT, MinRate};
 
 /// The default largest request body: 10 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 10 << 20;
@@ -131,6 +152,7 @@ pub enum Dispatch {
 pub struct ScaleService {
     runtime: Runtime,
     body_limit: usize,
+    body_pace: pace::Pace,
     downstream: Downstream,
     dispatch: Dispatch,
 }
@@ -140,6 +162,8 @@ impl std::fmt::Debug for ScaleService {
         f.debug_struct("ScaleService")
             .field("runtime", &self.runtime)
             .field("body_limit", &self.body_limit)
+            .field("body_timeout", &self.body_pace.total)
+            .field("body_min_rate", &self.body_pace.min_rate)
             .field("dispatch", &self.dispatch)
             .finish_non_exhaustive()
     }
@@ -149,7 +173,13 @@ impl ScaleService {
     /// A service running `runtime`'s chain, with no downstream: when the last
     /// function calls `next`, the context comes back unchanged.
     pub fn new(runtime: Runtime) -> Self {
-        Self { runtime, body_limit: DEFAULT_BODY_LIMIT, downstream: Downstream::None, dispatch: Dispatch::Auto }
+        Self {
+            runtime,
+            body_limit: DEFAULT_BODY_LIMIT,
+            body_pace: pace::Pace { total: Some(DEFAULT_BODY_TIMEOUT), min_rate: Some(MinRate::default()) },
+            downstream: Downstream::None,
+            dispatch: Dispatch::Auto,
+        }
     }
 
     /// Where runs happen: on the request's tokio worker, or on the blocking
@@ -175,6 +205,26 @@ impl ScaleService {
     /// The largest request body accepted, in bytes; larger ones get 413.
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
+        self
+    }
+
+    /// The longest a request body may take to arrive, from the first moment
+    /// the service waits for it (default [`DEFAULT_BODY_TIMEOUT`]); `None`
+    /// waits for as long as the body takes. A body still incomplete then gets
+    /// 408 Request Timeout, and the connection is closed.
+    pub fn body_timeout(mut self, total: impl Into<Option<Duration>>) -> Self {
+        self.body_pace.total = total.into();
+        self
+    }
+
+    /// The slowest a request body may arrive: at least `rate.bytes` in every
+    /// `rate.window` while the service waits for it (default 1 KiB per 5 s,
+    /// [`MinRate::default`]); `None` accepts any rate. A slower body gets 408
+    /// Request Timeout, and the connection is closed. This cuts off a client
+    /// that trickles its body long before [`body_timeout`](Self::body_timeout)
+    /// would.
+    pub fn body_min_rate(mut self, rate: impl Into<Option<MinRate>>) -> Self {
+        self.body_pace.min_rate = rate.into();
         self
     }
 
@@ -224,10 +274,16 @@ impl ScaleService {
         if content_length(&parts.headers).is_some_and(|len| len > self.body_limit as u64) {
             return plain(http::StatusCode::PAYLOAD_TOO_LARGE);
         }
-        let body = match Limited::new(body, self.body_limit).collect().await {
+        let body = match Limited::new(pace::Paced::new(body, self.body_pace), self.body_limit).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
                 return plain(http::StatusCode::PAYLOAD_TOO_LARGE);
+            }
+            Err(err) if err.downcast_ref::<pace::BodyTimeout>().is_some() => {
+                tracing::debug!(error = %err, "the request body arrived too slowly");
+                let mut response = plain(http::StatusCode::REQUEST_TIMEOUT);
+                response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                return response;
             }
             Err(err) => {
                 tracing::debug!(error = %err, "reading the request body failed");
@@ -267,6 +323,11 @@ impl ScaleService {
 /// The request is written into the instance's own context, whose strings
 /// and header entries are kept from its earlier runs, and the response is
 /// read from there: a warm instance allocates little for either.
+///
+/// Every function's answer, and a downstream's answer that came back up the
+/// chain, becomes an HTTP response here and nowhere else; so this is where
+/// the headers that would let it choose its own framing are dropped
+/// ([`framing`]).
 fn run_chain(
     runtime: &Runtime,
     downstream: &Downstream,
@@ -314,7 +375,14 @@ fn run_chain(
     let response = &mut instance.context_mut().response;
     let body = std::mem::take(&mut response.body);
     match http::Response::<Bytes>::try_from(&*response) {
-        Ok(response) => response.map(|_| Full::new(body)),
+        Ok(mut response) if framing::is_final(response.status()) => {
+            framing::drop_connection_headers(response.headers_mut());
+            response.map(|_| Full::new(body))
+        }
+        Ok(response) => {
+            tracing::error!(status = %response.status(), "the function chain answered with an informational status");
+            plain(http::StatusCode::INTERNAL_SERVER_ERROR)
+        }
         Err(err) => {
             tracing::error!(error = %err, "the function chain produced an invalid response");
             plain(http::StatusCode::INTERNAL_SERVER_ERROR)
@@ -441,18 +509,70 @@ where
 }
 
 /// How long a client may take to send a request's headers before the
-/// connection is closed.
+/// connection is closed. The same bound applies while a keep-alive connection
+/// waits, idle, for its next request.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The default number of connections [`serve`] keeps open at once: below the
+/// usual limit of 1,024 open files per process, leaving room for the
+/// listener, the module cache and the files of the process itself.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
+/// The whole answer to a connection beyond the limit.
+const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+    connection: close\r\n\
+    content-type: text/plain; charset=utf-8\r\n\
+    content-length: 20\r\n\
+    \r\n\
+    Service Unavailable\n";
+
+/// How [`serve_with`] serves connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeOptions {
+    header_read_timeout: Duration,
+    max_connections: NonZeroUsize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            max_connections: NonZeroUsize::new(DEFAULT_MAX_CONNECTIONS).expect("the default is not zero"),
+        }
+    }
+}
+
+impl ServeOptions {
+    /// The defaults: [`HEADER_READ_TIMEOUT`] and [`DEFAULT_MAX_CONNECTIONS`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How long a client may take to send a request's head, and how long a
+    /// keep-alive connection may wait idle for its next request, before the
+    /// connection is closed.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// How many connections are served at once. A connection accepted beyond
+    /// that is answered `503 Service Unavailable` with `connection: close`,
+    /// in one write at accept time, and closed: it takes no slot, no task and
+    /// no timer, so a flood of them cannot hold the server.
+    pub fn max_connections(mut self, connections: NonZeroUsize) -> Self {
+        self.max_connections = connections;
+        self
+    }
+}
+
 /// Serves `service` on `listener` with HTTP/1.1 until `shutdown` completes,
-/// then stops accepting and waits for the requests in flight to finish.
-///
-/// Each request carries a [`RemoteAddr`] extension. Clients that do not send
-/// their headers within [`HEADER_READ_TIMEOUT`] are disconnected.
+/// then stops accepting and waits for the requests in flight to finish; with
+/// the default [`ServeOptions`].
 ///
 /// # Errors
 ///
-/// Accepting a connection failed in a way that is not about one client.
+/// As [`serve_with`].
 pub async fn serve<S, B>(
     listener: tokio::net::TcpListener,
     service: S,
@@ -467,9 +587,41 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    serve_with(listener, service, ServeOptions::default(), shutdown).await
+}
+
+/// Serves `service` on `listener` with HTTP/1.1 until `shutdown` completes,
+/// then stops accepting and waits for the requests in flight to finish.
+///
+/// Each request carries a [`RemoteAddr`] extension. Clients that do not send
+/// a request's head within the options' header read timeout are
+/// disconnected, and so are keep-alive connections idle for that long. At
+/// most [`ServeOptions::max_connections`] connections are served at once;
+/// the ones beyond get 503 and are closed at once.
+///
+/// # Errors
+///
+/// Accepting a connection failed in a way that is not about one client.
+pub async fn serve_with<S, B>(
+    listener: tokio::net::TcpListener,
+    service: S,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(options.header_read_timeout);
+    let slots =
+        Arc::new(tokio::sync::Semaphore::new(options.max_connections.get().min(tokio::sync::Semaphore::MAX_PERMITS)));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -489,6 +641,10 @@ where
             },
             () = &mut shutdown => break,
         };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            turn_away(stream, peer);
+            continue;
+        };
         let connection = builder.serve_connection(
             hyper_util::rt::TokioIo::new(stream),
             Connection { service: std::sync::Mutex::new(service.clone()), peer },
@@ -498,11 +654,37 @@ where
             if let Err(err) = connection.await {
                 tracing::debug!(error = %err, %peer, "connection ended with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Answers a connection beyond the limit with 503 and closes it, without
+/// waiting for anything: the answer is small enough for the empty send
+/// buffer of a new socket.
+fn turn_away(stream: tokio::net::TcpStream, peer: SocketAddr) {
+    use std::io::{Read as _, Write as _};
+    tracing::debug!(%peer, "too many connections; answering 503");
+    // The standard socket is non-blocking still: neither call below waits.
+    let Ok(stream) = stream.into_std() else { return };
+    if let Err(err) = (&stream).write_all(TOO_MANY_CONNECTIONS) {
+        tracing::debug!(error = %err, %peer, "the 503 for a connection beyond the limit was not sent");
+        return;
+    }
+    // Closing a socket with unread bytes resets the connection, which can
+    // discard the 503 before the client reads it; so what the client has
+    // sent already is read and dropped (a bounded amount).
+    let mut unread = [0u8; 1024];
+    for _ in 0..16 {
+        match (&stream).read(&mut unread) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 
 /// The hyper service of one connection: `service`, with each request

@@ -1,11 +1,13 @@
 //! `scale serve [FILE.scale...]`
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use scale_func::ScaleFunc;
-use scale_http::{Dispatch, ScaleService};
+use scale_http::{Dispatch, MinRate, ScaleService, ServeOptions};
 
 use crate::commands::read_scale;
 use crate::commands::runtime_args::{Budget, Deadline, Defaults, RuntimeArgs};
@@ -33,6 +35,28 @@ pub struct Args {
     /// The largest request body accepted, in bytes; larger ones get 413.
     #[arg(long, value_name = "BYTES", default_value_t = scale_http::DEFAULT_BODY_LIMIT)]
     body_limit: usize,
+    /// The longest a request body may take to arrive, in seconds, or `none`
+    /// for no bound; a body still incomplete then gets 408 and the connection
+    /// is closed.
+    #[arg(long, value_name = "SECONDS|none", value_parser = parse_seconds, default_value = "60")]
+    body_timeout: Seconds,
+    /// The slowest a request body may arrive: a body that brings fewer than
+    /// BYTES in one of its consecutive `--body-rate-window`-second windows
+    /// gets 408 and the connection is closed; `none` accepts any rate.
+    #[arg(long, value_name = "BYTES|none", value_parser = parse_bytes, default_value = "1024")]
+    body_min_rate: MinBytes,
+    /// The window `--body-min-rate` is measured over, in seconds.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_window, default_value = "5")]
+    body_rate_window: Duration,
+    /// How long a client may take to send a request's head, and how long a
+    /// keep-alive connection may stay idle, in seconds, before it is closed.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_window, default_value = "10")]
+    header_timeout: Duration,
+    /// How many connections are served at once; a connection beyond that gets
+    /// 503 (`connection: close`) at once and is closed. Keep it below the
+    /// process's open-file limit (`ulimit -n`).
+    #[arg(long, value_name = "N", default_value_t = NonZeroUsize::new(scale_http::DEFAULT_MAX_CONNECTIONS).expect("not zero"))]
+    max_connections: NonZeroUsize,
     /// Where functions run: `inline` on the server's worker threads (fast;
     /// needs a CPU budget to bound runs), `blocking` on a separate thread pool
     /// (for long runs), or `auto` (inline when there is a CPU budget).
@@ -40,6 +64,37 @@ pub struct Args {
     dispatch: DispatchArg,
     #[command(flatten)]
     runtime: RuntimeArgs,
+}
+
+// The two aliases below keep clap from reading the flags as optional: a
+// flag always has a value, and `none` is one of them.
+
+/// A duration in seconds, or no bound.
+type Seconds = Option<Duration>;
+
+/// A number of bytes, or no bound.
+type MinBytes = Option<u64>;
+
+fn parse_seconds(text: &str) -> Result<Seconds, String> {
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    parse_window(text).map(Some)
+}
+
+fn parse_window(text: &str) -> Result<Duration, String> {
+    match text.parse::<u64>() {
+        Ok(0) => Err("0 seconds would cut off every client".into()),
+        Ok(seconds) => Ok(Duration::from_secs(seconds)),
+        Err(_) => Err(format!("expected a whole number of seconds, got {text:?}")),
+    }
+}
+
+fn parse_bytes(text: &str) -> Result<MinBytes, String> {
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    text.parse::<u64>().map(Some).map_err(|_| format!("expected a number of bytes or `none`, got {text:?}"))
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -92,7 +147,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(limit) => format!("{budget}, deadline {limit:?}"),
         None => format!("{budget}, no deadline"),
     };
-    let service = ScaleService::new(runtime).body_limit(args.body_limit).dispatch(args.dispatch.into());
+    let min_rate = args.body_min_rate.map(|bytes| MinRate { bytes, window: args.body_rate_window });
+    let service = ScaleService::new(runtime)
+        .body_limit(args.body_limit)
+        .body_timeout(args.body_timeout)
+        .body_min_rate(min_rate)
+        .dispatch(args.dispatch.into());
+    let options = ServeOptions::new().header_read_timeout(args.header_timeout).max_connections(args.max_connections);
     let threads = if service.runs_inline() { "runs inline" } else { "runs on the blocking pool" };
     eprintln!("{budget}, {threads}");
 
@@ -103,11 +164,46 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr()?;
         eprintln!("serving {names} on http://{addr} (Ctrl-C stops after the requests in flight)");
-        scale_http::serve(listener, service, async {
+        scale_http::serve_with(listener, service, options, async {
             let _ = tokio::signal::ctrl_c().await;
             eprintln!("shutting down…");
         })
         .await
         .context("serving")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_rates_parse() {
+        assert_eq!(parse_seconds("30"), Ok(Some(Duration::from_secs(30))));
+        assert_eq!(parse_seconds("none"), Ok(None));
+        assert!(parse_seconds("0").is_err());
+        assert!(parse_seconds("1.5").is_err());
+        assert_eq!(parse_window("5"), Ok(Duration::from_secs(5)));
+        assert!(parse_window("none").is_err());
+        assert_eq!(parse_bytes("1024"), Ok(Some(1024)));
+        assert_eq!(parse_bytes("NONE"), Ok(None));
+        assert!(parse_bytes("-1").is_err());
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn flag_defaults_are_the_library_defaults() {
+        use clap::Parser as _;
+        let args = Cli::try_parse_from(["serve"]).unwrap().args;
+        assert_eq!(args.body_timeout, Some(scale_http::DEFAULT_BODY_TIMEOUT));
+        assert_eq!(args.body_min_rate, Some(scale_http::DEFAULT_BODY_MIN_BYTES));
+        assert_eq!(args.body_rate_window, scale_http::DEFAULT_BODY_RATE_WINDOW);
+        assert_eq!(args.header_timeout, scale_http::HEADER_READ_TIMEOUT);
+        assert_eq!(args.max_connections.get(), scale_http::DEFAULT_MAX_CONNECTIONS);
+    }
 }

@@ -82,3 +82,25 @@ fn serve_refuses_a_file_that_is_not_a_scale_file() {
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
     crate::scale(["serve", arg(&manifest), "--listen", "127.0.0.1:0"]).expect_failure("not a .scale file");
 }
+
+#[test]
+fn serve_limits_connections_and_slow_bodies() {
+    let server = start(&["--max-connections", "1", "--body-min-rate", "64", "--body-rate-window", "1"]);
+    let get = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    // A client that sends a head announcing a body and then nothing holds
+    // the one slot until the rate check cuts it off.
+    let mut slow = TcpStream::connect(server.addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    slow.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nx").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(request(server.addr, get).0, 503, "the slot is taken");
+    let mut answer = String::new();
+    slow.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    // The slot frees once the slow connection is closed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while request(server.addr, get).0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "the slot never freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

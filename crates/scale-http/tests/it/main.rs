@@ -1,11 +1,12 @@
 //! End-to-end tests: a real server on a loopback port, real HTTP/1.1 bytes.
 
+mod framing;
 mod reliability;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use scale_http::{ScaleService, serve};
+use scale_http::{ScaleService, ServeOptions, serve, serve_with};
 use scale_runtime::{Runtime, ScaleFunc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -25,11 +26,19 @@ fn runtime(lang: &str, names: &[&str]) -> Runtime {
 /// A server for `service` on an ephemeral loopback port, stopped when the
 /// returned sender is dropped.
 async fn start(service: ScaleService) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    start_with(service, ServeOptions::default()).await
+}
+
+/// [`start`], with `options`.
+async fn start_with(
+    service: ScaleService,
+    options: ServeOptions,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        serve(listener, service, async {
+        serve_with(listener, service, options, async {
             let _ = stopped.await;
         })
         .await

@@ -1,17 +1,19 @@
 //! The server under abuse: oversized and malformed headers, slow clients,
-//! clients that leave in the middle of a run. After each, a good request
-//! must still be answered. Loopback only, every wait bounded.
+//! slow bodies, more connections than allowed, clients that leave in the
+//! middle of a run. After each, a good request must still be answered.
+//! Loopback only, every wait bounded.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use scale_http::{HEADER_READ_TIMEOUT, ScaleService};
+use scale_http::{HEADER_READ_TIMEOUT, MinRate, ScaleService, ServeOptions};
 use scale_runtime::Runtime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{fixture, get, post, runtime, send, start};
+use super::framing::{WireResponse, guest_answering, parse_response};
+use super::{fixture, get, post, runtime, send, start, start_with};
 
 /// A good request, which must succeed whatever happened before it.
 async fn still_serving(addr: std::net::SocketAddr, what: &str) {
@@ -166,4 +168,173 @@ async fn a_client_leaving_during_a_runaway_run_leaves_the_pool_consistent() {
     assert_eq!(stats.discarded, warm.discarded + 1, "{stats:?}");
     assert_eq!(stats.created, stats.discarded + stats.idle, "every instance is idle or discarded: {stats:?}");
     still_serving(addr, "a runaway run whose client left").await;
+}
+
+/// A runtime whose one function, a hand-written guest, answers 200 "ok":
+/// the tests of connection and body limits need no built fixture.
+fn answering_ok() -> Runtime {
+    let mut response = scale_signature_http::Response::default();
+    response.set_body(b"ok".to_vec());
+    Runtime::new([guest_answering(response)]).unwrap()
+}
+
+/// A good request to an [`answering_ok`] server, which must succeed whatever
+/// happened before it.
+async fn answers_ok(addr: std::net::SocketAddr, what: &str) {
+    let reply = send(addr, &post("/", b"still here")).await;
+    assert_eq!((reply.status, reply.text()), (200, "ok"), "after {what}");
+}
+
+/// Reads one response from `stream` (framed by its content-length), or
+/// `None` when the connection ends first. Bounded by 30 s.
+async fn read_response(stream: &mut TcpStream) -> Option<WireResponse> {
+    let mut raw = Vec::new();
+    loop {
+        if let Some((response, _)) = parse_response(&raw, false) {
+            return Some(response);
+        }
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout(Duration::from_secs(30), stream.read(&mut chunk)).await.expect("an answer in time") {
+            Ok(0) | Err(_) => return None,
+            Ok(read) => raw.extend_from_slice(&chunk[..read]),
+        }
+    }
+}
+
+/// Sends a request head announcing a `length`-byte body, then body bytes:
+/// `chunk` bytes every `every`, until the server answers or closes. Returns
+/// the answer and when it came.
+async fn trickle_body(
+    addr: std::net::SocketAddr,
+    length: usize,
+    chunk: usize,
+    every: Duration,
+) -> (Option<WireResponse>, Duration) {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = format!("POST / HTTP/1.1\r\nHost: test\r\nContent-Length: {length}\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let mut sent = 0;
+    while sent < length {
+        let part = chunk.min(length - sent);
+        if stream.write_all(&vec![b'b'; part]).await.is_err() {
+            break;
+        }
+        sent += part;
+        let mut buf = [0u8; 4096];
+        match tokio::time::timeout(every, stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(read)) => {
+                raw.extend_from_slice(&buf[..read]);
+                if parse_response(&raw, false).is_some() {
+                    break;
+                }
+            }
+            Err(_) => {}
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the trickling client was never cut off");
+    }
+    let answered = started.elapsed();
+    // The server closes the connection after its answer.
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .expect("closed after the answer");
+    (parse_response(&raw, false).map(|(response, _)| response), answered)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bodies_get_408_within_their_bounds_while_others_are_served() {
+    let rate = MinRate { bytes: 64, window: Duration::from_secs(1) };
+    let total = Duration::from_secs(3);
+    let service = ScaleService::new(answering_ok()).body_timeout(total).body_min_rate(rate);
+    let (addr, _stop) = start(service).await;
+    // One client sends a byte a second: below the rate, cut off after one window.
+    let trickle = tokio::spawn(trickle_body(addr, 1000, 1, Duration::from_secs(1)));
+    // Another keeps the rate (100 bytes every 100 ms) but its body is too
+    // long to finish in the total time.
+    let long = tokio::spawn(trickle_body(addr, 1 << 20, 100, Duration::from_millis(100)));
+    for _ in 0..5 {
+        answers_ok(addr, "slow bodies arriving").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for (what, task, bound) in [("trickling", trickle, rate.window), ("long", long, total)] {
+        let (answer, after) = task.await.unwrap();
+        eprintln!("the {what} body was cut off after {after:.1?}");
+        let answer = answer.unwrap_or_else(|| panic!("the {what} body got no answer"));
+        assert_eq!(answer.status, 408, "{what}: {answer:?}");
+        assert_eq!(answer.values("connection"), ["close"], "{what}");
+        assert!(after >= bound - Duration::from_millis(100), "the {what} body was cut off early: {after:?}");
+        assert!(after <= bound + Duration::from_secs(3), "the {what} body lingered: {after:?}");
+    }
+    answers_ok(addr, "slow bodies").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_get_503_until_a_slot_frees() {
+    let options = ServeOptions::new().max_connections(std::num::NonZeroUsize::new(2).unwrap());
+    let (addr, _stop) = start_with(ScaleService::new(answering_ok()), options).await;
+    // Two keep-alive connections, each answered once, hold both slots.
+    let keep_alive = b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 4\r\n\r\nheld";
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(keep_alive).await.unwrap();
+        let answer = read_response(&mut stream).await.expect("an answer");
+        assert_eq!((answer.status, answer.body.as_slice()), (200, b"ok".as_slice()));
+        held.push(stream);
+    }
+    for attempt in 0..3 {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        // The server may answer and close before reading the request.
+        let _ = stream.write_all(&post("/", b"one too many")).await;
+        let mut raw = Vec::new();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw)).await.expect("closed in time");
+        let (answer, used) =
+            parse_response(&raw, false).unwrap_or_else(|| panic!("attempt {attempt}: no answer: {raw:?}"));
+        assert_eq!(answer.status, 503, "attempt {attempt}: {answer:?}");
+        assert_eq!(answer.values("connection"), ["close"], "attempt {attempt}");
+        assert_eq!(used, raw.len(), "attempt {attempt}: nothing after the 503");
+        assert!(started.elapsed() < Duration::from_secs(2), "attempt {attempt}: the 503 was not immediate");
+    }
+    // The held connections still work, and once one closes, a new one is served.
+    let mut first = held.remove(0);
+    first.write_all(keep_alive).await.unwrap();
+    assert_eq!(read_response(&mut first).await.expect("still served").status, 200);
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = status_of(addr, &post("/", b"a slot freed")).await;
+        if status == Some(200) {
+            break;
+        }
+        assert_eq!(status, Some(503), "while the closed connection's slot frees");
+        assert!(Instant::now() < deadline, "the closed connection's slot never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// hyper's header read timeout also runs while a keep-alive connection waits
+/// for its next request, so idle connections give their slots back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
+    let timeout = Duration::from_secs(1);
+    let options = ServeOptions::new().header_read_timeout(timeout);
+    let (addr, _stop) = start_with(ScaleService::new(answering_ok()), options).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 4\r\n\r\nidle").await.unwrap();
+    assert_eq!(read_response(&mut stream).await.expect("an answer").status, 200);
+    let idle_since = Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(timeout * 10, stream.read_to_end(&mut rest))
+        .await
+        .expect("the idle connection was never closed")
+        .unwrap();
+    let idle = idle_since.elapsed();
+    eprintln!("the idle keep-alive connection was closed after {idle:.1?}");
+    assert!(rest.is_empty(), "{rest:?}");
+    assert!(idle >= timeout - Duration::from_millis(100), "closed early: {idle:?}");
+    assert!(idle <= timeout + Duration::from_secs(3), "lingered: {idle:?}");
 }
