@@ -69,13 +69,17 @@
 //! - [`Dispatch::Blocking`] runs each chain on tokio's blocking pool
 //!   (`spawn_blocking`): a slow function delays only its own response, at the
 //!   price of two thread hand-offs per request.
-//! - [`Dispatch::Auto`] (the default) is `Inline` when the runtime has a CPU
-//!   budget and `Blocking` when it has none.
+//! - [`Dispatch::Auto`] (the default) runs inline when the runtime has a
+//!   CPU budget or a deadline, as long as one tokio worker is left free of
+//!   runs: the runs beyond that go to the blocking pool. Requests whose runs
+//!   take long (hostile or not) then hold at most all workers but one, and
+//!   the last keeps accepting connections, reading requests and writing
+//!   responses. Without a budget or a deadline, `Auto` is `Blocking`.
 //!
 //! Inline, a request without a body is answered inside the service's
 //! `call`, which then returns a ready future: tower middleware around a
 //! `ScaleService` that times the future (a `Timeout`, say) does not cover
-//! such runs; the CPU budget bounds them.
+//! such runs; the CPU budget and the deadline bound them.
 //!
 //! A tower downstream ([`ScaleService::with_downstream`]) is async, and the
 //! chain waits for it from inside a synchronous native handler; so with one,
@@ -88,7 +92,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
@@ -135,7 +140,8 @@ enum Downstream {
 /// Where a [`ScaleService`] runs each function chain (see [the crate docs](crate#threads)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Dispatch {
-    /// `Inline` when the runtime has a CPU budget, `Blocking` when it has none.
+    /// Inline when the runtime has a CPU budget or a deadline, while a
+    /// worker stays free of runs; otherwise on the blocking pool.
     #[default]
     Auto,
     /// On the tokio worker handling the request. Use it only when runs are
@@ -155,6 +161,41 @@ pub struct ScaleService {
     body_pace: pace::Pace,
     downstream: Downstream,
     dispatch: Dispatch,
+    inline: Arc<InlineRuns>,
+}
+
+/// The runs [`Dispatch::Auto`] has going inline, and how many it allows:
+/// one fewer than tokio has workers (at least one).
+#[derive(Debug, Default)]
+struct InlineRuns {
+    running: AtomicUsize,
+    most: OnceLock<usize>,
+}
+
+impl InlineRuns {
+    /// A place for one more inline run, if there is one.
+    fn enter(&self) -> Option<InlineRun<'_>> {
+        let most = *self.most.get_or_init(|| {
+            tokio::runtime::Handle::try_current().map_or(1, |tokio| tokio.metrics().num_workers().saturating_sub(1).max(1))
+        });
+        if self.running.fetch_add(1, Ordering::Acquire) >= most {
+            self.running.fetch_sub(1, Ordering::Release);
+            return None;
+        }
+        Some(InlineRun(Some(&self.running)))
+    }
+}
+
+/// An inline run in progress; its place is given back on drop. Under
+/// [`Dispatch::Inline`] there is no count to keep.
+struct InlineRun<'a>(Option<&'a AtomicUsize>);
+
+impl Drop for InlineRun<'_> {
+    fn drop(&mut self) {
+        if let Some(running) = self.0 {
+            running.fetch_sub(1, Ordering::Release);
+        }
+    }
 }
 
 impl std::fmt::Debug for ScaleService {
@@ -179,6 +220,7 @@ impl ScaleService {
             body_pace: pace::Pace { total: Some(DEFAULT_BODY_TIMEOUT), min_rate: Some(MinRate::default()) },
             downstream: Downstream::None,
             dispatch: Dispatch::Auto,
+            inline: Arc::default(),
         }
     }
 
@@ -196,7 +238,7 @@ impl ScaleService {
             return false;
         }
         match self.dispatch {
-            Dispatch::Auto => self.runtime.cpu_budget().is_some(),
+            Dispatch::Auto => self.runtime.cpu_budget().is_some() || self.runtime.deadline().is_some(),
             Dispatch::Inline => true,
             Dispatch::Blocking => false,
         }
@@ -290,7 +332,7 @@ impl ScaleService {
                 return plain(http::StatusCode::BAD_REQUEST);
             }
         };
-        if self.runs_inline() {
+        if let Some(_run) = self.inline_run() {
             return self.respond_inline(&parts, body);
         }
         let remote = parts.extensions.get::<RemoteAddr>().copied();
@@ -304,6 +346,18 @@ impl ScaleService {
                 tracing::error!(error = %join, "the run's thread failed");
                 plain(http::StatusCode::INTERNAL_SERVER_ERROR)
             }
+        }
+    }
+
+    /// Leave to run a chain inline now, if this service runs inline and,
+    /// under [`Dispatch::Auto`], a worker stays free of runs.
+    fn inline_run(&self) -> Option<InlineRun<'_>> {
+        if !self.runs_inline() {
+            return None;
+        }
+        match self.dispatch {
+            Dispatch::Auto => self.inline.enter(),
+            Dispatch::Inline | Dispatch::Blocking => Some(InlineRun(None)),
         }
     }
 
@@ -497,11 +551,13 @@ where
         // inline, it is answered here, with no future to box and no clone
         // of the service.
         if request.body().is_end_stream()
-            && self.runs_inline()
             && content_length(request.headers()).is_none_or(|len| len <= self.body_limit as u64)
+            && let Some(run) = self.inline_run()
         {
             let (parts, _) = request.into_parts();
-            return ResponseFuture(Answer::Ready(Some(self.respond_inline(&parts, Bytes::new()))));
+            let response = self.respond_inline(&parts, Bytes::new());
+            drop(run);
+            return ResponseFuture(Answer::Ready(Some(response)));
         }
         let this = self.clone();
         ResponseFuture(Answer::Waiting(Box::pin(async move { this.handle(request).await })))
