@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use xshell::{Shell, cmd};
 
 /// The targets in `fuzz/fuzz_targets`, in the order they run.
-const TARGETS: [&str; 4] = ["scale_decode", "signature_decode", "guest_output", "module_bytes"];
+const TARGETS: [&str; 5] = ["scale_decode", "signature_decode", "guest_output", "module_bytes", "arbitrary_module"];
 
 const DEFAULT_SECONDS: u64 = 30;
 

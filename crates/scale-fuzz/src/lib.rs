@@ -11,20 +11,23 @@
 
 use std::sync::OnceLock;
 
+use arbitrary::{Arbitrary, Unstructured};
 use scale_func::{Language, ScaleFunc, Signature, WASM_HEADER};
 use scale_runtime::{Runtime, RuntimeBuilder};
 use scale_signature_http::{Bytes, Context, RunResult};
 use sha2::{Digest, Sha256};
+use wasm_smith::Config;
 
 /// What a fuzz target does with one input.
 pub type Target = fn(&[u8]);
 
 /// The fuzz targets, by name.
-pub const TARGETS: [(&str, Target); 4] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("scale_decode", scale_decode),
     ("signature_decode", signature_decode),
     ("guest_output", guest_output),
     ("module_bytes", module_bytes),
+    ("arbitrary_module", arbitrary_module),
 ];
 
 /// `ScaleFunc::decode` on the input, and on the input with its last 32
@@ -161,6 +164,248 @@ pub fn module_bytes(data: &[u8]) {
     }
 }
 
+/// A valid module generated from the input by `wasm-smith`, loaded with
+/// `Runtime` (memory limit 1 MiB, CPU budget 100,000 operations, no idle
+/// instances) and, if that works, run once: see [`generate_module`] and
+/// [`load_and_run`].
+pub fn arbitrary_module(data: &[u8]) {
+    if let Some(wasm) = generate_module(data) {
+        drop(load_and_run(wasm));
+    }
+}
+
+/// The module an `arbitrary_module` input makes, if the input is not empty.
+///
+/// Bit 0 of the first byte chooses the config, which the following bytes
+/// fill in; the rest drive `wasm-smith` within it. Clear: a Scale-shaped
+/// module (see `scale_shaped`), which gets past the runtime's checks of
+/// exports and imports, so that its code runs. Set: `wasm-smith`'s own
+/// arbitrary config, with any exports and imports and every proposal it
+/// knows, for the compiler and the checks at load.
+pub fn generate_module(data: &[u8]) -> Option<Vec<u8>> {
+    let (&mode, rest) = data.split_first()?;
+    let mut u = Unstructured::new(rest);
+    if mode & 1 == 1 {
+        let mut config = Config::arbitrary(&mut u).ok()?;
+        bound(&mut config);
+        return Some(wasm_smith::Module::new(config, &mut u).ok()?.to_bytes());
+    }
+    // The runtime calls `scale_abi_version` at load and refuses a module
+    // that names a version it does not speak, which a generated body
+    // practically always does; so seven in eight modules answer with a
+    // version the runtime speaks instead.
+    let abi_version =
+        if u.ratio(7, 8).ok()? { Some(u.int_in_range(1..=scale_runtime::ABI_VERSION).ok()?) } else { None };
+    let mut config = scale_shaped(&mut u).ok()?;
+    bound(&mut config);
+    let wasm = wasm_smith::Module::new(config, &mut u).ok()?.to_bytes();
+    match abi_version {
+        Some(version) => Some(answer_with(&wasm, "scale_abi_version", version)),
+        None => Some(wasm),
+    }
+}
+
+/// `wasm` with the body of its exported function `name` replaced by one
+/// that returns `value` (as an `i32`); the rest of the module is copied
+/// byte for byte. `wasm` is a valid module from `wasm-smith` in which
+/// `name` is a function of type `() -> i32` that the module defines.
+fn answer_with(wasm: &[u8], name: &str, value: u32) -> Vec<u8> {
+    use wasmparser::{ExternalKind, Parser, Payload, TypeRef};
+    let mut module = wasm_encoder::Module::new();
+    let mut imported_funcs = 0;
+    let mut target = None;
+    let mut code: Option<(wasm_encoder::CodeSection, u32)> = None;
+    for payload in Parser::new(0).parse_all(wasm) {
+        let payload = payload.expect("wasm-smith makes valid modules");
+        if let Payload::CodeSectionEntry(body) = &payload {
+            let (section, entry) = code.as_mut().expect("code entries follow the code section's start");
+            if Some(*entry) == target {
+                let mut answer = wasm_encoder::Function::new([]);
+                answer.instructions().i32_const(value.cast_signed()).end();
+                section.function(&answer);
+            } else {
+                section.raw(body.as_bytes());
+            }
+            *entry += 1;
+            continue;
+        }
+        if let Some((section, _)) = code.take() {
+            module.section(&section);
+        }
+        match &payload {
+            Payload::ImportSection(imports) => {
+                for import in imports.clone().into_imports() {
+                    let import = import.expect("wasm-smith makes valid modules");
+                    imported_funcs += u32::from(matches!(import.ty, TypeRef::Func(_)));
+                }
+            }
+            Payload::ExportSection(exports) => {
+                for export in exports.clone() {
+                    let export = export.expect("wasm-smith makes valid modules");
+                    if export.name == name && export.kind == ExternalKind::Func {
+                        target = export.index.checked_sub(imported_funcs);
+                    }
+                }
+            }
+            Payload::CodeSectionStart { .. } => {
+                code = Some((wasm_encoder::CodeSection::new(), 0));
+                continue;
+            }
+            _ => {}
+        }
+        if let Some((id, range)) = payload.as_section() {
+            let data = &wasm[range.start as usize..range.end as usize];
+            module.section(&wasm_encoder::RawSection { id, data });
+        }
+    }
+    module.finish()
+}
+
+/// What [`load_and_run`] made of a module.
+#[derive(Debug)]
+pub enum Outcome {
+    /// `ScaleFunc::new` refused the module.
+    Invalid(scale_func::Error),
+    /// `RuntimeBuilder::build` refused the module.
+    NotLoaded(scale_runtime::Error),
+    /// The module loaded; making an instance or the run failed.
+    Failed(scale_runtime::Error),
+    /// The module loaded and its run succeeded.
+    Ran,
+}
+
+/// Loads `wasm` as the only function of a runtime with the fuzz limits and
+/// no idle instances, and runs it once on an empty context. Every error's
+/// message is formatted too.
+pub fn load_and_run(wasm: Vec<u8>) -> Outcome {
+    let func = match scale_func("module", Language::Rust, wasm) {
+        Ok(func) => func,
+        Err(err) => {
+            drop(err.to_string());
+            return Outcome::Invalid(err);
+        }
+    };
+    let runtime = match limited().function(func).max_idle(0).build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            drop(err.to_string());
+            return Outcome::NotLoaded(err);
+        }
+    };
+    match runtime.instance().and_then(|mut instance| instance.run()) {
+        Ok(()) => Outcome::Ran,
+        Err(err) => {
+            drop(err.to_string());
+            Outcome::Failed(err)
+        }
+    }
+}
+
+/// The memory limit of the fuzzed guests in 64 KiB pages.
+const MEMORY_LIMIT_PAGES: u32 = (MEMORY_LIMIT >> 16) as u32;
+
+/// What a Scale-shaped module may import: the ABI's host functions and some
+/// of the WASI shim's (`wasm-smith` takes any subset).
+const ABI_IMPORTS: &str = r#"(module
+    (import "env" "next" (func (param i32 i32 i32 i32) (result i32)))
+    (import "env" "next_result" (func (param i32 i32) (result i32)))
+    (import "env" "panic" (func (param i32 i32)))
+    (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+    (import "wasi_snapshot_preview1" "random_get" (func (param i32 i32) (result i32)))
+    (import "wasi_snapshot_preview1" "clock_time_get" (func (param i32 i64 i32) (result i32)))
+    (import "wasi_snapshot_preview1" "poll_oneoff" (func (param i32 i32 i32 i32) (result i32)))
+    (import "wasi_snapshot_preview1" "proc_exit" (func (param i32))))"#;
+
+/// The exports of a Scale-shaped module: the ABI's memory (of the given
+/// limits, in pages) and functions, and `_initialize` if asked for.
+fn abi_exports(memory_min: u32, memory_max: Option<u32>, initialize: bool) -> Vec<u8> {
+    let memory_max = memory_max.map(|max| max.to_string()).unwrap_or_default();
+    let initialize = if initialize { r#"(func (export "_initialize") unreachable)"# } else { "" };
+    let wat = format!(
+        r#"(module
+            (memory (export "memory") {memory_min} {memory_max})
+            (func (export "scale_abi_version") (result i32) unreachable)
+            (func (export "resize") (param i32) (result i32) unreachable)
+            (func (export "run") (param i32) (result i64) unreachable)
+            {initialize})"#
+    );
+    wat::parse_str(wat).expect("the ABI's exports are valid WAT")
+}
+
+/// A config for modules with exactly the ABI's exports (a `memory` of 0 to
+/// 17 pages, one more than the limit, with or without a maximum; and now
+/// and then `_initialize`), imports from the ABI's and the WASI shim's
+/// functions only, and the proposals wasmer compiles. The input chooses
+/// how many memories (up to 4) and tables (up to 4) there are and how large
+/// they may be (memories mostly within the limit, now and then up to
+/// 4 GiB; tables with or without a maximum, of up to `u32::MAX` entries),
+/// whether shared memories, SIMD and floats are allowed, and the counts
+/// that [`bound`] caps. Every instruction is allowed, including loops,
+/// `memory.grow`, `table.grow` and bulk memory, and a start function may be
+/// chosen.
+fn scale_shaped(u: &mut Unstructured<'_>) -> arbitrary::Result<Config> {
+    let memory_min = u.int_in_range(0..=MEMORY_LIMIT_PAGES + 1)?;
+    let memory_max = if u.arbitrary()? { Some(u.int_in_range(memory_min..=memory_min + 32)?) } else { None };
+    let initialize = u.ratio(1, 4)?;
+    Ok(Config {
+        available_imports: Some(wat::parse_str(ABI_IMPORTS).expect("the ABI's imports are valid WAT")),
+        exports: Some(abi_exports(memory_min, memory_max, initialize)),
+        max_types: u.int_in_range(0..=32)?,
+        max_imports: u.int_in_range(0..=8)?,
+        max_funcs: u.int_in_range(0..=16)?,
+        max_globals: u.int_in_range(0..=16)?,
+        max_instructions: u.int_in_range(0..=200)?,
+        max_data_segments: u.int_in_range(0..=8)?,
+        max_element_segments: u.int_in_range(0..=8)?,
+        max_elements: u.int_in_range(0..=64)?,
+        max_memories: u.int_in_range(1..=4)?,
+        max_memory32_bytes: *u.choose(&[MEMORY_LIMIT, MEMORY_LIMIT, MEMORY_LIMIT, 2 * MEMORY_LIMIT, 1 << 32])?,
+        max_tables: u.int_in_range(0..=4)?,
+        max_table_elements: *u.choose(&[16, 10_000, 1_000_000, u64::from(u32::MAX)])?,
+        table_max_size_required: u.arbitrary()?,
+        threads_enabled: u.arbitrary()?,
+        simd_enabled: u.arbitrary()?,
+        allow_floats: u.arbitrary()?,
+        bulk_memory_enabled: true,
+        reference_types_enabled: true,
+        multi_value_enabled: true,
+        saturating_float_to_int_enabled: true,
+        sign_extension_ops_enabled: true,
+        extended_const_enabled: true,
+        allow_start_export: true,
+        // Proposals wasmer 7.4 does not compile: modules using them would
+        // be refused at load and never run.
+        gc_enabled: false,
+        exceptions_enabled: false,
+        tail_call_enabled: false,
+        memory64_enabled: false,
+        relaxed_simd_enabled: false,
+        wide_arithmetic_enabled: false,
+        custom_page_sizes_enabled: false,
+        compact_imports_enabled: false,
+        ..Config::default()
+    })
+}
+
+/// Caps the counts of a config so that a module compiles in milliseconds:
+/// at most 16 functions of at most 200 instructions, 32 types, 16 imports,
+/// exports, globals and tags, 8 data and element segments of at most 64
+/// elements, 4 memories and 4 tables.
+fn bound(config: &mut Config) {
+    config.max_types = config.max_types.min(32);
+    config.max_funcs = config.max_funcs.min(16);
+    config.max_instructions = config.max_instructions.min(200);
+    config.max_imports = config.max_imports.min(16);
+    config.max_exports = config.max_exports.min(16);
+    config.max_globals = config.max_globals.min(16);
+    config.max_tags = config.max_tags.min(16);
+    config.max_data_segments = config.max_data_segments.min(8);
+    config.max_element_segments = config.max_element_segments.min(8);
+    config.max_elements = config.max_elements.min(64);
+    config.max_memories = config.max_memories.min(4);
+    config.max_tables = config.max_tables.min(4);
+}
+
 /// Builds a `guest_output` input, for seeds and tests: the handler byte and
 /// each run's `pad` and request-body bytes (whose last [`CONTROL_LEN`]
 /// bytes are the control block; see [`controls`]).
@@ -177,4 +422,32 @@ pub fn guest_output_input(handler: u8, runs: &[(u8, Vec<u8>)]) -> Vec<u8> {
 /// A control block from its 13 words (see `guest.wat`).
 pub fn controls(words: [u32; 13]) -> Vec<u8> {
     words.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The answer replaces exactly the named function's body, counting
+    /// imported functions, and leaves every other byte as it was.
+    #[test]
+    fn answer_with_replaces_one_body() {
+        let module = |version_body: &str| {
+            wat::parse_str(format!(
+                r#"(module
+                    (import "env" "a" (func))
+                    (import "env" "m" (memory 1))
+                    (import "env" "b" (func (param i32)))
+                    (func $first (result i32) i32.const 7)
+                    (func (export "scale_abi_version") (result i32) {version_body})
+                    (func (result i32) i32.const 9)
+                    (data (i32.const 0) "data")
+                    (@custom "note" "kept"))"#
+            ))
+            .unwrap()
+        };
+        let generated = module("(local i64) local.get 0 i32.wrap_i64");
+        assert_eq!(answer_with(&generated, "scale_abi_version", 2), module("i32.const 2"));
+        assert_eq!(answer_with(&generated, "absent", 2), generated);
+    }
 }

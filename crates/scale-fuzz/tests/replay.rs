@@ -5,7 +5,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use scale_func::{Language, ScaleFunc, Signature, WASM_HEADER};
-use scale_fuzz::{CONTROL_LEN, TARGETS, controls, guest_output_input};
+use scale_fuzz::{CONTROL_LEN, Outcome, TARGETS, controls, generate_module, guest_output_input, load_and_run};
 use scale_runtime::{Error, Runtime};
 use scale_signature_http::Context;
 
@@ -105,8 +105,30 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     out.push(("module_bytes", "fuzz-guest", [&[0][..], &fuzz_guest()].concat()));
     out.push(("module_bytes", "minimal", [&[0][..], &wat::parse_str(MINIMAL).unwrap()].concat()));
     out.push(("module_bytes", "header-only", vec![1]));
+    out.push(("arbitrary_module", "shaped-empty", vec![0]));
+    out.push(("arbitrary_module", "any-empty", vec![1]));
+    let generated: Vec<Vec<u8>> = generated_inputs().take(GENERATED).collect();
+    for (name, index) in ARBITRARY_MODULE_SEEDS {
+        out.push(("arbitrary_module", name, generated[index].clone()));
+    }
     out
 }
+
+/// The `arbitrary_module` seeds taken from [`generated_inputs`], by name and
+/// index, one per outcome; `arbitrary_module_seeds_reach_their_outcomes`
+/// checks that each still reaches its outcome (a new `wasm-smith` makes
+/// other modules from the same bytes: then pick the indices anew).
+const ARBITRARY_MODULE_SEEDS: [(&str, usize); 9] = [
+    ("any-not-scale", 0),
+    ("trap", 1),
+    ("abi-version-refused", 3),
+    ("start-spins", 5),
+    ("start-traps", 7),
+    ("malformed-output", 10),
+    ("cpu-budget", 82),
+    ("proc-exit", 121),
+    ("memory-limit", 455),
+];
 
 /// The committed seeds are the ones `seeds()` makes; `SCALE_FUZZ_BLESS=1`
 /// writes them.
@@ -188,4 +210,76 @@ fn an_initialize_that_never_returns_hits_the_cpu_budget() {
     let outcome = within(Duration::from_secs(10), move || runtime.build().map(drop));
     let outcome = outcome.expect("_initialize spun past the CPU budget for 10 s");
     assert!(matches!(outcome, Err(Error::CpuBudget { .. })), "{outcome:?}");
+}
+
+/// SplitMix64: a fixed sequence of pseudo-random numbers from a seed.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// A fixed series of `arbitrary_module` inputs of 64 to 4159 pseudo-random
+/// bytes, three in four of them Scale-shaped (bit 0 of the first byte
+/// clear).
+fn generated_inputs() -> impl Iterator<Item = Vec<u8>> {
+    let mut rng = SplitMix(0x5ca1_ef02);
+    (0..).map(move |i| {
+        let len = 64 + (rng.next() % 4096) as usize;
+        let mut input: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        input[0] = if i % 4 == 0 { input[0] | 1 } else { input[0] & !1 };
+        input
+    })
+}
+
+/// How many generated modules `generated_modules_load_and_run` tries.
+const GENERATED: usize = 1000;
+
+/// `arbitrary_module` on [`generated_inputs`]: each module loads and runs,
+/// or returns an error, without a panic or an abort (either ends the test);
+/// and most Scale-shaped modules load, so that the fuzzer reaches the code
+/// of the guests it makes.
+#[test]
+fn generated_modules_load_and_run() {
+    let (mut shaped, mut loaded) = (0, 0);
+    for (i, input) in generated_inputs().take(GENERATED).enumerate() {
+        let wasm = generate_module(&input).expect("a non-empty input makes a module");
+        let outcome = load_and_run(wasm);
+        if input[0] & 1 == 0 {
+            shaped += 1;
+            loaded += usize::from(matches!(outcome, Outcome::Failed(_) | Outcome::Ran));
+        }
+        eprintln!("generated input {i}: {outcome:?}");
+    }
+    assert!(loaded * 2 > shaped, "only {loaded} of {shaped} Scale-shaped modules loaded");
+}
+
+/// The `arbitrary_module` seeds reach what their names say.
+#[test]
+fn arbitrary_module_seeds_reach_their_outcomes() {
+    for (target, name, input) in seeds() {
+        if target != "arbitrary_module" {
+            continue;
+        }
+        let outcome = load_and_run(generate_module(&input).expect("a non-empty input makes a module"));
+        let reached = match name {
+            "abi-version-refused" => matches!(outcome, Outcome::NotLoaded(Error::Instantiation { .. })),
+            "any-empty" | "any-not-scale" => matches!(outcome, Outcome::NotLoaded(Error::InvalidModule { .. })),
+            "shaped-empty" | "trap" => matches!(outcome, Outcome::Failed(Error::Trap { .. })),
+            "start-spins" => matches!(outcome, Outcome::NotLoaded(Error::CpuBudget { .. })),
+            "start-traps" => matches!(outcome, Outcome::NotLoaded(Error::Trap { .. })),
+            "malformed-output" => matches!(outcome, Outcome::Failed(Error::MalformedOutput { .. })),
+            "cpu-budget" => matches!(outcome, Outcome::Failed(Error::CpuBudget { .. })),
+            "proc-exit" => matches!(outcome, Outcome::Failed(Error::Panic { .. })),
+            "memory-limit" => matches!(outcome, Outcome::Failed(Error::MemoryLimit { .. })),
+            other => panic!("no expectation for {other}"),
+        };
+        assert!(reached, "arbitrary_module seed {name}: {outcome:?}");
+    }
 }
