@@ -176,7 +176,8 @@ impl InlineRuns {
     /// A place for one more inline run, if there is one.
     fn enter(&self) -> Option<InlineRun<'_>> {
         let most = *self.most.get_or_init(|| {
-            tokio::runtime::Handle::try_current().map_or(1, |tokio| tokio.metrics().num_workers().saturating_sub(1).max(1))
+            tokio::runtime::Handle::try_current()
+                .map_or(1, |tokio| tokio.metrics().num_workers().saturating_sub(1).max(1))
         });
         if self.running.fetch_add(1, Ordering::Acquire) >= most {
             self.running.fetch_sub(1, Ordering::Release);

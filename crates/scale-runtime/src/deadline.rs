@@ -51,7 +51,7 @@ struct Slot {
 /// The slots of every thread that ran guests under a deadline.
 static SLOTS: Mutex<Vec<Weak<Slot>>> = Mutex::new(Vec::new());
 /// The watchdog thread, started with the first slot.
-static WATCHDOG: OnceLock<std::thread::Thread> = OnceLock::new();
+static WATCHDOG: OnceLock<Option<std::thread::Thread>> = OnceLock::new();
 /// Set while the watchdog is parked for lack of work.
 static PARKED: AtomicBool = AtomicBool::new(false);
 
@@ -71,13 +71,14 @@ fn register() -> Arc<Slot> {
     slots.retain(|slot| slot.strong_count() > 0);
     slots.push(Arc::downgrade(&slot));
     drop(slots);
-    WATCHDOG.get_or_init(|| {
-        std::thread::Builder::new()
-            .name("scale-deadlines".into())
-            .spawn(watch)
-            .expect("the deadline watchdog thread starts")
-            .thread()
-            .clone()
+    WATCHDOG.get_or_init(|| match std::thread::Builder::new().name("scale-deadlines".into()).spawn(watch) {
+        Ok(watchdog) => Some(watchdog.thread().clone()),
+        Err(err) => {
+            // Host waits and `next` still end at the deadline; guests that
+            // spin are left to the CPU budget.
+            tracing::error!(error = %err, "the deadline watchdog thread cannot start");
+            None
+        }
     });
     slot
 }
@@ -173,7 +174,7 @@ pub(crate) fn begin(limit: Duration) -> Run {
         slot.epoch.fetch_add(1, SeqCst);
         wait_not_busy(slot);
         if PARKED.load(SeqCst)
-            && let Some(watchdog) = WATCHDOG.get()
+            && let Some(Some(watchdog)) = WATCHDOG.get()
         {
             watchdog.unpark();
         }

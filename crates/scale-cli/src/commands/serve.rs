@@ -58,8 +58,10 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = NonZeroUsize::new(scale_http::DEFAULT_MAX_CONNECTIONS).expect("not zero"))]
     max_connections: NonZeroUsize,
     /// Where functions run: `inline` on the server's worker threads (fast;
-    /// needs a CPU budget to bound runs), `blocking` on a separate thread pool
-    /// (for long runs), or `auto` (inline when there is a CPU budget).
+    /// needs a CPU budget or a deadline to bound runs), `blocking` on a
+    /// separate thread pool (for long runs), or `auto` (inline when there is
+    /// a budget or a deadline, as long as one worker stays free of runs; the
+    /// runs beyond go to the thread pool).
     #[arg(long, value_enum, default_value_t = DispatchArg::Auto)]
     dispatch: DispatchArg,
     #[command(flatten)]

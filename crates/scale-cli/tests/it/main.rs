@@ -3,6 +3,7 @@
 
 mod build;
 mod export;
+mod hostile;
 mod inspect;
 mod run;
 mod serve;

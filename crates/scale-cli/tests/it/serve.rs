@@ -8,9 +8,9 @@ use std::time::Duration;
 use crate::{arg, fixture};
 
 /// A running `scale serve`, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Drop for Server {
@@ -21,7 +21,7 @@ impl Drop for Server {
 }
 
 /// Starts `scale serve ARGS --listen 127.0.0.1:0` and waits for its "serving … on http://ADDR" line.
-fn start(args: &[&str]) -> Server {
+pub(crate) fn start(args: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_scale"))
         .arg("serve")
         .args(args)
