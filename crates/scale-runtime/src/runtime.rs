@@ -28,7 +28,8 @@ pub const MAX_CHAIN_LENGTH: usize = 64;
 /// The default number of runs after which an instance is recycled.
 pub const DEFAULT_MAX_USES: u64 = 100_000;
 /// The default number of table elements one guest instance may have, over
-/// all its tables: 65,536 (512 KiB on the host).
+/// all its tables: 65,536 (512 KiB on the host), or fewer under a memory
+/// limit below 4 MiB: tables take at most an eighth of it by default.
 pub const DEFAULT_TABLE_LIMIT: u32 = 1 << 16;
 
 const PAGE: u64 = 64 * 1024;
@@ -37,7 +38,8 @@ const PAGE: u64 = 64 * 1024;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     pub memory_limit: u64,
-    pub table_limit: u32,
+    /// `None`: [`DEFAULT_TABLE_LIMIT`], at most an eighth of the memory limit.
+    pub table_limit: Option<u32>,
     pub cpu_budget: Option<u64>,
     pub deadline: Option<Duration>,
     pub max_idle: usize,
@@ -46,6 +48,14 @@ pub(crate) struct Limits {
 }
 
 impl Limits {
+    /// The table limit in elements: as set, or the default.
+    pub fn table_limit(&self) -> u32 {
+        self.table_limit.unwrap_or_else(|| {
+            let eighth = self.memory_limit / 8 / crate::engine::TABLE_ELEMENT_BYTES;
+            DEFAULT_TABLE_LIMIT.min(u32::try_from(eighth).unwrap_or(u32::MAX))
+        })
+    }
+
     /// Whether guests are compiled to count their work: for a CPU budget,
     /// and for a deadline, which stops them through the same checks.
     pub fn metered(&self) -> bool {
@@ -89,7 +99,7 @@ impl<S: Signature> Default for RuntimeBuilder<S> {
             functions: Vec::new(),
             limits: Limits {
                 memory_limit: DEFAULT_MEMORY_LIMIT,
-                table_limit: DEFAULT_TABLE_LIMIT,
+                table_limit: None,
                 cpu_budget: None,
                 deadline: None,
                 max_idle: DEFAULT_MAX_IDLE,
@@ -137,14 +147,15 @@ impl<S: Signature> RuntimeBuilder<S> {
     }
 
     /// The most table elements one guest instance may have, over all its
-    /// tables (default [`DEFAULT_TABLE_LIMIT`]). A module whose tables
+    /// tables (default [`DEFAULT_TABLE_LIMIT`], or an eighth of the memory
+    /// limit at 8 bytes an element when that is less). A module whose tables
     /// declare more at least is refused at load; growth past the limit
     /// (`table.grow`) fails inside the guest, which gets -1, and a guest
     /// that then traps fails its run with [`Error::MemoryLimit`]. Several
     /// growable tables share what their minimums leave of the limit. What
     /// the tables may grow to is counted in the memory limit.
     pub fn table_limit(mut self, elements: u32) -> Self {
-        self.limits.table_limit = elements;
+        self.limits.table_limit = Some(elements);
         self
     }
 
@@ -238,7 +249,7 @@ impl<S: Signature> RuntimeBuilder<S> {
             cpu_budget: self.limits.cpu_budget,
             metered: self.limits.metered(),
             memory_limit_pages: (self.limits.memory_limit / PAGE) as u32,
-            table_limit: self.limits.table_limit,
+            table_limit: self.limits.table_limit(),
         };
         // One engine for all functions, except with metering, whose
         // middleware keeps per-module state: then one engine per function.

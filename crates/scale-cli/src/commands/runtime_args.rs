@@ -12,9 +12,10 @@ pub struct RuntimeArgs {
     #[arg(long, value_name = "MIB", default_value_t = scale_runtime::DEFAULT_MEMORY_LIMIT >> 20)]
     memory_limit: u64,
     /// The most table elements each function instance may have (8 bytes
-    /// each, counted in the memory limit).
-    #[arg(long, value_name = "ELEMENTS", default_value_t = scale_runtime::DEFAULT_TABLE_LIMIT)]
-    table_limit: u32,
+    /// each, counted in the memory limit) [default: 65536, or an eighth of
+    /// the memory limit when that is less].
+    #[arg(long, value_name = "ELEMENTS")]
+    table_limit: Option<u32>,
     /// Stop a run after this many wasm operations, all functions of the
     /// chain together (host calls and sleeps count too), or never with
     /// `none` [default: none for `run`, 1000000000 for `serve`].
@@ -91,10 +92,11 @@ impl RuntimeArgs {
     /// A runtime builder for `functions` with these settings, and
     /// `defaults` where a flag was not given.
     pub fn builder(&self, functions: Vec<ScaleFunc>, defaults: Defaults) -> RuntimeBuilder {
-        let mut builder = Runtime::builder()
-            .functions(functions)
-            .memory_limit(self.memory_limit.saturating_mul(1 << 20))
-            .table_limit(self.table_limit);
+        let mut builder =
+            Runtime::builder().functions(functions).memory_limit(self.memory_limit.saturating_mul(1 << 20));
+        if let Some(elements) = self.table_limit {
+            builder = builder.table_limit(elements);
+        }
         if let Budget::Operations(operations) = self.cpu_budget.unwrap_or(defaults.budget) {
             builder = builder.cpu_budget(operations);
         }
