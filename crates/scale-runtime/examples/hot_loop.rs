@@ -10,6 +10,10 @@
 //! number of runs (default 1,000,000) and the number of threads sharing the
 //! runtime and the runs (default 1). Prints the time per run it saw.
 //!
+//! `SCALE_HOT_LIMITS` sets limits on the runtime: `budget` (10^9
+//! operations), `deadline` (10 s) or `budget,deadline`, to count what each
+//! costs a warm run.
+//!
 //! A fourth argument, a number of rounds, measures how runs scale over the
 //! threads on a machine whose speed drifts (`hot_loop rust 1000000 2 9`).
 //! Each round does the runs on one thread, then on all of them sharing the
@@ -35,7 +39,18 @@ fn main() {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../target/fixtures/{lang}/passthrough.scale"));
     let bytes = std::fs::read(&path)
         .unwrap_or_else(|err| panic!("{}: {err}: run `cargo xtask fixtures` first", path.display()));
-    let load = || Runtime::new([ScaleFunc::decode(&bytes).expect("fixture decodes")]).expect("runtime");
+    let limits = std::env::var("SCALE_HOT_LIMITS").unwrap_or_default();
+    let load = || {
+        let mut builder = Runtime::builder().function(ScaleFunc::decode(&bytes).expect("fixture decodes"));
+        for limit in limits.split(',').filter(|limit| !limit.is_empty()) {
+            builder = match limit {
+                "budget" => builder.cpu_budget(1_000_000_000),
+                "deadline" => builder.deadline(Duration::from_secs(10)),
+                other => panic!("SCALE_HOT_LIMITS: unknown limit {other:?} (budget, deadline)"),
+            };
+        }
+        builder.build().expect("runtime")
+    };
     let runtime = load();
     let rounds: u32 = args.next().map(|n| n.parse().expect("rounds is a number")).unwrap_or(0);
     if rounds == 0 {
