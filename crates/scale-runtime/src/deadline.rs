@@ -14,6 +14,7 @@
 //! The guest's thread pays a clock reading and a few atomic stores per run:
 //! no signals, no locks, no system calls on the warm path.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -57,6 +58,8 @@ static PARKED: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     static SLOT: Arc<Slot> = register();
+    /// The limit the current run's deadline came from, for errors.
+    static LIMIT: Cell<Duration> = const { Cell::new(Duration::ZERO) };
 }
 
 /// Nanoseconds since the first deadline, plus one (so never 0).
@@ -136,7 +139,7 @@ fn stop(slot: &Slot, deadline: u64) {
         // SAFETY: `target` points to the points global of a guest that is
         // running on the slot's thread: the thread sets it before calling
         // the guest and, before the guest can be freed, replaces it and
-        // waits for `busy` to clear (see `Run::drop` and `restore_target`),
+        // waits for `busy` to clear (see `Run::drop` and `Target::drop`),
         // so it is alive while `busy` is set. The global is 8-byte aligned
         // (wasmer aligns global definitions to 16 bytes). The guest's code
         // reads and writes it with plain loads and stores on its own
@@ -162,14 +165,25 @@ fn wait_not_busy(slot: &Slot) {
 pub(crate) struct Run {
     saved_deadline: u64,
     saved_target: *mut i64,
+    saved_limit: Duration,
 }
 
-/// Starts a run on this thread that must end within `limit`.
+/// Starts a run on this thread that must end within `limit`. A run nested
+/// in another (a native handler running an instance, a replacement
+/// instance made during a run) ends by the outer run's deadline too.
 pub(crate) fn begin(limit: Duration) -> Run {
     let deadline = nanos().saturating_add(u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX)).max(1);
     SLOT.with(|slot| {
+        let saved_deadline = slot.deadline.load(SeqCst);
+        let saved_limit = LIMIT.get();
+        let (deadline, limit) = match saved_deadline {
+            0 => (deadline, limit),
+            saved if saved <= deadline => (saved, saved_limit),
+            _ => (deadline, limit),
+        };
+        LIMIT.set(limit);
         slot.epoch.fetch_add(1, SeqCst);
-        let saved_deadline = slot.deadline.swap(deadline, SeqCst);
+        slot.deadline.store(deadline, SeqCst);
         let saved_target = slot.target.swap(std::ptr::null_mut(), SeqCst);
         slot.epoch.fetch_add(1, SeqCst);
         wait_not_busy(slot);
@@ -178,12 +192,13 @@ pub(crate) fn begin(limit: Duration) -> Run {
         {
             watchdog.unpark();
         }
-        Run { saved_deadline, saved_target }
+        Run { saved_deadline, saved_target, saved_limit }
     })
 }
 
 impl Drop for Run {
     fn drop(&mut self) {
+        LIMIT.set(self.saved_limit);
         SLOT.with(|slot| {
             slot.epoch.fetch_add(1, SeqCst);
             slot.deadline.store(self.saved_deadline, SeqCst);
@@ -194,20 +209,33 @@ impl Drop for Run {
     }
 }
 
-/// Makes `points` (a guest's remaining points) what the watchdog stops
-/// when this thread's run passes its deadline. Returns what it replaced,
-/// for [`restore_target`].
-pub(crate) fn set_target(points: *mut i64) -> *mut i64 {
-    SLOT.with(|slot| slot.target.swap(points, SeqCst))
+/// A guest's points made what the watchdog stops while the guest runs on
+/// this thread; dropping it (when the call returns or unwinds) puts back
+/// what it replaced, and waits until the watchdog no longer writes through
+/// the pointer it held.
+#[derive(Debug)]
+pub(crate) struct Target {
+    previous: *mut i64,
 }
 
-/// Puts back the target [`set_target`] replaced, and waits until the
-/// watchdog no longer writes through the one it held.
-pub(crate) fn restore_target(previous: *mut i64) {
-    SLOT.with(|slot| {
-        slot.target.store(previous, SeqCst);
-        wait_not_busy(slot);
-    });
+impl Target {
+    pub(crate) fn set(points: *mut i64) -> Self {
+        Self { previous: SLOT.with(|slot| slot.target.swap(points, SeqCst)) }
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        SLOT.with(|slot| {
+            slot.target.store(self.previous, SeqCst);
+            wait_not_busy(slot);
+        });
+    }
+}
+
+/// The limit of this thread's current run, if it has passed its deadline.
+pub(crate) fn passed_limit() -> Option<Duration> {
+    passed().then(|| LIMIT.get())
 }
 
 /// Whether this thread's current run has passed its deadline.

@@ -27,8 +27,9 @@ pub enum Error {
     },
 
     /// The module is not one this runtime can run: it failed to compile, an
-    /// export is missing or mistyped, or it imports something the host does
-    /// not provide.
+    /// export is missing or mistyped, it imports something the host does
+    /// not provide, it has more than one memory, or what its memory and
+    /// tables declare at least does not fit the limits.
     #[error("function {function:?}: invalid module: {reason}")]
     InvalidModule {
         /// The function's name.
@@ -48,8 +49,11 @@ pub enum Error {
         found: String,
     },
 
-    /// A fresh instance of the function could not be made (for example its
-    /// declared memory exceeds the memory limit, or its initializer trapped).
+    /// A fresh instance of the function could not be made (for example it
+    /// speaks an ABI version this host does not, or wasmer could not set up
+    /// its memory). A start function or `_initialize` that traps, runs out
+    /// of budget or passes the deadline is reported as that trap,
+    /// [`Error::CpuBudget`] or [`Error::Deadline`].
     #[error("function {function:?}: instantiation failed: {reason}")]
     Instantiation {
         /// The function's name.

@@ -8,6 +8,7 @@
 
 use std::ptr::NonNull;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use scale_signature_http::pieces;
 
@@ -37,29 +38,51 @@ pub(crate) enum HostTrap {
     /// The guest called `proc_exit` (or `proc_raise`).
     #[error("the guest exited with code {0}")]
     Exit(u32),
-    /// The run's deadline passed while the host worked for the guest (the
-    /// rest of the chain, through `next`).
-    #[error("the run's deadline passed")]
-    PastDeadline,
+    /// The run's budget or deadline ran out while the host worked for the
+    /// guest (the rest of the chain, through `next`). The guest's meter
+    /// notes it; this only stops the guest.
+    #[error("the run's budget or deadline ran out")]
+    OutOfTime,
 }
 
-/// A guest's CPU budget: the metering globals.
+/// A guest's CPU budget: where its metering keeps the points left, and
+/// the global it notes why it stopped in.
 #[derive(Clone)]
 pub(crate) struct Meter {
-    remaining: Global,
+    points: Points,
     exhausted: Global,
 }
 
+/// The address of a guest's points (the metering global `remaining`).
+#[derive(Clone, Copy)]
+struct Points(NonNull<i64>);
+
+// SAFETY: the address points into the instance of the guest whose store
+// holds this value (in its `GuestEnv`) or that owns it (`Guest`); it is
+// used only through `Meter`, by the thread running that guest, while the
+// store is alive. Moving it to another thread with the guest changes
+// nothing (see the `Send` impl of `Guest`).
+unsafe impl Send for Points {}
+
 impl Meter {
-    /// The points left.
-    fn get(&self, store: &mut impl AsStoreMut) -> i64 {
-        self.remaining.get(store).i64().unwrap_or(deadline::STOPPED)
+    /// The points, as an atomic: the deadline watchdog stores to them from
+    /// another thread.
+    fn cell(&self) -> &AtomicI64 {
+        // SAFETY: `points` is the 8-byte aligned value of an i64 global of
+        // a live instance (see `Points`); every access from Rust is atomic
+        // (this one and the watchdog's), and the guest's own code, which
+        // reads and writes it with plain aligned loads and stores, does not
+        // run while the host is in here for it on this thread.
+        unsafe { AtomicI64::from_ptr(self.points.0.as_ptr()) }
     }
 
-    fn set(&self, store: &mut impl AsStoreMut, points: i64) {
-        // The global is a mutable i64 the middleware added: setting it
-        // cannot fail.
-        let _ = self.remaining.set(store, Value::I64(points));
+    /// The points left.
+    fn get(&self) -> i64 {
+        self.cell().load(Ordering::Relaxed)
+    }
+
+    fn set(&self, points: i64) {
+        self.cell().store(points, Ordering::Relaxed);
     }
 
     /// What the guest's metering noted this run: `OUT_OF_POINTS`,
@@ -67,19 +90,34 @@ impl Meter {
     fn noted(&self, store: &mut impl AsStoreMut) -> i32 {
         self.exhausted.get(store).i32().unwrap_or(0)
     }
+
+    /// Whether the guest has no points left or its run is past the
+    /// deadline (the watchdog takes the points then); a host function
+    /// seeing it stops the guest with [`HostTrap::OutOfTime`]. The trap is
+    /// classified by the points and the clock.
+    pub(crate) fn out_of_time(&self) -> bool {
+        self.get() < 0 || deadline::passed()
+    }
+
+    /// Notes that the guest is out of points, for a trap raised by the host.
+    fn note_out_of_points(&self, store: &mut impl AsStoreMut) {
+        // The global is a mutable i32 the middleware added: setting it
+        // cannot fail.
+        let _ = self.exhausted.set(store, Value::I32(metering::OUT_OF_POINTS));
+    }
 }
 
 /// Charges a guest's budget for host work done on its behalf: `points`
 /// (bytes moved, nanoseconds slept). The guest's next check traps when too
 /// few are left; past the run's deadline, none are.
-pub(crate) fn charge(meter: Option<&Meter>, store: &mut impl AsStoreMut, points: u64) {
+pub(crate) fn charge(meter: Option<&Meter>, points: u64) {
     let Some(meter) = meter else { return };
     let left = if deadline::passed() {
         deadline::STOPPED
     } else {
-        meter.get(store).saturating_sub(i64::try_from(points).unwrap_or(i64::MAX)).max(deadline::STOPPED)
+        meter.get().saturating_sub(i64::try_from(points).unwrap_or(i64::MAX)).max(deadline::STOPPED)
     };
-    meter.set(store, left);
+    meter.set(left);
 }
 
 /// The host state of one guest instance, reachable from its imports.
@@ -235,8 +273,9 @@ impl<S: Signature> Guest<S> {
             points = points_address(&mut store, &remaining)
                 .ok_or_else(|| fail("the CPU budget's global cannot be located".into()))?
                 .as_ptr();
-            let meter = Meter { remaining, exhausted };
-            meter.set(&mut store, metering::initial_points(function.limits.cpu_budget.unwrap_or(u64::MAX)));
+            let meter =
+                Meter { points: Points(NonNull::new(points).expect("found addresses are not null")), exhausted };
+            meter.set(metering::initial_points(function.limits.cpu_budget.unwrap_or(u64::MAX)));
             env.as_mut(&mut store).meter = Some(meter.clone());
             Some(meter)
         } else {
@@ -307,12 +346,12 @@ impl<S: Signature> Guest<S> {
             .map_err(|_| malformed(format!("a context of {} bytes does not fit the 32-bit ABI", input.len())))?;
         // The run's budget, for the calls into the guest, `resize` included.
         if let Some(meter) = &self.metering {
-            meter.set(&mut self.store, *points);
+            meter.set(*points);
             let _ = meter.exhausted.set(&mut self.store, Value::I32(0));
         }
         let outcome = self.invoke_metered(input, sent, function, len);
         if let Some(meter) = &self.metering {
-            *points = meter.get(&mut self.store);
+            *points = meter.get();
         }
         outcome
     }
@@ -323,10 +362,10 @@ impl<S: Signature> Guest<S> {
         if self.points.is_null() {
             return call(&mut self.store);
         }
-        let previous = deadline::set_target(self.points);
-        let called = call(&mut self.store);
-        deadline::restore_target(previous);
-        called
+        // Put back when the call ends, returning or unwinding (a native
+        // handler's panic crosses it).
+        let _target = deadline::Target::set(self.points);
+        call(&mut self.store)
     }
 
     fn invoke_metered(
@@ -407,12 +446,12 @@ impl<S: Signature> Guest<S> {
         let env = self.env.as_mut(&mut self.store);
         let panic_message = env.panic_message.take();
         let stderr = env.stderr.text();
-        let mut past_deadline = false;
+        let mut out_of_time = false;
         let trap = match trap.downcast::<HostTrap>() {
             Ok(HostTrap::Malformed(what)) => return Error::MalformedOutput { function: name, what },
-            Ok(HostTrap::PastDeadline) => {
-                past_deadline = true;
-                RuntimeError::new("the run's deadline passed")
+            Ok(HostTrap::OutOfTime) => {
+                out_of_time = true;
+                RuntimeError::new("the run's budget or deadline ran out")
             }
             Ok(HostTrap::Exit(code)) => {
                 let message = panic_message.unwrap_or_else(|| match stderr.trim() {
@@ -424,15 +463,19 @@ impl<S: Signature> Guest<S> {
             Err(trap) => trap,
         };
         let noted = self.metering.as_ref().map_or(0, |meter| meter.noted(&mut self.store));
-        if noted == metering::OUT_OF_POINTS || past_deadline {
-            if let Some(deadline) = function.limits.deadline
-                && (past_deadline || deadline::passed())
-            {
+        if noted == metering::OUT_OF_POINTS || out_of_time {
+            // The deadline of the run on this thread: this runtime's, or
+            // that of a run this one is nested in (from a native handler).
+            if let Some(deadline) = deadline::passed_limit() {
                 return Error::Deadline { function: name, deadline };
             }
             return Error::CpuBudget { function: name, budget: function.limits.cpu_budget.unwrap_or(u64::MAX) };
         }
-        if grow_refused() || noted == metering::TABLE_REFUSED || self.a_table_is_full() {
+        let table_refused = match &self.metering {
+            Some(_) => noted == metering::TABLE_REFUSED,
+            None => self.a_table_is_full(),
+        };
+        if grow_refused() || table_refused {
             return Error::MemoryLimit { function: name, limit_bytes: function.limits.memory_limit };
         }
         if let Some(message) = panic_message {
@@ -576,10 +619,13 @@ impl<S: Signature> Link<S> {
             })),
             Err(err) => {
                 self.poisoned = err.poisons_instance();
-                // A deadline that passed further down names the function
-                // that was running then.
+                // A budget or deadline that ran out further down names the
+                // function that was running then.
                 match (err, downstream_failure) {
-                    (Error::Deadline { .. }, Some(below @ Error::Deadline { .. })) => Err(below),
+                    (
+                        Error::Deadline { .. } | Error::CpuBudget { .. },
+                        Some(below @ (Error::Deadline { .. } | Error::CpuBudget { .. })),
+                    ) => Err(below),
                     (err, _) => Err(err),
                 }
             }
@@ -688,25 +734,36 @@ fn host_next<S: Signature>(
         .map_err(|err| HostTrap::Malformed(format!("next was handed a context that does not decode: {err}")))?;
     }
 
-    // The bytes read count against the run's budget.
-    charge(data.meter.as_ref(), &mut store, u64::from(len));
+    // The bytes read count against the run's budget. A guest with no
+    // points left (or past the deadline) stops here: the rest of the chain
+    // does not run.
+    charge(data.meter.as_ref(), u64::from(len));
+    if let Some(meter) = &data.meter
+        && meter.get() < 0
+    {
+        meter.note_out_of_points(&mut store);
+        if let Some(ctx) = ctx {
+            data.next_context = Some(ctx);
+        }
+        data.scratch = answer;
+        return Err(HostTrap::OutOfTime);
+    }
     if let Some(mut ctx) = ctx {
         // The rest of the chain may trap on memory growth of its own; keep
         // this guest's record of refused growth apart from theirs.
         let refused = grow_refused();
         // It runs on what this guest has left of the run's budget, and
         // hands back what it leaves.
-        let mut points = data.meter.as_ref().map_or(0, |meter| meter.get(&mut store));
+        let mut points = data.meter.as_ref().map_or(0, Meter::get);
         let result = match data.downstream.as_mut() {
-            Some(downstream) if points >= 0 => downstream.run(&mut ctx, &mut points),
-            _ => Ok(()),
+            Some(downstream) => downstream.run(&mut ctx, &mut points),
+            None => Ok(()),
         };
         if let Some(meter) = &data.meter {
-            meter.set(&mut store, points);
+            meter.set(points);
         }
         set_grow_refused(refused);
-        // Past the deadline, this guest stops too: the run has failed.
-        let past_deadline = matches!(result, Err(Error::Deadline { .. })) || deadline::passed();
+        let ran_out = matches!(result, Err(Error::CpuBudget { .. } | Error::Deadline { .. }));
         match result {
             Ok(()) => S::encode_result(Ok(&ctx), &mut answer),
             Err(err) => {
@@ -719,9 +776,14 @@ fn host_next<S: Signature>(
         // Reset now, so that a pooled guest does not keep the last body alive.
         ctx.reset();
         data.next_context = Some(ctx);
-        if past_deadline && data.meter.is_some() {
+        // The rest of the chain used up the run's budget or ran past its
+        // deadline: the run has failed, and this guest stops too.
+        if let Some(meter) = &data.meter
+            && (ran_out || points < 0 || deadline::passed())
+        {
+            meter.note_out_of_points(&mut store);
             data.scratch = answer;
-            return Err(HostTrap::PastDeadline);
+            return Err(HostTrap::OutOfTime);
         }
     }
     if say_unchanged {
@@ -729,7 +791,7 @@ fn host_next<S: Signature>(
         return Ok(0);
     }
     let n = i32::try_from(answer.len()).map_err(|_| HostTrap::Malformed("next: the answer exceeds 2 GiB".into()))?;
-    charge(data.meter.as_ref(), &mut store, answer.len() as u64);
+    charge(data.meter.as_ref(), answer.len() as u64);
     if answer.len() <= out_cap as usize {
         // SAFETY: the slice read above is gone; this guest is suspended in
         // this import, and the rest of the chain has returned.
@@ -749,9 +811,9 @@ fn host_next_result<S: Signature>(
     out_ptr: u32,
     out_cap: u32,
 ) -> Result<i32, HostTrap> {
-    let (data, mut store) = env.data_and_store_mut();
+    let (data, store) = env.data_and_store_mut();
     let Some(kept) = data.kept.take() else { return Ok(0) };
-    charge(data.meter.as_ref(), &mut store, kept.len() as u64);
+    charge(data.meter.as_ref(), kept.len() as u64);
     let n = kept.len() as i32;
     if kept.len() > out_cap as usize {
         data.kept = Some(kept);
@@ -783,8 +845,8 @@ const PANIC_MESSAGE_LIMIT: u32 = 16 * 1024;
 /// are escaped (see [`printable`]), so that a message never carries raw
 /// control sequences to a terminal.
 fn host_panic<S: Signature>(mut env: FunctionEnvMut<'_, GuestEnv<S>>, ptr: u32, len: u32) {
-    let (data, mut store) = env.data_and_store_mut();
-    charge(data.meter.as_ref(), &mut store, u64::from(len.min(PANIC_MESSAGE_LIMIT)));
+    let (data, store) = env.data_and_store_mut();
+    charge(data.meter.as_ref(), u64::from(len.min(PANIC_MESSAGE_LIMIT)));
     let Some(memory) = data.memory.clone() else { return };
     let view = memory.view(&store);
     let message = if !range_in(&view, ptr, len) {

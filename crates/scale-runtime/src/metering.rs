@@ -20,8 +20,11 @@
 //! overcharge of stretches left early: 1.15× the executed operators for our
 //! Go fixtures, 1.5× for the Rust ones.
 //!
-//! A call of an imported function (a host call: `next`, a WASI function)
-//! costs [`HOST_CALL_POINTS`] on top of its operator; host functions that
+//! A bulk operator (`memory.fill`, `memory.copy`, `memory.init` and their
+//! table counterparts) costs a point per byte or element it moves, charged
+//! from its length operand as it runs. A call of an imported function (a
+//! host call: `next`, a WASI function) costs [`HOST_CALL_POINTS`] on top of
+//! its operator; host functions that
 //! move bytes or sleep charge for that themselves, by lowering the points
 //! left (see `guest::charge`).
 //!
@@ -171,6 +174,9 @@ fn emit<'a>(body: Vec<Operator<'a>>, globals: Globals, state: &mut MiddlewareRea
             }
         }
         let grows_table = matches!(operator, Operator::TableGrow { .. });
+        if is_bulk(&operator) {
+            charge_length(globals, state);
+        }
         state.push_operator(operator);
         if grows_table {
             note_refused_growth(globals, state);
@@ -179,6 +185,35 @@ fn emit<'a>(body: Vec<Operator<'a>>, globals: Globals, state: &mut MiddlewareRea
             charge(region, globals, state);
         }
     }
+}
+
+/// Whether `operator` fills, copies or initialises a stretch of memory or
+/// of a table whose length is its last operand.
+fn is_bulk(operator: &Operator<'_>) -> bool {
+    matches!(
+        operator,
+        Operator::MemoryFill { .. }
+            | Operator::MemoryCopy { .. }
+            | Operator::MemoryInit { .. }
+            | Operator::TableFill { .. }
+            | Operator::TableCopy { .. }
+            | Operator::TableInit { .. }
+    )
+}
+
+/// Pushes, before a bulk operator, the charge of its length (the `i32` on
+/// top of the stack, left there): a point a byte or element. The points
+/// are only subtracted; the next check stops a guest that overdrew.
+fn charge_length<'a>(globals: Globals, state: &mut MiddlewareReaderState<'a>) {
+    state.extend([
+        Operator::GlobalSet { global_index: globals.scratch },
+        Operator::GlobalGet { global_index: globals.remaining },
+        Operator::GlobalGet { global_index: globals.scratch },
+        Operator::I64ExtendI32U,
+        Operator::I64Sub,
+        Operator::GlobalSet { global_index: globals.remaining },
+        Operator::GlobalGet { global_index: globals.scratch },
+    ]);
 }
 
 /// Pushes, after a `table.grow`, a check of its answer that sets
@@ -519,6 +554,19 @@ mod tests {
         globals.get_global(EXHAUSTED).unwrap().set(&mut store, Value::I32(0)).unwrap();
         countdown.call(&mut store, 5).unwrap();
         assert_eq!(remaining(&mut store, &instance), 100 - 5 - 5 * 6 - 1 - 1);
+    }
+
+    #[test]
+    fn bulk_operators_pay_for_their_length() {
+        let wat = r#"(module (memory 1)
+            (func (export "fill") (param $n i32)
+                (memory.fill (i32.const 0) (i32.const 7) (local.get $n))))"#;
+        let (mut store, instance) = instantiate(wat, 100_000);
+        let fill: TypedFunction<i32, ()> = instance.exports.get_typed_function(&store, "fill").unwrap();
+        fill.call(&mut store, 0).unwrap();
+        let empty = 100_000 - remaining(&mut store, &instance);
+        fill.call(&mut store, 60_000).unwrap();
+        assert_eq!(100_000 - empty - remaining(&mut store, &instance), empty + 60_000);
     }
 
     #[test]

@@ -780,15 +780,17 @@ impl<S: Signature> Instance<S> {
     /// instance cannot be made.
     pub fn run(&mut self) -> Result<(), Error> {
         let _span = tracing::debug_span!("run").entered();
+        let limits = match &self.chain {
+            Some(Downstream::Guest(head)) => Some(head.function.limits),
+            _ => None,
+        };
+        // The deadline covers making replacement instances too.
+        let _run = limits.and_then(|limits| limits.deadline).map(deadline::begin);
         self.heal()?;
         let chain = self.chain.as_mut().expect("an instance always has a chain");
         let context = self.context.as_deref_mut().expect("an instance has a context until it drops");
-        let limits = match chain {
-            Downstream::Guest(head) => head.function.limits,
-            Downstream::Handlers(_) => return chain.run(context, &mut 0),
-        };
-        let mut points = crate::metering::initial_points(limits.cpu_budget.unwrap_or(u64::MAX));
-        let _run = limits.deadline.map(deadline::begin);
+        let mut points =
+            crate::metering::initial_points(limits.and_then(|limits| limits.cpu_budget).unwrap_or(u64::MAX));
         chain.run(context, &mut points)
     }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmer::{Function, FunctionEnv, FunctionEnvMut, MemoryView, Store, Type};
 
 use crate::deadline;
-use crate::guest::{GuestEnv, HostTrap, charge};
+use crate::guest::{GuestEnv, HostTrap, Meter, charge};
 use crate::signature::Signature;
 
 /// The import module name.
@@ -87,9 +87,17 @@ pub(crate) fn function_type(name: &str) -> Option<(&'static [Type], &'static [Ty
 /// At most this much of each of standard output and error is kept per run.
 pub(crate) const CAPTURE_LIMIT: usize = 64 * 1024;
 
-/// The longest a single `poll_oneoff` sleeps, so a sleeping guest still
-/// returns to the host's checks regularly.
-const MAX_POLL_SLEEP: Duration = Duration::from_millis(10);
+/// The most iovecs one `fd_write` and subscriptions one `poll_oneoff` take
+/// (Linux's `IOV_MAX`); more is `EINVAL`.
+const MAX_VECTORS: u32 = 1024;
+/// What reading one iovec or one subscription costs, in budget points,
+/// beyond the bytes it moves.
+const IOVEC_POINTS: u64 = 8;
+const SUBSCRIPTION_POINTS: u64 = 48;
+
+/// The longest `poll_oneoff` sleeps before it looks at the budget and the
+/// deadline again.
+const SLEEP_SLICE: Duration = Duration::from_millis(10);
 
 /// Bytes a guest wrote to standard output or error during one run, kept up
 /// to [`CAPTURE_LIMIT`]; the rest is counted and dropped.
@@ -104,7 +112,7 @@ impl Capture {
         let room = CAPTURE_LIMIT.saturating_sub(self.kept.len());
         let take = room.min(bytes.len());
         self.kept.extend_from_slice(&bytes[..take]);
-        self.dropped += (bytes.len() - take) as u64;
+        self.dropped = self.dropped.saturating_add((bytes.len() - take) as u64);
     }
 
     /// Empties the capture, keeping its allocation.
@@ -178,7 +186,10 @@ pub(crate) fn function<S: Signature>(
                 if fd != 1 && fd != 2 {
                     return EBADF;
                 }
-                let (data, mut store) = env.data_and_store_mut();
+                if iovs_len > MAX_VECTORS {
+                    return EINVAL;
+                }
+                let (data, store) = env.data_and_store_mut();
                 let Some(memory) = data.memory.clone() else { return EFAULT };
                 let view = memory.view(&store);
                 let capture = if fd == 1 { &mut data.stdout } else { &mut data.stderr };
@@ -188,7 +199,10 @@ pub(crate) fn function<S: Signature>(
                     Err(()) => EFAULT,
                 };
                 // Every byte written counts, kept or dropped.
-                charge(data.meter.as_ref(), &mut store, u64::from(*result.as_ref().unwrap_or(&0)));
+                charge(
+                    data.meter.as_ref(),
+                    u64::from(*result.as_ref().unwrap_or(&0)) + IOVEC_POINTS * u64::from(iovs_len),
+                );
                 answer
             },
         ),
@@ -255,12 +269,19 @@ pub(crate) fn function<S: Signature>(
         "poll_oneoff" => Function::new_typed_with_env(
             store,
             env,
-            |mut env: Env<'_, S>, subs: u32, events: u32, count: u32, written: u32| {
-                let mut slept = Duration::ZERO;
-                let answer = with_view(&mut env, |view| poll_oneoff(view, subs, events, count, written, &mut slept));
-                // Sleeping counts against the budget: a nanosecond a point.
-                charge_bytes(&mut env, u64::try_from(slept.as_nanos()).unwrap_or(u64::MAX));
-                answer
+            |mut env: Env<'_, S>, subs: u32, events: u32, count: u32, written: u32| -> Result<i32, HostTrap> {
+                if count > MAX_VECTORS {
+                    return Ok(EINVAL);
+                }
+                charge_bytes(&mut env, SUBSCRIPTION_POINTS * u64::from(count));
+                let (data, store) = env.data_and_store_mut();
+                let Some(memory) = data.memory.clone() else { return Ok(EFAULT) };
+                let (userdata, wait) = match poll_oneoff(&memory.view(&store), subs, events, count, written) {
+                    Poll::Done(answer) => return Ok(answer),
+                    Poll::Sleep { userdata, wait } => (userdata, wait),
+                };
+                sleep(data.meter.as_ref(), wait)?;
+                Ok(clock_fired(&memory.view(&store), events, written, userdata))
             },
         ),
         "proc_exit" => Function::new_typed(store, |code: u32| -> Result<(), HostTrap> { Err(HostTrap::Exit(code)) }),
@@ -299,8 +320,7 @@ fn monotonic_nanos() -> u64 {
 
 /// Charges the guest's budget `points` for work done on its behalf.
 fn charge_bytes<S: Signature>(env: &mut FunctionEnvMut<'_, GuestEnv<S>>, points: u64) {
-    let (data, mut store) = env.data_and_store_mut();
-    charge(data.meter.as_ref(), &mut store, points);
+    charge(env.data().meter.as_ref(), points);
 }
 
 fn with_view<S: Signature>(env: &mut FunctionEnvMut<'_, GuestEnv<S>>, f: impl FnOnce(&MemoryView<'_>) -> i32) -> i32 {
@@ -351,26 +371,34 @@ fn write_iovs(view: &MemoryView<'_>, capture: &mut Capture, iovs: u32, iovs_len:
         chunk.resize(room, 0);
         view.read(u64::from(buf), &mut chunk).map_err(drop)?;
         capture.push(&chunk);
-        capture.dropped += u64::from(len) - room as u64;
+        capture.dropped = capture.dropped.saturating_add(u64::from(len) - room as u64);
         total = total.checked_add(len).ok_or(())?;
     }
     Ok(total)
 }
 
-/// `poll_oneoff`: clock subscriptions sleep (up to [`MAX_POLL_SLEEP`], and
-/// never past the run's deadline) until the earliest is due; file
-/// descriptor subscriptions fail with `EBADF` at once. Adds the time slept
-/// to `slept`.
-fn poll_oneoff(view: &MemoryView<'_>, subs: u32, events: u32, count: u32, written: u32, slept: &mut Duration) -> i32 {
-    const SUBSCRIPTION_SIZE: u64 = 48;
-    const EVENT_SIZE: u64 = 32;
-    const CLOCK: u8 = 0;
+const SUBSCRIPTION_SIZE: u64 = 48;
+const EVENT_SIZE: u64 = 32;
+const CLOCK: u8 = 0;
+
+/// What `poll_oneoff` does with its subscriptions.
+enum Poll {
+    /// It is done: the answer to give.
+    Done(i32),
+    /// The earliest clock subscription is due after `wait`.
+    Sleep { userdata: u64, wait: Duration },
+}
+
+/// `poll_oneoff`'s subscriptions: file descriptor subscriptions fail with
+/// `EBADF` at once (their events written); otherwise the earliest clock
+/// subscription is what to wait for.
+fn poll_oneoff(view: &MemoryView<'_>, subs: u32, events: u32, count: u32, written: u32) -> Poll {
     const ABSTIME: u16 = 1;
     if count == 0 {
-        return EINVAL;
+        return Poll::Done(EINVAL);
     }
-    let mut poll = || -> Result<u32, ()> {
-        let mut fd_events = Vec::new();
+    let poll = || -> Result<Poll, ()> {
+        let mut fd_events = 0;
         let mut earliest: Option<(u64, Duration)> = None;
         for i in 0..u64::from(count) {
             let at = u64::from(subs) + i * SUBSCRIPTION_SIZE;
@@ -392,35 +420,54 @@ fn poll_oneoff(view: &MemoryView<'_>, subs: u32, events: u32, count: u32, writte
                     earliest = Some((userdata, wait));
                 }
             } else {
-                fd_events.push((userdata, tag[0]));
+                write_event(view, u64::from(events) + fd_events * EVENT_SIZE, userdata, EBADF as u16, tag[0])?;
+                fd_events += 1;
             }
         }
-        let mut out = u64::from(events);
-        let mut write_event = |userdata: u64, error: u16, kind: u8| -> Result<(), ()> {
-            let mut event = [0u8; EVENT_SIZE as usize];
-            event[0..8].copy_from_slice(&userdata.to_le_bytes());
-            event[8..10].copy_from_slice(&error.to_le_bytes());
-            event[10] = kind;
-            view.write(out, &event).map_err(drop)?;
-            out += EVENT_SIZE;
-            Ok(())
-        };
-        if !fd_events.is_empty() {
-            for (userdata, kind) in &fd_events {
-                write_event(*userdata, EBADF as u16, *kind)?;
-            }
-            return Ok(fd_events.len() as u32);
+        if fd_events > 0 {
+            return Ok(Poll::Done(errno(write_u32(view, written, fd_events as u32))));
         }
         let (userdata, wait) = earliest.ok_or(())?;
-        let wait = wait.min(MAX_POLL_SLEEP).min(deadline::time_left().unwrap_or(Duration::MAX));
-        let started = Instant::now();
-        std::thread::sleep(wait);
-        *slept += started.elapsed();
-        write_event(userdata, 0, CLOCK)?;
-        Ok(1)
+        Ok(Poll::Sleep { userdata, wait })
     };
-    match poll() {
-        Ok(n) => errno(write_u32(view, written, n)),
+    poll().unwrap_or(Poll::Done(EFAULT))
+}
+
+/// Writes one event of `poll_oneoff` at `at`.
+fn write_event(view: &MemoryView<'_>, at: u64, userdata: u64, error: u16, kind: u8) -> Result<(), ()> {
+    let mut event = [0u8; EVENT_SIZE as usize];
+    event[0..8].copy_from_slice(&userdata.to_le_bytes());
+    event[8..10].copy_from_slice(&error.to_le_bytes());
+    event[10] = kind;
+    view.write(at, &event).map_err(drop)
+}
+
+/// Answers `poll_oneoff` with its clock subscription `userdata` fired.
+fn clock_fired(view: &MemoryView<'_>, events: u32, written: u32, userdata: u64) -> i32 {
+    match write_event(view, u64::from(events), userdata, 0, CLOCK) {
+        Ok(()) => errno(write_u32(view, written, 1)),
         Err(()) => EFAULT,
+    }
+}
+
+/// Sleeps for `wait`, in slices of at most [`SLEEP_SLICE`] and never past
+/// the run's deadline, charging the budget a point per nanosecond slept. A
+/// guest left with no points, or past the deadline, stops.
+fn sleep(meter: Option<&Meter>, wait: Duration) -> Result<(), HostTrap> {
+    let started = Instant::now();
+    loop {
+        let left = wait.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return Ok(());
+        }
+        let slice = left.min(SLEEP_SLICE).min(deadline::time_left().unwrap_or(Duration::MAX));
+        let before = Instant::now();
+        std::thread::sleep(slice);
+        charge(meter, u64::try_from(before.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        if let Some(meter) = meter
+            && meter.out_of_time()
+        {
+            return Err(HostTrap::OutOfTime);
+        }
     }
 }

@@ -4,7 +4,8 @@
 // that got through fails with "<attempt> was allowed". Attempts that are
 // expected to work inside the sandbox (/env, /stdout, /next-many) answer
 // with what they saw in the response body, and so does /listen when the
-// guest's own (simulated) network lets it listen.
+// guest's own (simulated) network lets it listen. /sleep sleeps for the
+// given number of seconds.
 package scale
 
 import (
@@ -14,6 +15,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	signature "github.com/scale-rs/scale/crates/scale-signature-http/go"
 )
@@ -125,6 +127,15 @@ func Scale(ctx *signature.Context) (*signature.Context, error) {
 			}
 		}
 		ctx.Response().SetBody(fmt.Sprintf("called next %d times", count))
+		return ctx, nil
+	case "/sleep":
+		// Sleeps for the given number of seconds.
+		seconds, err := strconv.Atoi(arg)
+		if err != nil {
+			return nil, err
+		}
+		time.Sleep(time.Duration(seconds) * time.Second)
+		ctx.Response().SetBody(fmt.Sprintf("slept %d s", seconds))
 		return ctx, nil
 	case "/next-bad":
 		// Hands next a context and an answer buffer far past the end of memory.

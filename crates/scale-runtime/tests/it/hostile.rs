@@ -319,3 +319,41 @@ fn bad_panic_messages_are_described_not_copied() {
     assert!(!message.chars().any(|c| c.is_control()), "{message:?}");
     assert!(message.contains(r"\u{1b}[2J"), "{message:?}");
 }
+
+/// When a function further down the chain spends the rest of the run's
+/// budget, the run has failed: the function that called `next` stops too,
+/// even if it would return without another check.
+#[test]
+fn a_budget_spent_further_down_fails_the_run() {
+    let caller = function(&module(NEXT, &format!("{CALL_NEXT} {}", answer()), ""));
+    let spinner = scale_func::ScaleFunc::new(
+        "spinner",
+        "test",
+        scale_func::Signature::new("http", "v0.1.0").unwrap(),
+        scale_func::Language::Rust,
+        wasmer::wat2wasm(module("", SPIN_FOREVER, "").as_bytes()).unwrap().into_owned(),
+    )
+    .unwrap();
+    let runtime = Runtime::builder().cpu_budget(1_000_000).functions([caller, spinner]).build().expect("loads");
+    let err = run(&runtime).unwrap_err();
+    assert!(matches!(&err, Error::CpuBudget { function, .. } if function == "spinner"), "{err:?}");
+}
+
+/// `fd_write` with two billion iovecs, `poll_oneoff` with two billion
+/// subscriptions: refused with `EINVAL` (28) before the host reads any.
+#[test]
+fn host_calls_with_huge_vector_counts_are_refused() {
+    let imports = r#"
+        (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+        (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))"#;
+    let body = format!(
+        "(if (i32.ne (call $write (i32.const 1) (i32.const 0) (i32.const 0x7fffffff) (i32.const 4000)) (i32.const 28))
+            (then unreachable))
+         (if (i32.ne (call $poll (i32.const 0) (i32.const 0) (i32.const 0x7fffffff) (i32.const 4000)) (i32.const 28))
+            (then unreachable))
+         {}",
+        answer()
+    );
+    run(&build(Runtime::builder().cpu_budget(1_000_000), &module(imports, &body, "")).expect("loads"))
+        .expect("both calls answer EINVAL");
+}

@@ -103,6 +103,12 @@ fn scale(ctx: &mut Context) -> Result<(), Error> {
             ctx.response().set_body_string(format!("called next {count} times"));
             Ok(())
         }
+        "/sleep" => {
+            let seconds = number(&arg)?;
+            std::thread::sleep(std::time::Duration::from_secs(seconds));
+            ctx.response().set_body_string(format!("slept {seconds} s"));
+            Ok(())
+        }
         "/next-bad" => {
             // SAFETY: the host checks every pointer; these lie past the end of memory on purpose.
             let n = unsafe { raw_next(0xffff_0000, 64, 0xfff0_0000, 1 << 20) };

@@ -126,6 +126,31 @@ fn proc_exit_fails_the_run_and_the_instance_is_replaced() {
     }
 }
 
+/// A guest sleeping for an hour (Go's `time.Sleep`, Rust's
+/// `std::thread::sleep`: `poll_oneoff` on the host) pays for its sleep out
+/// of the CPU budget, a point a nanosecond, and is stopped by a deadline.
+#[test]
+fn sleeping_for_an_hour_is_stopped_by_the_budget_or_the_deadline() {
+    for lang in Lang::ALL {
+        let runtime = builder().function(fixture(lang, "escape")).cpu_budget(200_000_000).build().unwrap();
+        let started = std::time::Instant::now();
+        let err = attempt(&mut runtime.instance().unwrap(), "/sleep", "3600").unwrap_err();
+        assert!(matches!(&err, Error::CpuBudget { function, .. } if function == "escape"), "{lang:?}: {err:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "{lang:?}: slept {:?}", started.elapsed());
+
+        let deadline = std::time::Duration::from_millis(300);
+        let runtime = builder().function(fixture(lang, "escape")).deadline(deadline).build().unwrap();
+        let mut instance = runtime.instance().unwrap();
+        let started = std::time::Instant::now();
+        let err = attempt(&mut instance, "/sleep", "3600").unwrap_err();
+        assert!(matches!(&err, Error::Deadline { function, .. } if function == "escape"), "{lang:?}: {err:?}");
+        assert!(started.elapsed() >= deadline, "{lang:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "{lang:?}: slept {:?}", started.elapsed());
+        // A short sleep within the deadline completes, on a fresh instance.
+        assert_eq!(attempt(&mut instance, "/sleep", "0").unwrap(), "slept 0 s", "{lang:?}");
+    }
+}
+
 #[test]
 fn a_gibibyte_written_to_stdout_is_dropped_not_kept() {
     const GIB: u64 = 1 << 30;
