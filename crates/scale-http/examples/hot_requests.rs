@@ -9,9 +9,12 @@
 //! valgrind --tool=callgrind target/release/examples/hot_requests 0     # subtract: start-up alone
 //! ```
 //!
-//! Arguments: the number of requests (default 200,000) and the CPU budget
+//! Arguments: the number of requests (default 200,000), the CPU budget
 //! (`none`, or a number of operations; default 1,000,000,000 as in
-//! `scale serve`). Prints the time per request it saw.
+//! `scale serve`) and the deadline in seconds (`none`, the default, or a
+//! number; `scale serve` has 10). With a deadline, the service dispatches
+//! as `scale serve` does (`Dispatch::Auto`); without, inline. Prints the
+//! time per request it saw.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -27,12 +30,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some("none") => None,
         Some(n) => Some(n.parse()?),
     };
+    let deadline = match args.next().as_deref() {
+        None | Some("none") => None,
+        Some(seconds) => Some(std::time::Duration::from_secs(seconds.parse()?)),
+    };
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scale-cli/assets/hello.scale");
     let mut builder = Runtime::builder().function(ScaleFunc::decode(&std::fs::read(path)?)?);
     if let Some(budget) = budget {
         builder = builder.cpu_budget(budget);
     }
-    let mut service = ScaleService::new(builder.build()?).dispatch(Dispatch::Inline);
+    if let Some(deadline) = deadline {
+        builder = builder.deadline(deadline);
+    }
+    let dispatch = if deadline.is_some() { Dispatch::Auto } else { Dispatch::Inline };
+    let mut service = ScaleService::new(builder.build()?).dispatch(dispatch);
     let tokio = tokio::runtime::Builder::new_current_thread().build()?;
     tokio.block_on(async {
         let start = Instant::now();
