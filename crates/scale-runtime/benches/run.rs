@@ -15,7 +15,8 @@
 
 use std::path::PathBuf;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use scale_runtime::{Runtime, ScaleFunc};
 use scale_signature_http::pieces::PIECE;
 use wasmer::{Instance, Module, Store, TypedFunction, imports};
@@ -27,27 +28,31 @@ fn fixture(lang: &str, name: &str) -> ScaleFunc {
     ScaleFunc::decode(&bytes).expect("fixture decodes")
 }
 
-fn run_passthrough(c: &mut Criterion) {
+/// Benches `instance()` + a 64-byte body + `run()` on `runtime`, warm.
+fn bench_passthrough(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, runtime: &Runtime) {
     static BODY: [u8; 64] = [b'x'; 64];
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            let mut instance = runtime.instance().unwrap();
+            instance.context_mut().request.set_body(&BODY[..]);
+            instance.run().unwrap();
+            std::hint::black_box(instance.context().request.body.len());
+        })
+    });
+}
+
+fn run_passthrough(c: &mut Criterion) {
     let mut group = c.benchmark_group("run_passthrough");
     for lang in ["rust", "go"] {
         let runtime = Runtime::new([fixture(lang, "passthrough")]).expect("runtime");
         // Warm the pool.
         runtime.instance().unwrap().run().unwrap();
-        group.bench_function(lang, |b| {
-            b.iter(|| {
-                let mut instance = runtime.instance().unwrap();
-                instance.context_mut().request.set_body(&BODY[..]);
-                instance.run().unwrap();
-                std::hint::black_box(instance.context().request.body.len());
-            })
-        });
+        bench_passthrough(&mut group, lang, &runtime);
     }
     group.finish();
 }
 
 fn run_limits(c: &mut Criterion) {
-    static BODY: [u8; 64] = [b'x'; 64];
     let mut group = c.benchmark_group("run_limits/rust");
     let budget = 1_000_000_000;
     let deadline = std::time::Duration::from_secs(10);
@@ -60,14 +65,7 @@ fn run_limits(c: &mut Criterion) {
     for (name, builder) in builders {
         let runtime = builder.function(fixture("rust", "passthrough")).build().expect("runtime");
         runtime.instance().unwrap().run().unwrap();
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                let mut instance = runtime.instance().unwrap();
-                instance.context_mut().request.set_body(&BODY[..]);
-                instance.run().unwrap();
-                std::hint::black_box(instance.context().request.body.len());
-            })
-        });
+        bench_passthrough(&mut group, name, &runtime);
     }
     group.finish();
 }

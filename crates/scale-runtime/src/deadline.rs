@@ -11,11 +11,13 @@
 //! says so. Host functions that wait (`poll_oneoff`) or run the rest of the
 //! chain (`next`) look at the deadline themselves.
 //!
-//! The guest's thread pays a clock reading and a few atomic stores per run:
-//! no signals, no locks, no system calls on the warm path.
+//! The guest's thread pays a clock reading and a few plain stores per run,
+//! and one atomic exchange per call into a guest: no signals, no locks, no
+//! system calls on the warm path.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, fence};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -30,8 +32,11 @@ pub(crate) const STOPPED: i64 = i64::MIN / 2;
 pub(crate) const TICK: Duration = Duration::from_millis(1);
 
 /// How long the watchdog keeps ticking with no run under a deadline before
-/// it parks until the next one starts.
+/// it slows down to [`IDLE_TICK`], until a run starts and wakes it.
 const IDLE_BEFORE_PARKING: Duration = Duration::from_secs(1);
+/// How often an idle watchdog looks anyway: a run that starts while the
+/// watchdog is going idle may miss waking it, and is then seen this late.
+const IDLE_TICK: Duration = Duration::from_millis(100);
 
 /// One thread's current run, as the watchdog sees it.
 #[derive(Debug, Default)]
@@ -39,8 +44,9 @@ struct Slot {
     /// When the current run's deadline passes, in [`nanos`]; 0 when the
     /// thread runs nothing under a deadline.
     deadline: AtomicU64,
-    /// Odd while `deadline` changes: the watchdog acts only on a deadline
-    /// and target it read within one even epoch.
+    /// Odd while `deadline` changes (a sequence lock, written by the slot's
+    /// thread only): the watchdog acts only on a deadline and target it
+    /// read within one even epoch.
     epoch: AtomicU64,
     /// The points of the guest running now (null when none).
     target: AtomicPtr<i64>,
@@ -95,7 +101,7 @@ fn watch() {
         let now = nanos();
         let mut active = false;
         for slot in &slots {
-            let deadline = slot.deadline.load(SeqCst);
+            let deadline = slot.deadline.load(Relaxed);
             if deadline != 0 {
                 active = true;
                 if now >= deadline {
@@ -107,20 +113,11 @@ fn watch() {
         if active {
             last_busy = Instant::now();
         } else if last_busy.elapsed() >= IDLE_BEFORE_PARKING {
-            PARKED.store(true, SeqCst);
-            // A run that started before `PARKED` was set is seen here; one
-            // that starts after it sees `PARKED` and unparks this thread.
-            let started = SLOTS
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-                .filter_map(Weak::upgrade)
-                .any(|slot| slot.deadline.load(SeqCst) != 0);
-            if !started {
-                std::thread::park();
-            }
-            PARKED.store(false, SeqCst);
-            last_busy = Instant::now();
+            // Runs that start from now on wake the watchdog; one starting
+            // while this is set may not, and is seen after `IDLE_TICK`.
+            PARKED.store(true, Relaxed);
+            std::thread::park_timeout(IDLE_TICK);
+            PARKED.store(false, Relaxed);
             continue;
         }
         std::thread::sleep(TICK);
@@ -131,25 +128,28 @@ fn watch() {
 /// `deadline` passed.
 fn stop(slot: &Slot, deadline: u64) {
     slot.busy.store(true, SeqCst);
-    let epoch = slot.epoch.load(SeqCst);
-    let same_deadline = slot.deadline.load(SeqCst) == deadline;
+    let epoch = slot.epoch.load(Acquire);
+    let same_deadline = slot.deadline.load(Relaxed) == deadline;
     let target = slot.target.load(SeqCst);
-    let same_epoch = slot.epoch.load(SeqCst) == epoch;
+    fence(Acquire);
+    let same_epoch = slot.epoch.load(Relaxed) == epoch;
     if epoch.is_multiple_of(2) && same_deadline && same_epoch && !target.is_null() {
         // SAFETY: `target` points to the points global of a guest that is
         // running on the slot's thread: the thread sets it before calling
         // the guest and, before the guest can be freed, replaces it and
-        // waits for `busy` to clear (see `Run::drop` and `Target::drop`),
-        // so it is alive while `busy` is set. The global is 8-byte aligned
-        // (wasmer aligns global definitions to 16 bytes). The guest's code
-        // reads and writes it with plain loads and stores on its own
-        // thread; an aligned 8-byte store is atomic on the targets wasmer
-        // supports, so the guest reads either its own value or this one.
-        // If the guest's own subtraction overwrites this store, the next
-        // tick stores it again.
-        unsafe { AtomicI64::from_ptr(target) }.store(STOPPED, SeqCst);
+        // waits for `busy` to clear (`Target::drop`, on return and on
+        // unwinding alike; its store and our load of `target`, our store
+        // and its load of `busy`, are sequentially consistent, so one of us
+        // sees the other), so it is alive while `busy` is set. The global
+        // is 8-byte aligned (wasmer aligns global definitions to 16 bytes).
+        // The guest's code reads and writes it with plain loads and stores
+        // on its own thread; an aligned 8-byte store is atomic on the
+        // targets wasmer supports, so the guest reads either its own value
+        // or this one. If the guest's own subtraction overwrites this
+        // store, the next tick stores it again.
+        unsafe { AtomicI64::from_ptr(target) }.store(STOPPED, Relaxed);
     }
-    slot.busy.store(false, SeqCst);
+    slot.busy.store(false, Release);
 }
 
 /// Waits until the watchdog is not writing through the slot's target.
@@ -157,6 +157,16 @@ fn wait_not_busy(slot: &Slot) {
     while slot.busy.load(SeqCst) {
         std::hint::spin_loop();
     }
+}
+
+/// Changes the slot's run: `change` runs with the epoch odd.
+fn change_run(slot: &Slot, change: impl FnOnce()) {
+    // Only this thread writes the epoch.
+    let epoch = slot.epoch.load(Relaxed);
+    slot.epoch.store(epoch + 1, Relaxed);
+    fence(Release);
+    change();
+    slot.epoch.store(epoch + 2, Release);
 }
 
 /// A run under a deadline on this thread; dropping it ends the run and
@@ -174,7 +184,7 @@ pub(crate) struct Run {
 pub(crate) fn begin(limit: Duration) -> Run {
     let deadline = nanos().saturating_add(u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX)).max(1);
     SLOT.with(|slot| {
-        let saved_deadline = slot.deadline.load(SeqCst);
+        let saved_deadline = slot.deadline.load(Relaxed);
         let saved_limit = LIMIT.get();
         let (deadline, limit) = match saved_deadline {
             0 => (deadline, limit),
@@ -182,12 +192,14 @@ pub(crate) fn begin(limit: Duration) -> Run {
             _ => (deadline, limit),
         };
         LIMIT.set(limit);
-        slot.epoch.fetch_add(1, SeqCst);
-        slot.deadline.store(deadline, SeqCst);
-        let saved_target = slot.target.swap(std::ptr::null_mut(), SeqCst);
-        slot.epoch.fetch_add(1, SeqCst);
-        wait_not_busy(slot);
-        if PARKED.load(SeqCst)
+        // The target goes back to none: whatever it held belongs to an
+        // outer run, still alive, until this one ends.
+        let saved_target = slot.target.load(Relaxed);
+        change_run(slot, || {
+            slot.deadline.store(deadline, Relaxed);
+            slot.target.store(std::ptr::null_mut(), Relaxed);
+        });
+        if PARKED.load(Relaxed)
             && let Some(Some(watchdog)) = WATCHDOG.get()
         {
             watchdog.unpark();
@@ -199,12 +211,13 @@ pub(crate) fn begin(limit: Duration) -> Run {
 impl Drop for Run {
     fn drop(&mut self) {
         LIMIT.set(self.saved_limit);
+        // Every `Target` of this run has dropped: the target is none again,
+        // and what comes back belongs to the outer run.
         SLOT.with(|slot| {
-            slot.epoch.fetch_add(1, SeqCst);
-            slot.deadline.store(self.saved_deadline, SeqCst);
-            slot.target.store(self.saved_target, SeqCst);
-            slot.epoch.fetch_add(1, SeqCst);
-            wait_not_busy(slot);
+            change_run(slot, || {
+                slot.deadline.store(self.saved_deadline, Relaxed);
+                slot.target.store(self.saved_target, Relaxed);
+            });
         });
     }
 }
@@ -220,7 +233,14 @@ pub(crate) struct Target {
 
 impl Target {
     pub(crate) fn set(points: *mut i64) -> Self {
-        Self { previous: SLOT.with(|slot| slot.target.swap(points, SeqCst)) }
+        // Only this thread writes the target; what it replaces stays alive
+        // (an outer guest, suspended) until this one is dropped.
+        let previous = SLOT.with(|slot| {
+            let previous = slot.target.load(Relaxed);
+            slot.target.store(points, Release);
+            previous
+        });
+        Self { previous }
     }
 }
 
@@ -241,7 +261,7 @@ pub(crate) fn passed_limit() -> Option<Duration> {
 /// Whether this thread's current run has passed its deadline.
 pub(crate) fn passed() -> bool {
     SLOT.with(|slot| {
-        let deadline = slot.deadline.load(SeqCst);
+        let deadline = slot.deadline.load(Relaxed);
         deadline != 0 && nanos() >= deadline
     })
 }
@@ -250,7 +270,7 @@ pub(crate) fn passed() -> bool {
 /// without one, zero once it has passed.
 pub(crate) fn time_left() -> Option<Duration> {
     SLOT.with(|slot| {
-        let deadline = slot.deadline.load(SeqCst);
+        let deadline = slot.deadline.load(Relaxed);
         (deadline != 0).then(|| Duration::from_nanos(deadline.saturating_sub(nanos())))
     })
 }

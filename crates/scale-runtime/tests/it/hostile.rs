@@ -34,6 +34,13 @@ const SLEEP_FOREVER: &str = "
     i64.const 0";
 const SPIN_FOREVER: &str = "(loop $again (br $again)) i64.const 0";
 
+/// A function named `spinner` that never returns.
+fn spinner() -> scale_func::ScaleFunc {
+    let wasm = wasmer::wat2wasm(module("", SPIN_FOREVER, "").as_bytes()).unwrap().into_owned();
+    let signature = scale_func::Signature::new("http", "v0.1.0").unwrap();
+    scale_func::ScaleFunc::new("spinner", "test", signature, scale_func::Language::Rust, wasm).unwrap()
+}
+
 fn build(builder: RuntimeBuilder, wat: &str) -> Result<Runtime, Error> {
     builder.function(function(wat)).build()
 }
@@ -263,14 +270,7 @@ fn budget_and_deadline_together() {
 #[test]
 fn a_deadline_names_the_function_running_at_it() {
     let caller = function(&module(NEXT, &format!("{CALL_NEXT} {}", answer()), ""));
-    let spinner = scale_func::ScaleFunc::new(
-        "spinner",
-        "test",
-        scale_func::Signature::new("http", "v0.1.0").unwrap(),
-        scale_func::Language::Rust,
-        wasmer::wat2wasm(module("", SPIN_FOREVER, "").as_bytes()).unwrap().into_owned(),
-    )
-    .unwrap();
+    let spinner = spinner();
     let runtime =
         Runtime::builder().deadline(Duration::from_millis(100)).functions([caller, spinner]).build().expect("loads");
     let err = run(&runtime).unwrap_err();
@@ -326,14 +326,7 @@ fn bad_panic_messages_are_described_not_copied() {
 #[test]
 fn a_budget_spent_further_down_fails_the_run() {
     let caller = function(&module(NEXT, &format!("{CALL_NEXT} {}", answer()), ""));
-    let spinner = scale_func::ScaleFunc::new(
-        "spinner",
-        "test",
-        scale_func::Signature::new("http", "v0.1.0").unwrap(),
-        scale_func::Language::Rust,
-        wasmer::wat2wasm(module("", SPIN_FOREVER, "").as_bytes()).unwrap().into_owned(),
-    )
-    .unwrap();
+    let spinner = spinner();
     let runtime = Runtime::builder().cpu_budget(1_000_000).functions([caller, spinner]).build().expect("loads");
     let err = run(&runtime).unwrap_err();
     assert!(matches!(&err, Error::CpuBudget { function, .. } if function == "spinner"), "{err:?}");
