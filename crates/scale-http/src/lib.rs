@@ -38,6 +38,7 @@
 //! | unreadable body, or a header value that is not UTF-8 | 400 |
 //! | a function failed, panicked, trapped or broke the ABI | 500 |
 //! | a function hit its memory limit or CPU budget, or no instance could be made | 503 |
+//! | the run passed its deadline | 504 |
 //! | the downstream handler or service failed | 502 |
 //! | the chain produced a response that is not valid HTTP (status outside 100–999, bad header) | 500 |
 //! | the chain answered with an informational status (1xx, `101 Switching Protocols` included) | 500 |
@@ -81,6 +82,10 @@
 //! `ScaleService` that times the future (a `Timeout`, say) does not cover
 //! such runs; the CPU budget and the deadline bound them.
 //!
+//! At most [`ScaleService::max_runs`] chains run at once (default
+//! [`DEFAULT_MAX_RUNS`]); requests beyond wait for a place, which bounds
+//! the guest memory that runs hold.
+//!
 //! A tower downstream ([`ScaleService::with_downstream`]) is async, and the
 //! chain waits for it from inside a synchronous native handler; so with one,
 //! runs always go to the blocking pool, where such waiting is allowed.
@@ -110,6 +115,12 @@ pub use pace::{DEFAULT_BODY_MIN_BYTES, DEFAULT_BODY_RATE_WINDOW, DEFAULT_BODY_TI
 
 /// The default largest request body: 10 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 10 << 20;
+
+/// The default number of function chains a [`ScaleService`] runs at once.
+/// Each run holds one guest instance per function of the chain, each up to
+/// the runtime's memory limit: 64 runs of a one-function chain under the
+/// default 64 MiB limit use at most 4 GiB of guest memory.
+pub const DEFAULT_MAX_RUNS: usize = 64;
 
 /// A boxed error.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -162,6 +173,8 @@ pub struct ScaleService {
     downstream: Downstream,
     dispatch: Dispatch,
     inline: Arc<InlineRuns>,
+    /// A place for each run that may go on at once.
+    runs: Arc<tokio::sync::Semaphore>,
 }
 
 /// The runs [`Dispatch::Auto`] has going inline, and how many it allows:
@@ -207,6 +220,7 @@ impl std::fmt::Debug for ScaleService {
             .field("body_timeout", &self.body_pace.total)
             .field("body_min_rate", &self.body_pace.min_rate)
             .field("dispatch", &self.dispatch)
+            .field("runs_available", &self.runs.available_permits())
             .finish_non_exhaustive()
     }
 }
@@ -222,7 +236,18 @@ impl ScaleService {
             downstream: Downstream::None,
             dispatch: Dispatch::Auto,
             inline: Arc::default(),
+            runs: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_RUNS)),
         }
+    }
+
+    /// The most function chains this service (and its clones) runs at once
+    /// (default [`DEFAULT_MAX_RUNS`], at least 1). Requests beyond wait for
+    /// a run to end, their connections open: this bounds the guest memory
+    /// runs hold, at most this many times the memory limit per function of
+    /// the chain.
+    pub fn max_runs(mut self, runs: usize) -> Self {
+        self.runs = Arc::new(tokio::sync::Semaphore::new(runs.clamp(1, tokio::sync::Semaphore::MAX_PERMITS)));
+        self
     }
 
     /// Where runs happen: on the request's tokio worker, or on the blocking
@@ -333,6 +358,10 @@ impl ScaleService {
                 return plain(http::StatusCode::BAD_REQUEST);
             }
         };
+        // The semaphore is never closed.
+        let Ok(place) = Arc::clone(&self.runs).acquire_owned().await else {
+            return plain(http::StatusCode::SERVICE_UNAVAILABLE);
+        };
         if let Some(_run) = self.inline_run() {
             return self.respond_inline(&parts, body);
         }
@@ -340,7 +369,12 @@ impl ScaleService {
         let runtime = self.runtime.clone();
         let downstream = self.downstream.clone();
         let handle = tokio::runtime::Handle::current();
-        let run = move || run_chain(&runtime, &downstream, Some(handle), &parts, body, remote);
+        // The place goes with the run: a client that leaves does not end it.
+        let run = move || {
+            let response = run_chain(&runtime, &downstream, Some(handle), &parts, body, remote);
+            drop(place);
+            response
+        };
         match tokio::task::spawn_blocking(run).await {
             Ok(response) => response,
             Err(join) => {
@@ -553,11 +587,12 @@ where
         // of the service.
         if request.body().is_end_stream()
             && content_length(request.headers()).is_none_or(|len| len <= self.body_limit as u64)
+            && let Ok(place) = self.runs.try_acquire()
             && let Some(run) = self.inline_run()
         {
             let (parts, _) = request.into_parts();
             let response = self.respond_inline(&parts, Bytes::new());
-            drop(run);
+            drop((run, place));
             return ResponseFuture(Answer::Ready(Some(response)));
         }
         let this = self.clone();

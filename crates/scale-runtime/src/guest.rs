@@ -270,11 +270,10 @@ impl<S: Signature> Guest<S> {
         let metering = if function.limits.metered() {
             let global = |export: &str| exports.get_global(export).cloned().map_err(|err| fail(err.to_string()));
             let (remaining, exhausted) = (global(metering::REMAINING)?, global(metering::EXHAUSTED)?);
-            points = points_address(&mut store, &remaining)
-                .ok_or_else(|| fail("the CPU budget's global cannot be located".into()))?
-                .as_ptr();
-            let meter =
-                Meter { points: Points(NonNull::new(points).expect("found addresses are not null")), exhausted };
+            let address = points_address(&mut store, &remaining)
+                .ok_or_else(|| fail("the CPU budget's global cannot be located".into()))?;
+            points = address.as_ptr();
+            let meter = Meter { points: Points(address), exhausted };
             meter.set(metering::initial_points(function.limits.cpu_budget.unwrap_or(u64::MAX)));
             env.as_mut(&mut store).meter = Some(meter.clone());
             Some(meter)

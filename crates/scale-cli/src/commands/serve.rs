@@ -57,6 +57,11 @@ pub struct Args {
     /// process's open-file limit (`ulimit -n`).
     #[arg(long, value_name = "N", default_value_t = NonZeroUsize::new(scale_http::DEFAULT_MAX_CONNECTIONS).expect("not zero"))]
     max_connections: NonZeroUsize,
+    /// How many requests run their functions at once; the ones beyond wait
+    /// for a place. Each run holds an instance of every function of the
+    /// chain, each up to the memory limit: this bounds the guest memory in use.
+    #[arg(long, value_name = "N", default_value_t = NonZeroUsize::new(scale_http::DEFAULT_MAX_RUNS).expect("not zero"))]
+    max_runs: NonZeroUsize,
     /// Where functions run: `inline` on the server's worker threads (fast;
     /// needs a CPU budget or a deadline to bound runs), `blocking` on a
     /// separate thread pool (for long runs), or `auto` (inline when there is
@@ -154,6 +159,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .body_limit(args.body_limit)
         .body_timeout(args.body_timeout)
         .body_min_rate(min_rate)
+        .max_runs(args.max_runs.get())
         .dispatch(args.dispatch.into());
     let options = ServeOptions::new().header_read_timeout(args.header_timeout).max_connections(args.max_connections);
     let threads = if service.runs_inline() { "runs inline" } else { "runs on the blocking pool" };
@@ -207,5 +213,6 @@ mod tests {
         assert_eq!(args.body_rate_window, scale_http::DEFAULT_BODY_RATE_WINDOW);
         assert_eq!(args.header_timeout, scale_http::HEADER_READ_TIMEOUT);
         assert_eq!(args.max_connections.get(), scale_http::DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(args.max_runs.get(), scale_http::DEFAULT_MAX_RUNS);
     }
 }

@@ -4,9 +4,10 @@ mod framing;
 mod reliability;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use scale_http::{ScaleService, ServeOptions, serve, serve_with};
+use scale_http::{Dispatch, ScaleService, ServeOptions, serve, serve_with};
 use scale_runtime::{Runtime, ScaleFunc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -225,8 +226,7 @@ async fn shutdown_lets_requests_in_flight_finish() {
 /// blocking pool; `Auto` is inline exactly when the runtime has a CPU budget.
 #[tokio::test(flavor = "current_thread")]
 async fn dispatch_decides_which_thread_runs_the_chain() {
-    use scale_http::Dispatch;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
 
     let here = std::thread::current().id();
     let budgeted = || Runtime::builder().cpu_budget(50_000_000).function(fixture("rust", "next")).build().unwrap();
@@ -315,4 +315,33 @@ async fn serve_waits_for_a_service_that_is_not_ready_yet() {
     assert_eq!(text.matches("ready for 127.0.0.1\n").count(), 2, "{text}");
     drop(stop);
     server.await.unwrap().unwrap();
+}
+
+/// Eight requests at once never have more chains running than `max_runs`
+/// (2 on the blocking pool, 1 inline on two workers), and every one of
+/// them is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_more_chains_run_at_once_than_max_runs() {
+    for (dispatch, max_runs) in [(Dispatch::Blocking, 2), (Dispatch::Inline, 1)] {
+        let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (now, seen) = (Arc::clone(&running), Arc::clone(&most));
+        let service =
+            ScaleService::new(runtime("rust", &["next"])).dispatch(dispatch).max_runs(2).with_handler(move |ctx| {
+                let at_once = now.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                seen.fetch_max(at_once, std::sync::atomic::Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(50));
+                now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                ctx.response.set_body_string("ran");
+                Ok(())
+            });
+        let (addr, _stop) = start(service).await;
+        let requests: Vec<_> = (0..8).map(|_| tokio::spawn(async move { send(addr, &get("/", "")).await })).collect();
+        for request in requests {
+            let reply = request.await.unwrap();
+            assert_eq!((reply.status, reply.text()), (200, "ran"), "{dispatch:?}");
+        }
+        let most = most.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((1..=max_runs).contains(&most), "{dispatch:?}: {most} chains ran at once");
+    }
 }
