@@ -326,15 +326,16 @@ async fn no_more_chains_run_at_once_than_max_runs() {
         let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (now, seen) = (Arc::clone(&running), Arc::clone(&most));
-        let service =
-            ScaleService::new(runtime("rust", &["next"])).dispatch(dispatch).max_runs(2).with_handler(move |ctx| {
+        let service = ScaleService::new(runtime("rust", &["next"])).dispatch(dispatch).max_runs(max_runs).with_handler(
+            move |ctx| {
                 let at_once = now.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
                 seen.fetch_max(at_once, std::sync::atomic::Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(50));
                 now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                 ctx.response.set_body_string("ran");
                 Ok(())
-            });
+            },
+        );
         let (addr, _stop) = start(service).await;
         let requests: Vec<_> = (0..8).map(|_| tokio::spawn(async move { send(addr, &get("/", "")).await })).collect();
         for request in requests {
