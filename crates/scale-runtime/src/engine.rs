@@ -38,10 +38,12 @@ pub(crate) struct EngineSettings {
 }
 
 impl EngineSettings {
-    /// A string naming everything that changes the compiled code.
+    /// A string naming everything that changes the compiled code. The
+    /// metering version changes with every change to what the metering
+    /// middleware emits: cached modules of an older one are recompiled.
     pub fn cache_tag(&self) -> String {
         format!(
-            "wasmer-{}/cranelift-speed/metering-v3-{}/{}",
+            "wasmer-{}/cranelift-speed/metering-v4-{}/{}",
             WASMER_VERSION,
             match (self.metered, self.cpu_budget) {
                 (false, _) => "off".into(),

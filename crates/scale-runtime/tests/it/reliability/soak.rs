@@ -15,9 +15,11 @@ use crate::common::{Lang, builder, fixture};
 const CI_RUNS: usize = 1_000;
 const RUNS_VAR: &str = "SCALE_SOAK_RUNS";
 const MEMORY_LIMIT: u64 = 48 << 20;
-/// Enough for the Go memory bomb to reach `MEMORY_LIMIT` on a kept instance
-/// (about 18 million points from a fresh one), so that it fails on memory.
-const CPU_BUDGET: u64 = 40_000_000;
+/// Enough for either memory bomb to reach `MEMORY_LIMIT` on a kept instance,
+/// so that it fails on memory: the Go one takes about 18 million points from
+/// a fresh instance, and the Rust one fills each 1 MiB it allocates with
+/// `memory.fill`, which costs a point a byte (about 50 million in all).
+const CPU_BUDGET: u64 = 100_000_000;
 /// How much the resident set may grow between the end of warm-up and the
 /// end of a full soak.
 const RSS_GROWTH_BOUND_KIB: u64 = 32 << 10;
