@@ -280,7 +280,11 @@ impl<S: Signature> Guest<S> {
         } else {
             None
         };
-        let start = exports.get_typed_function::<(), ()>(&store, metering::START).ok();
+        // The start function the metering middleware turned into an export.
+        let start = match &metering {
+            Some(_) => exports.get_typed_function::<(), ()>(&store, metering::START).ok(),
+            None => None,
+        };
         let mut guest = Guest {
             store,
             env,
