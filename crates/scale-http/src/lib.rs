@@ -642,9 +642,9 @@ impl ServeOptions {
 
     /// How long a client may take to send a request's head, and how long a
     /// keep-alive connection may wait idle for its next request, before the
-    /// connection is closed.
+    /// connection is closed. At most a year (hyper adds it to the clock).
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
-        self.header_read_timeout = timeout;
+        self.header_read_timeout = timeout.min(Duration::from_secs(365 * 24 * 60 * 60));
         self
     }
 

@@ -135,8 +135,9 @@ where
         let pace = *this.pace;
         let clock = this.clock.get_or_insert_with(|| {
             let now = Instant::now();
-            let deadline = pace.total.map(|total| now + total);
-            let window_end = pace.min_rate.map(|rate| now + rate.window);
+            // A bound too far away to be told apart from none is none.
+            let deadline = pace.total.and_then(|total| now.checked_add(total));
+            let window_end = pace.min_rate.and_then(|rate| now.checked_add(rate.window));
             // Both cannot be `None`: the pace is bounded.
             let first = deadline.into_iter().chain(window_end).min().unwrap_or(now);
             Clock { deadline, window_end, sleep: Box::pin(tokio::time::sleep_until(first)) }
@@ -155,7 +156,7 @@ where
                     return Poll::Ready(Some(Err(BodyTimeout::TooSlow(rate).into())));
                 }
                 *this.in_window = 0;
-                clock.window_end = Some(now + rate.window);
+                clock.window_end = now.checked_add(rate.window);
             }
             let Some(wake) = clock.deadline.into_iter().chain(clock.window_end).min() else {
                 return Poll::Pending;

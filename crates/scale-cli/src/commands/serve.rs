@@ -89,9 +89,15 @@ fn parse_seconds(text: &str) -> Result<Seconds, String> {
     parse_window(text).map(Some)
 }
 
+/// The longest timeout the flags take: a year.
+const LONGEST_TIMEOUT_SECONDS: u64 = 365 * 24 * 60 * 60;
+
 fn parse_window(text: &str) -> Result<Duration, String> {
     match text.parse::<u64>() {
         Ok(0) => Err("0 seconds would cut off every client".into()),
+        Ok(seconds) if seconds > LONGEST_TIMEOUT_SECONDS => {
+            Err(format!("{seconds} seconds is longer than the {LONGEST_TIMEOUT_SECONDS} (a year) this takes"))
+        }
         Ok(seconds) => Ok(Duration::from_secs(seconds)),
         Err(_) => Err(format!("expected a whole number of seconds, got {text:?}")),
     }
@@ -192,6 +198,7 @@ mod tests {
         assert!(parse_seconds("0").is_err());
         assert!(parse_seconds("1.5").is_err());
         assert_eq!(parse_window("5"), Ok(Duration::from_secs(5)));
+        assert!(parse_window(&u64::MAX.to_string()).is_err());
         assert!(parse_window("none").is_err());
         assert_eq!(parse_bytes("1024"), Ok(Some(1024)));
         assert_eq!(parse_bytes("NONE"), Ok(None));
