@@ -37,6 +37,8 @@ pub enum ConversionError {
     InvalidUri(String),
     /// A protocol other than HTTP/0.9, 1.0, 1.1, 2 or 3.
     UnknownProtocol(String),
+    /// More header values than an `http` header map holds (32,768).
+    TooManyHeaders,
 }
 
 impl std::fmt::Display for ConversionError {
@@ -44,6 +46,7 @@ impl std::fmt::Display for ConversionError {
         match self {
             Self::NonUtf8HeaderValue { name } => write!(f, "header {name:?} has a value that is not UTF-8"),
             Self::InvalidHeaderName { name } => write!(f, "invalid header name {name:?}"),
+            Self::TooManyHeaders => f.write_str("more header values than an HTTP header map holds"),
             Self::InvalidHeaderValue { name } => write!(f, "header {name:?} has an invalid value"),
             Self::InvalidStatusCode(code) => write!(f, "invalid status code {code}"),
             Self::InvalidMethod(method) => write!(f, "invalid method {method:?}"),
@@ -94,14 +97,14 @@ fn add_headers(map: &http::HeaderMap, headers: &mut Headers) -> Result<(), Conve
 }
 
 fn headers_to_http(headers: &Headers, map: &mut http::HeaderMap) -> Result<(), ConversionError> {
-    map.reserve(headers.len());
+    map.try_reserve(headers.len()).map_err(|_| ConversionError::TooManyHeaders)?;
     for (name, values) in headers.iter() {
         let header = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| ConversionError::InvalidHeaderName { name: name.to_string() })?;
         for value in values {
             let value = HeaderValue::from_str(value)
                 .map_err(|_| ConversionError::InvalidHeaderValue { name: name.to_string() })?;
-            map.append(header.clone(), value);
+            map.try_append(header.clone(), value).map_err(|_| ConversionError::TooManyHeaders)?;
         }
     }
     Ok(())

@@ -58,7 +58,7 @@ mod wire;
 
 #[cfg(feature = "http")]
 pub use http_conv::ConversionError;
-pub use types::{Context, HeaderValues, Headers, HeadersIter, InvalidStatusCode, Request, Response};
+pub use types::{Context, HeaderValues, Headers, HeadersIter, InvalidStatusCode, MAX_HEADER_ITEMS, Request, Response};
 pub use wire::{DecodeError, RunResult};
 
 pub use bytes::Bytes;

@@ -335,7 +335,17 @@ pub struct Headers {
     /// of this crate calls it before returning, so it is never set outside
     /// a decode.
     unsorted: bool,
+    /// The names and values a decoder has put in since it began, repeats
+    /// included, against [`MAX_HEADER_ITEMS`]; reset with `unsorted`.
+    decoded_items: usize,
 }
+
+/// The most names and values together (a name given twice counts twice)
+/// one header map may arrive with: a request's or a response's headers with
+/// more do not decode. Guests cannot make the host hold more than this many
+/// strings for a response, whatever their memory limit, and the host's
+/// `http` header maps (at most 32,768 entries) always have room for them.
+pub const MAX_HEADER_ITEMS: usize = 8192;
 
 /// The most entries [`Headers::recycle`] keeps for reuse.
 const SPARE_ENTRIES: usize = 32;
@@ -462,6 +472,13 @@ impl Headers {
         (name, values)
     }
 
+    /// Counts `items` names and values a decoder put in; `false` once more
+    /// than [`MAX_HEADER_ITEMS`] have been, since decoding began.
+    pub(crate) fn count_decoded(&mut self, items: usize) -> bool {
+        self.decoded_items = self.decoded_items.saturating_add(items);
+        self.decoded_items <= MAX_HEADER_ITEMS
+    }
+
     /// Adds a filled entry (see [`Headers::take_spare`]) under its exact
     /// name, for a decoder: of a name given twice, the last values win. An
     /// entry out of name order is appended, and the decoder must call
@@ -490,6 +507,7 @@ impl Headers {
     /// of a name given more than once (the sort is stable, so entries of
     /// one name stay in the order they came).
     pub(crate) fn finish_decoding(&mut self) {
+        self.decoded_items = 0;
         if !core::mem::take(&mut self.unsorted) {
             return;
         }
@@ -518,6 +536,7 @@ impl Headers {
     pub(crate) fn recycle(&mut self) {
         // Empty is the common case, met several times per run: no drain.
         self.unsorted = false;
+        self.decoded_items = 0;
         if !self.entries.is_empty() {
             self.recycle_entries();
         }
@@ -534,12 +553,13 @@ impl Headers {
     pub fn clear(&mut self) {
         self.entries.clear();
         self.unsorted = false;
+        self.decoded_items = 0;
     }
 }
 
 impl Clone for Headers {
     fn clone(&self) -> Self {
-        Self { entries: self.entries.clone(), spare: Vec::new(), unsorted: self.unsorted }
+        Self { entries: self.entries.clone(), spare: Vec::new(), unsorted: self.unsorted, decoded_items: 0 }
     }
 }
 

@@ -18,7 +18,9 @@ use prost::encoding::{
 };
 
 use crate::pieces;
-use crate::types::{Context, DEFAULT_METHOD, DEFAULT_PROTOCOL, DEFAULT_STATUS, Headers, Request, Response};
+use crate::types::{
+    Context, DEFAULT_METHOD, DEFAULT_PROTOCOL, DEFAULT_STATUS, Headers, MAX_HEADER_ITEMS, Request, Response,
+};
 
 /// Bytes that are not a valid encoding of the message asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -537,6 +539,9 @@ impl Message for HeaderValuesMsg {
             // occurrence, but into a recycled string when there is one.
             1 => {
                 check_wire_type(WireType::LengthDelimited, wire_type)?;
+                if self.used >= MAX_HEADER_ITEMS {
+                    return Err(too_many_headers());
+                }
                 if self.used == self.values.len() {
                     self.values.push(String::new());
                 }
@@ -592,6 +597,9 @@ fn merge_header(
     let (name, values) = headers.take_spare();
     let mut entry = HeaderEntry { name, values: HeaderValuesMsg::recycled(values) };
     message::merge(wire_type, &mut entry, buf, ctx)?;
+    if !headers.count_decoded(1 + entry.values.used) {
+        return Err(too_many_headers());
+    }
     headers.insert_entry(entry.name, entry.values.into_values());
     Ok(())
 }
@@ -727,17 +735,35 @@ fn take_delimited<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], prost::DecodeError
     Ok(field)
 }
 
-fn check_message(mut buf: &[u8], shape: Shape) -> Result<(), Unchecked> {
+fn check_message(buf: &[u8], shape: Shape) -> Result<(), Unchecked> {
+    check_fields(buf, shape, &mut 0)
+}
+
+/// [`check_message`], counting the header names and values of the map the
+/// message belongs to in `items` (each request and response starts a count
+/// of its own, as each decode of one does).
+fn check_fields(mut buf: &[u8], shape: Shape, items: &mut usize) -> Result<(), Unchecked> {
     while !buf.is_empty() {
         let (tag, wire_type) = decode_key(&mut buf)?;
         match field_of(shape, tag) {
             Field::Message(inner) => {
                 check_wire_type(WireType::LengthDelimited, wire_type)?;
-                check_message(take_delimited(&mut buf)?, inner)?;
+                let message = take_delimited(&mut buf)?;
+                match inner {
+                    Shape::Request | Shape::Response => check_fields(message, inner, &mut 0)?,
+                    Shape::HeaderEntry => {
+                        count_item(items)?;
+                        check_fields(message, inner, items)?;
+                    }
+                    Shape::Context | Shape::HeaderValues => check_fields(message, inner, items)?,
+                }
             }
             Field::String => {
                 check_wire_type(WireType::LengthDelimited, wire_type)?;
                 core::str::from_utf8(take_delimited(&mut buf)?).map_err(|_| not_utf8())?;
+                if matches!(shape, Shape::HeaderValues) {
+                    count_item(items)?;
+                }
             }
             Field::Bytes => {
                 check_wire_type(WireType::LengthDelimited, wire_type)?;
@@ -760,10 +786,25 @@ fn check_message(mut buf: &[u8], shape: Shape) -> Result<(), Unchecked> {
     Ok(())
 }
 
+/// Counts one header name or value; an error past [`MAX_HEADER_ITEMS`].
+fn count_item(items: &mut usize) -> Result<(), Unchecked> {
+    *items += 1;
+    if *items > MAX_HEADER_ITEMS {
+        return Err(Unchecked::Invalid(too_many_headers()));
+    }
+    Ok(())
+}
+
 #[cold]
 fn buffer_underflow() -> prost::DecodeError {
     #[allow(deprecated)]
     prost::DecodeError::new("buffer underflow")
+}
+
+#[cold]
+fn too_many_headers() -> prost::DecodeError {
+    #[allow(deprecated)]
+    prost::DecodeError::new("more header names and values than a header map may hold")
 }
 
 #[cold]

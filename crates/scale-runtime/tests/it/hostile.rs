@@ -350,3 +350,23 @@ fn host_calls_with_huge_vector_counts_are_refused() {
     run(&build(Runtime::builder().cpu_budget(1_000_000), &module(imports, &body, "")).expect("loads"))
         .expect("both calls answer EINVAL");
 }
+
+/// A guest answering with more header values than a header map may hold
+/// (each tiny on the wire, each a string on the host) is malformed output:
+/// the host stops decoding at the limit instead of building millions of
+/// strings.
+#[test]
+fn an_answer_with_too_many_headers_is_malformed() {
+    let max = scale_signature_http::MAX_HEADER_ITEMS;
+    let answer_with = |values: usize| {
+        let mut context = scale_runtime::Context::default();
+        context.response.headers.set("x", (0..values).map(|_| String::new()));
+        let bytes = scale_signature_http::RunResult::Context(context).encode_to_vec();
+        let data: String = bytes.iter().map(|byte| format!("\\{byte:02x}")).collect();
+        // About 16 KiB: it fits the module's one page past 4096.
+        module("", &packed(4096, bytes.len() as u64), &format!(r#"(data (i32.const 4096) "{data}")"#))
+    };
+    run(&build(Runtime::builder(), &answer_with(max - 1)).expect("loads")).expect("within the limit");
+    let err = run(&build(Runtime::builder(), &answer_with(max)).expect("loads")).unwrap_err();
+    assert!(matches!(&err, Error::MalformedOutput { what, .. } if what.contains("header")), "{err:?}");
+}

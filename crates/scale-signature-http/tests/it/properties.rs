@@ -505,3 +505,38 @@ proptest! {
         check(&into.headers)?;
     }
 }
+
+/// A response whose headers hold `names` names with `values` values each,
+/// encoded as a context.
+fn with_headers(names: usize, values: usize) -> Vec<u8> {
+    let mut context = Context::default();
+    for name in 0..names {
+        let name = format!("x-{name}");
+        context.response.headers.set(&name, (0..values).map(|value| value.to_string()));
+    }
+    context.encode_to_vec()
+}
+
+/// At most `MAX_HEADER_ITEMS` names and values together arrive in one
+/// header map, however they are split over names; decoding and validating
+/// agree on each side of the limit.
+#[test]
+fn header_maps_past_the_limit_do_not_decode() {
+    let max = scale_signature_http::MAX_HEADER_ITEMS;
+    for (names, values, fits) in [
+        (1, max - 1, true),
+        (1, max, false),
+        (max / 2, 1, true),
+        (max / 2 + 1, 1, false),
+        (max, 0, true),
+        (max + 1, 0, false),
+        (64, max / 64 - 1, true),
+        (64, max / 64, false),
+    ] {
+        let bytes = with_headers(names, values);
+        assert_eq!(Context::decode(&bytes[..]).is_ok(), fits, "{names} names of {values} values");
+        assert_eq!(Context::validate(&bytes).is_ok(), fits, "{names} names of {values} values");
+        let mut into = Context::default();
+        assert_eq!(into.decode_in_place(&bytes[..]).is_ok(), fits, "{names} names of {values} values");
+    }
+}
