@@ -284,10 +284,10 @@ fn arbitrary_module_seeds_reach_their_outcomes() {
     }
 }
 
-/// What the fuzz target's limits did with a table grown by 2^31 - 1
-/// elements before tables were capped: 16.8 GB of host memory and 44 s.
-/// Growth past the table limit now fails inside the guest, which here
-/// answers pointer 0: malformed output, with nothing allocated.
+/// A table grown by 2^31 - 1 elements under the fuzz target's limits (the
+/// largest growth that wasmer would try to allocate): growth past the table
+/// limit fails inside the guest, with nothing allocated, and this guest
+/// then answers pointer 0: malformed output.
 #[test]
 fn a_table_grown_by_two_to_the_31_is_refused_inside_the_guest() {
     let wasm = wat::parse_str(
