@@ -215,6 +215,30 @@ impl LimitingTunables {
     fn plan(&self, module: &ModuleInfo) -> Result<TablePlan, String> {
         TablePlan::new(module, self.table_limit)
     }
+
+    /// `ty` with its maximum lowered to the table limit.
+    fn capped(&self, ty: &TableType) -> TableType {
+        TableType { maximum: Some(ty.maximum.map_or(self.table_limit, |max| max.min(self.table_limit))), ..*ty }
+    }
+
+    /// A linear memory of the VM, capped at `limit` pages, that records
+    /// refused growth.
+    ///
+    /// # Safety
+    ///
+    /// As `Tunables::create_vm_memory`: `location` is valid and owned.
+    unsafe fn vm_memory(
+        &self,
+        ty: &MemoryType,
+        limit: Pages,
+        style: &MemoryStyle,
+        location: NonNull<VMMemoryDefinition>,
+    ) -> Result<VMMemory, MemoryError> {
+        // SAFETY: the caller guarantees `location` is valid and owned, which
+        // is all `from_definition` requires; we pass it on as is.
+        let inner = unsafe { VMMemory::from_definition(&self.limited(ty, limit)?, style, location)? };
+        Ok(VMMemory(Box::new(RecordingMemory(inner))))
+    }
 }
 
 impl Tunables for LimitingTunables {
@@ -237,11 +261,8 @@ impl Tunables for LimitingTunables {
         style: &MemoryStyle,
         vm_definition_location: NonNull<VMMemoryDefinition>,
     ) -> Result<VMMemory, MemoryError> {
-        // SAFETY: the caller guarantees `vm_definition_location` is valid and
-        // owned, which is all `from_definition` requires; we pass it on as is.
-        let inner =
-            unsafe { VMMemory::from_definition(&self.limited(ty, self.limit)?, style, vm_definition_location)? };
-        Ok(VMMemory(Box::new(RecordingMemory(inner))))
+        // SAFETY: forwarded unchanged from our caller, who guarantees it.
+        unsafe { self.vm_memory(ty, self.limit, style, vm_definition_location) }
     }
 
     unsafe fn create_memories(
@@ -252,28 +273,21 @@ impl Tunables for LimitingTunables {
         memory_definition_locations: &[NonNull<VMMemoryDefinition>],
     ) -> Result<PrimaryMap<LocalMemoryIndex, InternalStoreHandle<VMMemory>>, LinkError> {
         // What the tables may take comes out of the memory limit.
-        let plan = self.plan(module).map_err(LinkError::Resource)?;
-        let limit = Pages(self.limit.0.saturating_sub(plan.reserved_pages));
+        let limit = Pages(self.limit.0.saturating_sub(self.plan(module).map_err(LinkError::Resource)?.reserved_pages));
         let defined = module.memories.iter().skip(module.num_imported_memories);
         let mut memories = PrimaryMap::with_capacity(defined.len());
         for ((index, ty), location) in defined.zip(memory_definition_locations) {
-            let create = || -> Result<VMMemory, MemoryError> {
-                let ty = self.limited(ty, limit)?;
-                // SAFETY: wasmer hands us one valid, owned definition location
-                // per defined memory; each goes to exactly one memory.
-                let inner = unsafe { VMMemory::from_definition(&ty, &memory_styles[index], *location)? };
-                Ok(VMMemory(Box::new(RecordingMemory(inner))))
-            };
-            let memory = create().map_err(|err| LinkError::Resource(format!("Failed to create memory: {err}")))?;
+            // SAFETY: wasmer hands us one valid, owned definition location
+            // per defined memory; each goes to exactly one memory.
+            let memory = unsafe { self.vm_memory(ty, limit, &memory_styles[index], *location) }
+                .map_err(|err| LinkError::Resource(format!("Failed to create memory: {err}")))?;
             memories.push(InternalStoreHandle::new(context, memory));
         }
         Ok(memories)
     }
 
     fn create_host_table(&self, ty: &TableType, style: &TableStyle) -> Result<VMTable, String> {
-        let capped =
-            TableType { maximum: Some(ty.maximum.map_or(self.table_limit, |max| max.min(self.table_limit))), ..*ty };
-        VMTable::new(&capped, style)
+        VMTable::new(&self.capped(ty), style)
     }
 
     unsafe fn create_vm_table(
@@ -282,10 +296,8 @@ impl Tunables for LimitingTunables {
         style: &TableStyle,
         vm_definition_location: NonNull<VMTableDefinition>,
     ) -> Result<VMTable, String> {
-        let capped =
-            TableType { maximum: Some(ty.maximum.map_or(self.table_limit, |max| max.min(self.table_limit))), ..*ty };
         // SAFETY: forwarded unchanged from our caller, who guarantees it.
-        unsafe { VMTable::from_definition(&capped, style, vm_definition_location) }
+        unsafe { VMTable::from_definition(&self.capped(ty), style, vm_definition_location) }
     }
 
     unsafe fn create_tables(

@@ -185,9 +185,6 @@ pub(crate) struct Guest<S: Signature> {
     input: (u32, u32),
     /// The CPU budget, when metering is on.
     metering: Option<Meter>,
-    /// Where the guest keeps its points, for the deadline watchdog (null
-    /// without metering).
-    points: *mut i64,
     /// Tables whose growth the table limit may refuse.
     capped_tables: Vec<CappedTable>,
     /// Encoded input for the next call.
@@ -266,13 +263,11 @@ impl<S: Signature> Guest<S> {
         let run = exports.get_typed_function(&store, "run").map_err(|e| export_err("run", e))?;
         let version: TypedFunction<(), u32> =
             exports.get_typed_function(&store, "scale_abi_version").map_err(|e| export_err("scale_abi_version", e))?;
-        let mut points = std::ptr::null_mut();
         let metering = if function.limits.metered() {
             let global = |export: &str| exports.get_global(export).cloned().map_err(|err| fail(err.to_string()));
             let (remaining, exhausted) = (global(metering::REMAINING)?, global(metering::EXHAUSTED)?);
             let address = points_address(&mut store, &remaining)
                 .ok_or_else(|| fail("the CPU budget's global cannot be located".into()))?;
-            points = address.as_ptr();
             let meter = Meter { points: Points(address), exhausted };
             meter.set(metering::initial_points(function.limits.cpu_budget.unwrap_or(u64::MAX)));
             env.as_mut(&mut store).meter = Some(meter.clone());
@@ -293,7 +288,6 @@ impl<S: Signature> Guest<S> {
             run,
             input: (0, 0),
             metering,
-            points,
             capped_tables,
             encoded: Vec::new(),
             next: None,
@@ -362,12 +356,10 @@ impl<S: Signature> Guest<S> {
     /// Calls into the guest with `call`, making its points what the
     /// deadline watchdog stops meanwhile.
     fn call<T>(&mut self, call: impl FnOnce(&mut Store) -> Result<T, RuntimeError>) -> Result<T, RuntimeError> {
-        if self.points.is_null() {
-            return call(&mut self.store);
-        }
+        let Some(meter) = &self.metering else { return call(&mut self.store) };
         // Put back when the call ends, returning or unwinding (a native
         // handler's panic crosses it).
-        let _target = deadline::Target::set(self.points);
+        let _target = deadline::Target::set(meter.points.0.as_ptr());
         call(&mut self.store)
     }
 

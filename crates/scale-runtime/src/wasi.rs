@@ -166,7 +166,7 @@ pub(crate) fn function<S: Signature>(
             })
         }
         "random_get" => Function::new_typed_with_env(store, env, |mut env: Env<'_, S>, buf: u32, len: u32| {
-            charge_bytes(&mut env, u64::from(len));
+            charge_guest(&mut env, u64::from(len));
             with_view(&mut env, |view| {
                 if !in_bounds(view, buf, len) {
                     return EFAULT;
@@ -273,7 +273,7 @@ pub(crate) fn function<S: Signature>(
                 if count > MAX_VECTORS {
                     return Ok(EINVAL);
                 }
-                charge_bytes(&mut env, SUBSCRIPTION_POINTS * u64::from(count));
+                charge_guest(&mut env, SUBSCRIPTION_POINTS * u64::from(count));
                 let (data, store) = env.data_and_store_mut();
                 let Some(memory) = data.memory.clone() else { return Ok(EFAULT) };
                 let (userdata, wait) = match poll_oneoff(&memory.view(&store), subs, events, count, written) {
@@ -319,7 +319,7 @@ fn monotonic_nanos() -> u64 {
 }
 
 /// Charges the guest's budget `points` for work done on its behalf.
-fn charge_bytes<S: Signature>(env: &mut FunctionEnvMut<'_, GuestEnv<S>>, points: u64) {
+fn charge_guest<S: Signature>(env: &mut FunctionEnvMut<'_, GuestEnv<S>>, points: u64) {
     charge(env.data().meter.as_ref(), points);
 }
 

@@ -21,6 +21,11 @@ fn answer() -> String {
 const NEXT: &str = r#"(import "env" "next" (func $next (param i32 i32 i32 i32) (result i32)))"#;
 /// Hands the default context (at 10, 4 bytes) to `next`, with room for the answer at 2048.
 const CALL_NEXT: &str = "(drop (call $next (i32.const 10) (i32.const 4) (i32.const 2048) (i32.const 1024)))";
+/// `run` calling `next` forever.
+fn next_forever() -> String {
+    format!("(loop $again {CALL_NEXT} (br $again)) i64.const 0")
+}
+
 const POLL: &str =
     r#"(import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))"#;
 /// Sleeps 10 ms on the monotonic clock, again and again: one clock
@@ -153,7 +158,7 @@ fn counting(runtime: &Runtime) -> (scale_runtime::Instance, Arc<AtomicU64>) {
 /// forever under a budget of 10^7 gets at most 10^4 calls.
 #[test]
 fn next_in_an_endless_loop_runs_out_of_budget() {
-    let wat = module(NEXT, &format!("(loop $again {CALL_NEXT} (br $again)) i64.const 0"), "");
+    let wat = module(NEXT, &next_forever(), "");
     let runtime = build(Runtime::builder().cpu_budget(10_000_000), &wat).expect("loads");
     let (mut instance, calls) = counting(&runtime);
     let err = instance.run().unwrap_err();
@@ -238,9 +243,7 @@ fn a_deadline_stops_a_guest_that_never_returns_and_the_next_run_gets_a_fresh_ins
 
 #[test]
 fn a_deadline_ends_sleeps_and_host_call_loops() {
-    for (imports, body) in
-        [(POLL, SLEEP_FOREVER.to_string()), (NEXT, format!("(loop $again {CALL_NEXT} (br $again)) i64.const 0"))]
-    {
+    for (imports, body) in [(POLL, SLEEP_FOREVER.to_string()), (NEXT, next_forever())] {
         let wat = module(imports, &body, "");
         let runtime = build(Runtime::builder().deadline(Duration::from_millis(100)), &wat).expect("loads");
         let started = Instant::now();
