@@ -459,11 +459,9 @@ fn run_chain(
     if let Err(err) = instance.run() {
         return chain_failed(&err);
     }
-    // The body moves out (cloning a freshly decoded `Bytes` would allocate);
-    // the rest of the response stays, with its allocations, for reuse.
-    let response = &mut instance.context_mut().response;
-    let body = std::mem::take(&mut response.body);
-    match http::Response::<Bytes>::try_from(&*response) {
+    let response = &instance.context().response;
+    let body = response.body.clone();
+    match http::Response::<Bytes>::try_from(response) {
         Ok(mut response) if framing::is_final(response.status()) => {
             framing::drop_connection_headers(response.headers_mut());
             response.map(|_| Full::new(body))

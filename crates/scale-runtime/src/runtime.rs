@@ -674,7 +674,7 @@ impl<S: Signature> Runtime<S> {
             Downstream::Guest(head) => head.guest.lent.take(),
             Downstream::Handlers(_) => None,
         };
-        Ok(Instance { chain: Some(chain), context: Some(lent.unwrap_or_default()) })
+        Ok(Instance { chain: Some(chain), context: Some(lent.unwrap_or_default()), holds_result: false })
     }
 
     /// Drops every idle instance. Instances in use finish their runs normally
@@ -718,6 +718,9 @@ pub struct Instance<S: Signature = scale_signature_http::Context> {
     /// it out, moving the instance and handing it back move a pointer, not
     /// the whole context (several hundred bytes for HTTP).
     context: Option<Box<S>>,
+    /// Whether the context holds a run's result, which the next run must
+    /// not see: the next change or run starts from a default context.
+    holds_result: bool,
 }
 
 impl<S: Signature> fmt::Debug for Instance<S> {
@@ -749,27 +752,58 @@ impl<S: Signature> Instance<S> {
     }
 
     /// The context: before a run, what the chain will get; after it, what
-    /// the chain made.
+    /// the chain made (for HTTP, the response, and the request as the chain
+    /// left it).
     pub fn context(&self) -> &S {
         self.context.as_deref().expect("an instance has a context until it drops")
     }
 
-    /// The context, for setting the request before a run.
+    /// The context, for setting what the next run gets.
+    ///
+    /// Each run starts from a default context: after a run, the first call
+    /// of `context_mut` (or the next [`Instance::run`], whichever comes first)
+    /// sets the context back to its default, so nothing a run left, such as a
+    /// response header, reaches the next one. Read a run's result with
+    /// [`Instance::context`] before setting up the next run.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let runtime = scale_runtime::Runtime::new([])?;
+    /// let mut instance = runtime.instance()?;
+    /// for name in ["Ada", "Grace"] {
+    ///     // A default request and response, whatever the last run made.
+    ///     instance.context_mut().request.set_body_string(name);
+    ///     instance.run()?;
+    ///     println!("{}", instance.context().response.body_str().unwrap_or(""));
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn context_mut(&mut self) -> &mut S {
-        self.context.as_deref_mut().expect("an instance has a context until it drops")
+        let context = self.context.as_deref_mut().expect("an instance has a context until it drops");
+        if std::mem::take(&mut self.holds_result) {
+            context.reset();
+        }
+        context
     }
 
-    /// Replaces the context, returning the old one.
+    /// Replaces the context, returning the old one (after a run, the
+    /// result).
     pub fn set_context(&mut self, context: S) -> S {
-        std::mem::replace(self.context_mut(), context)
+        self.holds_result = false;
+        let slot = self.context.as_deref_mut().expect("an instance has a context until it drops");
+        std::mem::replace(slot, context)
     }
 
     /// Runs the chain on the context.
     ///
+    /// The chain gets what was set since the last run on a default context
+    /// (see [`Instance::context_mut`]): running an instance again without
+    /// setting anything runs it on a default context, not on the last result.
+    ///
     /// On success the context holds the chain's result. On error it holds
-    /// what it held before, except for changes made by native handlers that
-    /// ran before the failure. A guest instance that trapped or broke the ABI
-    /// is replaced by a fresh one before the next run.
+    /// what was set before the run, except for changes made by native
+    /// handlers that ran before the failure. A guest instance that trapped
+    /// or broke the ABI is replaced by a fresh one before the next run.
     ///
     /// # Errors
     ///
@@ -789,9 +823,14 @@ impl<S: Signature> Instance<S> {
         self.heal()?;
         let chain = self.chain.as_mut().expect("an instance always has a chain");
         let context = self.context.as_deref_mut().expect("an instance has a context until it drops");
+        if std::mem::take(&mut self.holds_result) {
+            context.reset();
+        }
         let mut points =
             crate::metering::initial_points(limits.and_then(|limits| limits.cpu_budget).unwrap_or(u64::MAX));
-        chain.run(context, &mut points)
+        let outcome = chain.run(context, &mut points);
+        self.holds_result = true;
+        outcome
     }
 
     /// Replaces the guest instances that may not run again.

@@ -508,3 +508,53 @@ fn concurrent_runs_never_cross_talk() {
         });
     }
 }
+
+/// The reuse pattern of the docs: one instance, a request set per run. A run
+/// that answers differently (here a denial by the native handler) shows
+/// nothing the run before it left: no header, no body, no status, and not the
+/// request headers of the run before.
+#[test]
+fn a_reused_instance_starts_every_run_from_a_default_context() {
+    for lang in Lang::ALL {
+        let runtime = runtime(lang, &["next"]);
+        let mut instance = runtime.instance().unwrap().with_handler(|ctx| {
+            let seen = ctx.request.headers.first("x-seen").map(str::to_owned);
+            ctx.response.headers_mut().set("x-seen-by-handler", [seen.unwrap_or_default()]);
+            if ctx.request.body_str() == Some("let me in") {
+                ctx.response.headers_mut().set("x-session", ["alice"]);
+                ctx.response.set_body_string("welcome");
+            } else {
+                ctx.response.set_status_code(401).map_err(HandlerError::new)?;
+                ctx.response.set_body_string("denied");
+            }
+            Ok(())
+        });
+        instance.context_mut().request.set_body_string("let me in");
+        instance.context_mut().request.headers_mut().set("x-seen", ["first"]);
+        instance.run().unwrap();
+        let first = &instance.context().response;
+        assert_eq!((first.status_code, first.body_str()), (200, Some("welcome")), "{lang:?}");
+        assert_eq!(first.headers.first("x-session"), Some("alice"), "{lang:?}");
+        assert_eq!(first.headers.first("x-seen-by-handler"), Some("first"), "{lang:?}");
+
+        instance.context_mut().request.set_body_string("who knows");
+        instance.run().unwrap();
+        let second = &instance.context().response;
+        assert_eq!((second.status_code, second.body_str()), (401, Some("denied")), "{lang:?}");
+        assert_eq!(second.headers.first("x-session"), None, "{lang:?}: a header of the run before");
+        assert_eq!(second.headers.first("x-seen-by-handler"), Some(""), "{lang:?}: a request header of the run before");
+
+        // Running again without setting anything runs on a default context.
+        instance.run().unwrap();
+        assert_eq!(instance.context().response.body_str(), Some("denied"), "{lang:?}");
+        assert_eq!(instance.context().request.body_str(), Some(""), "{lang:?}");
+
+        // `set_context` hands back the last result and sets the next input whole.
+        let mut next = scale_runtime::Context::default();
+        next.request.set_body_string("let me in");
+        let previous = instance.set_context(next);
+        assert_eq!(previous.response.status_code, 401, "{lang:?}");
+        instance.run().unwrap();
+        assert_eq!(instance.context().response.body_str(), Some("welcome"), "{lang:?}");
+    }
+}

@@ -140,6 +140,7 @@ fn an_instance_outlives_its_runtime_and_keeps_working() {
         echo(&mut instance, b"after the panic".to_vec(), &format!("{lang:?} after the panic"));
         // ...and move to other threads.
         let instance = std::thread::spawn(move || {
+            instance.context_mut().request.set_uri("/echo");
             echo(&mut instance, b"on another thread".to_vec(), &format!("{lang:?} on another thread"));
             instance
         })
