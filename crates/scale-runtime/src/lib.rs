@@ -71,6 +71,7 @@ mod signature;
 mod wasi;
 
 pub use error::{Error, HandlerError};
+pub use module::{CACHE_DIR_VAR, default_cache_dir};
 pub use runtime::{
     DEFAULT_MAX_IDLE, DEFAULT_MAX_USES, DEFAULT_MEMORY_LIMIT, DEFAULT_TABLE_LIMIT, Instance, MAX_CHAIN_LENGTH,
     PoolStats, Runtime, RuntimeBuilder,

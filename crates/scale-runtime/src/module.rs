@@ -2,6 +2,8 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmer::{Engine, ExternType, FunctionType, Module, Type};
@@ -10,27 +12,61 @@ use crate::engine::{EngineSettings, TablePlan};
 use crate::error::Error;
 use crate::wasi;
 
-/// Compiles `wasm`, through the cache in `cache_dir` when one is set.
-/// `wasm_sha256` is the SHA-256 of `wasm` (a `ScaleFunc` carries it).
+/// The environment variable that overrides [`default_cache_dir`].
+pub const CACHE_DIR_VAR: &str = "SCALE_CACHE_DIR";
+
+/// The module cache directory for this user: `$SCALE_CACHE_DIR` when set,
+/// else `scale/modules` in the platform's cache directory
+/// (`$XDG_CACHE_HOME` or `~/.cache` on Linux, `~/Library/Caches` on macOS,
+/// the local app data folder on Windows). `None` when there is no home
+/// directory to put it in.
+///
+/// The `scale` command caches there by default;
+/// [`RuntimeBuilder::default_cache`](crate::RuntimeBuilder::default_cache)
+/// makes a runtime use it.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os(CACHE_DIR_VAR).filter(|dir| !dir.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    directories::ProjectDirs::from("", "", "scale").map(|dirs| dirs.cache_dir().join("modules"))
+}
+
+/// Where compiled modules are kept.
+#[derive(Debug, Clone)]
+pub(crate) struct CacheSetting {
+    pub dir: PathBuf,
+    /// Whether a directory that cannot be made fails the load. The default
+    /// location is a convenience: there, it costs a warning and a compile.
+    pub required: bool,
+}
+
+/// Compiles `wasm`, through the cache when one is set. `wasm_sha256` is the
+/// SHA-256 of `wasm` (a `ScaleFunc` carries it).
 pub(crate) fn load(
     name: &str,
     wasm: &[u8],
     wasm_sha256: &[u8; 32],
     engine: &Engine,
     settings: EngineSettings,
-    cache_dir: Option<&Path>,
+    cache: Option<&CacheSetting>,
 ) -> Result<Module, Error> {
-    let invalid = |reason: String| Error::InvalidModule { function: name.to_string(), reason };
-    let Some(dir) = cache_dir else {
-        return Module::new(engine, wasm).map_err(|err| invalid(err.to_string()));
+    let Some(cache) = cache else {
+        return compile(name, wasm, engine);
     };
+    let dir = &cache.dir;
     let path = cache_path(dir, wasm_sha256, settings);
     if let Some(module) = read_cached(&path, engine) {
         tracing::debug!(function = name, path = %path.display(), "module loaded from cache");
         return Ok(module);
     }
-    let module = Module::new(engine, wasm).map_err(|err| invalid(err.to_string()))?;
-    std::fs::create_dir_all(dir).map_err(|source| Error::Cache { path: dir.to_path_buf(), source })?;
+    let module = compile(name, wasm, engine)?;
+    if let Err(source) = std::fs::create_dir_all(dir) {
+        if cache.required {
+            return Err(Error::Cache { path: dir.to_path_buf(), source });
+        }
+        tracing::warn!(function = name, path = %dir.display(), error = %source, "cannot make the module cache directory; not caching");
+        return Ok(module);
+    }
     match module.serialize() {
         Ok(bytes) => {
             if let Err(err) = write_cached(&path, &bytes) {
@@ -40,6 +76,48 @@ pub(crate) fn load(
         Err(err) => tracing::warn!(function = name, error = %err, "could not serialize the module for the cache"),
     }
     Ok(module)
+}
+
+/// Compiles `wasm`, and says once per process when compiling is as slow as
+/// an unoptimised compiler makes it (see [`warn_if_unoptimised`]).
+fn compile(name: &str, wasm: &[u8], engine: &Engine) -> Result<Module, Error> {
+    let started = Instant::now();
+    let module = Module::new(engine, wasm)
+        .map_err(|err| Error::InvalidModule { function: name.to_string(), reason: err.to_string() })?;
+    warn_if_unoptimised(name, wasm.len(), started.elapsed());
+    Ok(module)
+}
+
+/// Compiling slower than this, in seconds per MiB of wasm, means Cranelift
+/// itself was built without optimisation: an optimised Cranelift is more than
+/// ten times faster, so the threshold holds on slow or busy machines too.
+const UNOPTIMISED_SECS_PER_MIB: f64 = 10.0;
+
+/// Compiles shorter than this never warn: small modules compile quickly
+/// either way.
+const UNOPTIMISED_MIN_SECS: f64 = 3.0;
+
+/// In a debug build of the host, a compile slow enough to come from an
+/// unoptimised Cranelift prints, once per process, how to make it fast: a
+/// host crate does not inherit this workspace's `[profile.dev.package]`
+/// settings. Release builds never print.
+fn warn_if_unoptimised(name: &str, wasm_len: usize, took: Duration) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    let secs = took.as_secs_f64();
+    let mib = wasm_len as f64 / f64::from(1 << 20);
+    if !cfg!(debug_assertions) || secs < UNOPTIMISED_MIN_SECS || secs < UNOPTIMISED_SECS_PER_MIB * mib {
+        return;
+    }
+    if WARNED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let message = format!(
+        "compiling the function {name} ({mib:.1} MiB of wasm) took {secs:.0} s because the WebAssembly compiler in \
+         this debug build is not optimised. Optimise it in the dev profile of your Cargo.toml (the lines are in \
+         scale-runtime's README, \"Debug builds\"), and keep compiled modules with RuntimeBuilder::default_cache()"
+    );
+    tracing::warn!(function = name, seconds = secs, "{message}");
+    eprintln!("warning (scale-runtime): {message}");
 }
 
 /// Cache files start with this, then the XXH3-128 of the rest (16 bytes,

@@ -14,6 +14,7 @@ use crate::engine::{EngineSettings, build_engine};
 use crate::error::{Error, HandlerError};
 use crate::guest::{BoxedHandler, Downstream, Guest, Link};
 use crate::module;
+use crate::module::CacheSetting;
 use crate::signature::Signature;
 
 /// The default memory limit of one guest instance: 64 MiB.
@@ -79,7 +80,7 @@ impl Limits {
 pub struct RuntimeBuilder<S: Signature = scale_signature_http::Context> {
     functions: Vec<ScaleFunc>,
     limits: Limits,
-    cache_dir: Option<PathBuf>,
+    cache: Option<CacheSetting>,
     _signature: std::marker::PhantomData<fn() -> S>,
 }
 
@@ -88,7 +89,7 @@ impl<S: Signature> fmt::Debug for RuntimeBuilder<S> {
         f.debug_struct("RuntimeBuilder")
             .field("functions", &self.functions.iter().map(ScaleFunc::name).collect::<Vec<_>>())
             .field("limits", &self.limits)
-            .field("cache_dir", &self.cache_dir)
+            .field("cache", &self.cache)
             .finish()
     }
 }
@@ -106,7 +107,7 @@ impl<S: Signature> Default for RuntimeBuilder<S> {
                 max_uses: DEFAULT_MAX_USES,
                 memory_high_water: DEFAULT_MEMORY_LIMIT / 2,
             },
-            cache_dir: None,
+            cache: None,
             _signature: std::marker::PhantomData,
         }
     }
@@ -226,8 +227,35 @@ impl<S: Signature> RuntimeBuilder<S> {
     /// Entries are keyed by the module's hash, the wasmer version and the
     /// engine settings, and carry a checksum: a corrupt or foreign entry is
     /// recompiled, never loaded.
+    ///
+    /// A directory that cannot be made fails [`RuntimeBuilder::build`] with
+    /// [`Error::Cache`].
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.cache_dir = Some(dir.into());
+        self.cache = Some(CacheSetting { dir: dir.into(), required: true });
+        self
+    }
+
+    /// Keeps compiled modules in this user's cache directory
+    /// ([`default_cache_dir`](crate::default_cache_dir): `$SCALE_CACHE_DIR`,
+    /// else `~/.cache/scale/modules` on Linux), as the `scale` command does.
+    /// The second load of a function then takes milliseconds instead of a
+    /// compile. Where there is no such directory, or it cannot be made,
+    /// modules are compiled every time, with a warning in the log.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let function = scale_runtime::ScaleFunc::decode(&std::fs::read("hello.scale")?)?;
+    /// let runtime = scale_runtime::Runtime::builder().function(function).default_cache().build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn default_cache(mut self) -> Self {
+        self.cache = match crate::default_cache_dir() {
+            Some(dir) => Some(CacheSetting { dir, required: false }),
+            None => {
+                tracing::warn!("no cache directory for this user; compiled modules are not kept");
+                None
+            }
+        };
         self
     }
 
@@ -266,14 +294,8 @@ impl<S: Signature> RuntimeBuilder<S> {
                 return Err(Error::SignatureMismatch { function: name.to_string(), expected: S::id(), found });
             }
             let engine = shared_engine.clone().unwrap_or_else(|| build_engine(settings));
-            let module = module::load(
-                name,
-                function.function(),
-                &function.checksum(),
-                &engine,
-                settings,
-                self.cache_dir.as_deref(),
-            )?;
+            let module =
+                module::load(name, function.function(), &function.checksum(), &engine, settings, self.cache.as_ref())?;
             module::validate(name, &module, settings)?;
             let shared = Arc::new(FunctionShared {
                 name: Arc::from(name),

@@ -1,6 +1,6 @@
 //! `scale run <file.scale>...`
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -30,7 +30,9 @@ pub struct Args {
     /// Read the request body from a file (`-` for standard input).
     #[arg(long, value_name = "PATH")]
     body_file: Option<PathBuf>,
-    /// Print only the response body, not the status line and headers.
+    /// Print only the response body, not the status line and headers: its
+    /// bytes exactly, plus a newline on a terminal when it does not end with
+    /// one. Without it, the output always ends with a newline.
     #[arg(long)]
     body_only: bool,
     #[command(flatten)]
@@ -48,7 +50,8 @@ fn parse_header(text: &str) -> Result<(String, String), String> {
 }
 
 /// Runs the chain once and prints the response, like `curl -i`: the status
-/// line and headers, a blank line, then the body as raw bytes.
+/// line and headers, a blank line, then the body as raw bytes, ended with a
+/// newline when it has none (so the shell prompt starts on a line of its own).
 pub fn run(args: Args) -> anyhow::Result<()> {
     let body = match (&args.body, &args.body_file) {
         (Some(body), _) => body.clone().into_bytes(),
@@ -77,6 +80,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     out.extend_from_slice(response.body());
     let mut stdout = std::io::stdout().lock();
+    let ends_line = response.body().is_empty() || response.body().ends_with(b"\n");
+    if !ends_line && (!args.body_only || stdout.is_terminal()) {
+        out.push(b'\n');
+    }
     match stdout.write_all(&out).and_then(|()| stdout.flush()) {
         // `scale run ... | head` closing the pipe early is not an error.
         Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

@@ -26,9 +26,14 @@ pub struct RuntimeArgs {
     /// 10s for `serve`].
     #[arg(long, value_name = "DURATION|none", value_parser = parse_deadline)]
     deadline: Option<Deadline>,
-    /// Keep compiled modules in this directory, to start faster next time.
-    #[arg(long, value_name = "DIR")]
+    /// Keep compiled modules in this directory, so the next start skips
+    /// compiling [default: $SCALE_CACHE_DIR, else scale/modules in your
+    /// cache directory, such as ~/.cache/scale/modules].
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
     cache_dir: Option<PathBuf>,
+    /// Compile every function, keeping nothing on disk.
+    #[arg(long)]
+    no_cache: bool,
 }
 
 /// A `--cpu-budget` value.
@@ -103,10 +108,11 @@ impl RuntimeArgs {
         if let Deadline::After(limit) = self.deadline.unwrap_or(defaults.deadline) {
             builder = builder.deadline(limit);
         }
-        if let Some(dir) = &self.cache_dir {
-            builder = builder.cache_dir(dir);
+        match (&self.cache_dir, self.no_cache) {
+            (Some(dir), _) => builder.cache_dir(dir),
+            (None, true) => builder,
+            (None, false) => builder.default_cache(),
         }
-        builder
     }
 }
 

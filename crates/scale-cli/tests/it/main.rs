@@ -48,7 +48,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    spawn(Command::new(env!("CARGO_BIN_EXE_scale")).args(args), &[])
+    spawn(scale_command().args(args), &[])
 }
 
 /// Runs `scale` with `args`, feeding `stdin` to it.
@@ -57,7 +57,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    spawn(Command::new(env!("CARGO_BIN_EXE_scale")).args(args), stdin)
+    spawn(scale_command().args(args), stdin)
 }
 
 /// Runs `scale` with `args` in the directory `dir`.
@@ -66,7 +66,15 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    spawn(Command::new(env!("CARGO_BIN_EXE_scale")).current_dir(dir).args(args), &[])
+    spawn(scale_command().current_dir(dir).args(args), &[])
+}
+
+/// The `scale` command, with its default module cache in a folder of the
+/// tests' own (the user's cache directory stays untouched).
+pub fn scale_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_scale"));
+    command.env(scale_runtime::CACHE_DIR_VAR, Path::new(env!("CARGO_TARGET_TMPDIR")).join("scale-cli-module-cache"));
+    command
 }
 
 fn spawn(command: &mut Command, stdin: &[u8]) -> Outcome {

@@ -6,7 +6,7 @@ use crate::{arg, fixture, scale, scale_with_stdin, temp_dir, workspace_root};
 fn run_prints_status_line_headers_and_body() {
     let out = scale(["run", arg(&fixture("rust", "http-handler")), "--body", "ignored by this fixture"]);
     // The fixture appends to the response body, which starts out empty.
-    assert_eq!(out.expect_success().stdout_str(), "HTTP/1.1 200 OK\n\n-modified");
+    assert_eq!(out.expect_success().stdout_str(), "HTTP/1.1 200 OK\n\n-modified\n");
 }
 
 #[test]
@@ -89,4 +89,63 @@ fn run_needs_a_file() {
     let out = scale(["run"]);
     assert!(!out.success);
     assert!(out.stderr.contains("FILE.scale"), "{}", out.stderr);
+}
+
+/// The `.module` files in `dir`.
+fn cached_modules(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter(|entry| entry.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "module")))
+            .count()
+    })
+}
+
+#[test]
+fn run_caches_compiled_modules_by_default() {
+    let dir = temp_dir("run_caches_compiled_modules_by_default");
+    let default = dir.join("default");
+    let status = fixture("go", "status");
+    let run = |extra: &[&str]| {
+        let mut command = crate::scale_command();
+        command.env(scale_runtime::CACHE_DIR_VAR, &default).arg("run").arg(&status).args(extra);
+        let out = command.output().expect("scale runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "HTTP/1.1 201 Created\n\n");
+    };
+    run(&["--no-cache"]);
+    assert_eq!(cached_modules(&default), 0, "--no-cache wrote a module");
+    run(&[]);
+    assert_eq!(cached_modules(&default), 1, "no module in the default cache");
+    // The second run loads it (the same single entry, still valid).
+    run(&[]);
+    assert_eq!(cached_modules(&default), 1);
+    let chosen = dir.join("chosen");
+    run(&["--cache-dir", arg(&chosen)]);
+    assert_eq!(cached_modules(&chosen), 1, "nothing in --cache-dir");
+    let out = scale(["run", arg(&status), "--no-cache", "--cache-dir", arg(&chosen)]);
+    assert!(!out.success && out.stderr.contains("cannot be used with"), "{}", out.stderr);
+}
+
+#[test]
+fn run_serves_when_the_default_cache_cannot_be_made() {
+    let dir = temp_dir("run_serves_when_the_default_cache_cannot_be_made");
+    let file = dir.join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let out = crate::scale_command()
+        .env(scale_runtime::CACHE_DIR_VAR, file.join("cache"))
+        .args(["run", "--body-only", arg(&fixture("rust", "large-body")), "--body", "still here"])
+        .output()
+        .expect("scale runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, b"still here");
+}
+
+#[test]
+fn run_ends_its_output_with_a_newline_and_keeps_body_only_exact() {
+    let out = scale(["run", arg(&fixture("rust", "large-body")), "--body", "no newline"]).expect_success();
+    assert_eq!(out.stdout_str(), "HTTP/1.1 200 OK\n\nno newline\n");
+    let out = scale(["run", arg(&fixture("rust", "large-body")), "--body", "one newline\n"]).expect_success();
+    assert_eq!(out.stdout_str(), "HTTP/1.1 200 OK\n\none newline\n");
+    let out = scale(["run", arg(&fixture("rust", "large-body")), "--body", "no newline", "--body-only"]);
+    assert_eq!(out.expect_success().stdout, b"no newline", "not a terminal: the exact bytes");
 }

@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use crate::{arg, fixture};
@@ -22,7 +22,7 @@ impl Drop for Server {
 
 /// Starts `scale serve ARGS --listen 127.0.0.1:0` and waits for its "serving … on http://ADDR" line.
 pub(crate) fn start(args: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_scale"))
+    let mut child = crate::scale_command()
         .arg("serve")
         .args(args)
         .args(["--listen", "127.0.0.1:0"])
