@@ -38,7 +38,8 @@
 //! - Panic: the host reports a panic of this function, with the message.
 //!
 //! Natively (outside WebAssembly) the handler is an ordinary function, so it
-//! can be unit-tested; [`Context::next`] then returns an error.
+//! can be unit-tested; [`Context::next`] then returns an error, or runs the
+//! stand-in for the rest of the chain that [`testing::fake_next`] set.
 
 use std::cell::{Cell, UnsafeCell};
 use std::fmt;
@@ -230,6 +231,10 @@ impl Context {
             self.request_error.set(Some(message.clone()));
             return Err(Error::from(message));
         }
+        #[cfg(not(target_family = "wasm"))]
+        if let Some(outcome) = testing::call_fake_next(self) {
+            return outcome;
+        }
         // The context is encoded as a run result, so that if it comes back
         // unchanged the buffer is the run's answer as it is. A context given
         // back unchanged by an earlier `next` is sent as is.
@@ -278,6 +283,112 @@ impl Context {
         }
         NEXT_SPARE.set(Some(spare));
         outcome
+    }
+}
+
+/// Unit tests of a function, natively, with a stand-in for the rest of the
+/// chain.
+///
+/// A handler that calls [`Context::next`] needs something after it. Natively
+/// there is no host, so `next` fails with "next: not running inside a Scale
+/// host", unless a test sets a fake: a closure that plays the rest of the
+/// chain (the next functions and the host's handlers).
+///
+/// ```
+/// use scale_guest::testing::fake_next;
+/// use scale_guest::{Context, Error};
+///
+/// /// Adds a header to whatever the rest of the chain answers.
+/// fn tag(ctx: &mut Context) -> Result<(), Error> {
+///     ctx.next()?;
+///     ctx.response().headers_mut().set("x-tagged", ["yes"]);
+///     Ok(())
+/// }
+///
+/// let _next = fake_next(|ctx: &mut Context| {
+///     let name = ctx.request().body_str().unwrap_or("").to_owned();
+///     ctx.response().set_body_string(format!("hello {name}"));
+///     Ok(())
+/// });
+/// let mut ctx = Context::default();
+/// ctx.request().set_body_string("Ada");
+/// tag(&mut ctx).unwrap();
+/// assert_eq!(ctx.response().body_str(), Some("hello Ada"));
+/// assert_eq!(ctx.response().headers().first("x-tagged"), Some("yes"));
+///
+/// // The rest of the chain failing:
+/// let _next = fake_next(|_: &mut Context| Err(Error::from("the database is down")));
+/// assert_eq!(tag(&mut Context::default()).unwrap_err().message(), "the database is down");
+/// ```
+#[cfg(not(target_family = "wasm"))]
+pub mod testing {
+    use std::cell::RefCell;
+    use std::marker::PhantomData;
+
+    use crate::{Context, Error};
+
+    type Next = Box<dyn FnMut(&mut Context) -> Result<(), Error>>;
+
+    thread_local! {
+        static FAKE_NEXT: RefCell<Option<Next>> = const { RefCell::new(None) };
+    }
+
+    /// Makes [`Context::next`] on this thread call `next` instead of failing,
+    /// until the returned guard drops (a later `fake_next` replaces it until
+    /// then).
+    ///
+    /// As with a host, `next` works on a copy of the context: on `Ok`, the
+    /// copy replaces the caller's context; on `Err`, the caller's context is
+    /// left as it was and its `next` returns the error. A `next` inside the
+    /// fake fails as if there were no host.
+    #[must_use = "the fake is removed when the guard drops"]
+    pub fn fake_next<F>(next: F) -> FakeNext
+    where
+        F: FnMut(&mut Context) -> Result<(), Error> + 'static,
+    {
+        let previous = FAKE_NEXT.with(|slot| slot.replace(Some(Box::new(next))));
+        FakeNext { previous, _this_thread: PhantomData }
+    }
+
+    /// Keeps a fake `next` set; dropping it puts back the one before it
+    /// (none, at first).
+    pub struct FakeNext {
+        previous: Option<Next>,
+        /// The fake belongs to the thread that set it.
+        _this_thread: PhantomData<*const ()>,
+    }
+
+    impl std::fmt::Debug for FakeNext {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("FakeNext").finish_non_exhaustive()
+        }
+    }
+
+    impl Drop for FakeNext {
+        fn drop(&mut self) {
+            let previous = self.previous.take();
+            FAKE_NEXT.with(|slot| *slot.borrow_mut() = previous);
+        }
+    }
+
+    /// Runs this thread's fake `next` on a copy of `ctx`, if one is set.
+    pub(crate) fn call_fake_next(ctx: &mut Context) -> Option<Result<(), Error>> {
+        // Taken out while it runs, so a `next` inside it finds none.
+        let mut next = FAKE_NEXT.with(|slot| slot.borrow_mut().take())?;
+        let mut copy = Context::new(ctx.inner().clone());
+        let outcome = next(&mut copy);
+        FAKE_NEXT.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            // A fake set while this one ran wins.
+            if slot.is_none() {
+                *slot = Some(next);
+            }
+        });
+        if outcome.is_ok() {
+            ctx.forget_encoding();
+            *ctx.inner_mut() = copy.into_inner();
+        }
+        Some(outcome)
     }
 }
 
@@ -528,6 +639,39 @@ mod tests {
         let err = ctx.next().unwrap_err();
         assert!(err.message().contains("not running inside a Scale host"), "{err}");
         assert_eq!(ctx.response().body_str(), Some("kept"));
+    }
+
+    #[test]
+    fn a_fake_next_plays_the_rest_of_the_chain_on_a_copy() {
+        let calls = std::rc::Rc::new(Cell::new(0));
+        let counted = std::rc::Rc::clone(&calls);
+        let next = testing::fake_next(move |ctx: &mut Context| {
+            counted.set(counted.get() + 1);
+            assert_eq!(ctx.request().body_str(), Some("sent"));
+            assert_eq!(ctx.response().body_str(), Some("so far"));
+            ctx.response().set_body_string("answered");
+            ctx.request().set_body_string("changed downstream");
+            // Inside the fake there is no further chain.
+            assert!(ctx.next().unwrap_err().message().contains("not running inside a Scale host"));
+            if ctx.request().headers().first("x-fail").is_some() { Err(Error::from("down")) } else { Ok(()) }
+        });
+        let mut ctx = Context::default();
+        ctx.request().set_body_string("sent");
+        ctx.response().set_body_string("so far");
+        ctx.next().unwrap();
+        assert_eq!(ctx.response().body_str(), Some("answered"));
+        assert_eq!(ctx.request().body_str(), Some("changed downstream"));
+
+        let mut failing = Context::default();
+        failing.request().set_body_string("sent");
+        failing.request().headers_mut().set("x-fail", ["1"]);
+        failing.response().set_body_string("so far");
+        assert_eq!(failing.next().unwrap_err().message(), "down");
+        assert_eq!(failing.response().body_str(), Some("so far"), "an error leaves the context as it was");
+        assert_eq!(calls.get(), 2);
+
+        drop(next);
+        assert!(Context::default().next().unwrap_err().message().contains("not running inside a Scale host"));
     }
 
     /// A context as `next` leaves it when the host gave it back unchanged.

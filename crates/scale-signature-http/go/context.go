@@ -28,6 +28,9 @@ type Context struct {
 	requestPending bool
 	// requestErr is why the pending request did not decode, when it did not.
 	requestErr error
+	// fakeNext stands in for the rest of the chain outside a Scale host
+	// (see Context.SetNext).
+	fakeNext Function
 }
 
 // NewContext returns a context holding the default request (GET, HTTP/1.1,
@@ -76,13 +79,27 @@ func (c *Context) Response() *Response { return &c.response }
 // An error from further down the chain is returned as a [*ChainError]
 // holding its message; returning it from the function passes the same
 // message on. Outside a Scale host (in go test, say) Next returns
-// [ErrNoHost].
+// [ErrNoHost], or calls the stand-in set with [Context.SetNext].
 //
 // Next may be called more than once (each call runs the rest of the chain
 // again) or not at all (the chain then stops at this function). The context
 // it returns is a new value; c is not changed.
 func (c *Context) Next() (*Context, error) {
 	return next(c)
+}
+
+// SetNext sets a stand-in for the rest of the chain, for unit tests of a
+// function outside a Scale host: Next then calls next instead of returning
+// [ErrNoHost]. Inside a host, Next always runs the host's chain and the
+// stand-in is never called.
+//
+// As with a host, next gets a copy of the context and c is not changed.
+// Next returns the context next returns (the copy, when next returns nil)
+// and next's error as it is. The context Next returns keeps the stand-in, so
+// a function may call Next again on it; a Next inside next returns
+// [ErrNoHost]. A nil next removes the stand-in.
+func (c *Context) SetNext(next Function) {
+	c.fakeNext = next
 }
 
 // Request is an HTTP request as a function sees it.

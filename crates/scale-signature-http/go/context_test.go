@@ -177,3 +177,46 @@ func TestNextOutsideAHost(t *testing.T) {
 		t.Fatalf("message %q", err)
 	}
 }
+
+func TestSetNextStandsInForTheChain(t *testing.T) {
+	ctx := NewContext()
+	ctx.Request().SetBody("sent")
+	ctx.Response().SetBody("so far")
+	calls := 0
+	ctx.SetNext(func(rest *Context) (*Context, error) {
+		calls++
+		if got := string(rest.Request().Body()); got != "sent" {
+			t.Errorf("the stand-in got request body %q", got)
+		}
+		if _, err := rest.Next(); !errors.Is(err, ErrNoHost) {
+			t.Errorf("Next inside the stand-in = %v, want ErrNoHost", err)
+		}
+		if rest.Request().Headers().Get("x-fail") != nil {
+			return nil, errors.New("down")
+		}
+		rest.Response().SetBody("answered")
+		return rest, nil
+	})
+	got, err := ctx.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.Response().Body()) != "answered" || string(ctx.Response().Body()) != "so far" {
+		t.Fatalf("got %q, ctx %q: the answer belongs in the returned context only", got.Response().Body(), ctx.Response().Body())
+	}
+	// The returned context keeps the stand-in.
+	if _, err := got.Next(); err != nil {
+		t.Fatal(err)
+	}
+	ctx.Request().Headers().Set("x-fail", []string{"1"})
+	if _, err := ctx.Next(); err == nil || err.Error() != "down" {
+		t.Fatalf("err = %v, want the stand-in's", err)
+	}
+	if calls != 3 {
+		t.Fatalf("%d calls", calls)
+	}
+	ctx.SetNext(nil)
+	if _, err := ctx.Next(); !errors.Is(err, ErrNoHost) {
+		t.Fatalf("err = %v after removing the stand-in", err)
+	}
+}
