@@ -13,6 +13,7 @@ use crate::wasm_info;
 pub mod build;
 pub mod export;
 pub mod inspect;
+pub mod new;
 pub mod run;
 pub mod runtime_args;
 pub mod serve;
@@ -20,6 +21,8 @@ pub mod serve;
 /// `scale fn ...`
 #[derive(Debug, Subcommand)]
 pub enum FunctionCommand {
+    /// Make a new function folder: a hello function, its unit tests and a README.
+    New(new::Args),
     /// Build a function folder (a Go module or a Rust cdylib crate) into a .scale file.
     Build(build::Args),
     /// Pack a compiled .wasm module into a .scale file.
@@ -31,6 +34,7 @@ pub enum FunctionCommand {
 impl FunctionCommand {
     pub fn run(self) -> anyhow::Result<()> {
         match self {
+            FunctionCommand::New(args) => new::run(args),
             FunctionCommand::Build(args) => build::run(args),
             FunctionCommand::Export(args) => export::run(args),
             FunctionCommand::Inspect(args) => inspect::run(args),

@@ -5,6 +5,7 @@ mod build;
 mod export;
 mod hostile;
 mod inspect;
+mod new;
 mod run;
 mod serve;
 
