@@ -3,7 +3,7 @@
 //! A Scale function is a WebAssembly module, written in Go or Rust against
 //! the HTTP signature and packed in a `.scale` file ([`scale_func`]). A
 //! [`Runtime`] compiles one or more of them into a chain; an [`Instance`]
-//! runs that chain on a [`Context`](scale_signature_http::Context).
+//! runs that chain on a [`Context`].
 //!
 //! ```no_run
 //! use scale_runtime::{Runtime, ScaleFunc};
@@ -78,6 +78,12 @@ pub use runtime::{
 };
 pub use scale_func::ScaleFunc;
 pub use scale_signature_http::Context;
+/// The `.scale` file format: [`ScaleFunc`], and what a host needs to check
+/// or build one ([`scale_func::Signature`], [`scale_func::Language`]).
+pub use scale_func;
+/// The HTTP signature: [`Context`], its request and response, and
+/// `SIGNATURE_NAME`/`SIGNATURE_VERSION`.
+pub use scale_signature_http;
 pub use signature::{BoxError, Signature};
 
 /// The version of the guest ABI this runtime speaks (see `docs/abi.md`).
@@ -96,3 +102,10 @@ mod tests {
         assert_send::<Instance>();
     }
 }
+
+/// The Rust snippets of the embedding guide and of this crate's README
+/// compile (`cargo test --doc`), so the docs keep up with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/embedding.md")]
+#[doc = include_str!("../README.md")]
+mod guides {}
