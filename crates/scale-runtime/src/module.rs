@@ -89,9 +89,10 @@ fn compile(name: &str, wasm: &[u8], engine: &Engine) -> Result<Module, Error> {
 }
 
 /// Compiling slower than this, in seconds per MiB of wasm, means Cranelift
-/// itself was built without optimisation: an optimised Cranelift is more than
-/// ten times faster, so the threshold holds on slow or busy machines too.
-const UNOPTIMISED_SECS_PER_MIB: f64 = 10.0;
+/// itself was built without optimisation: an optimised Cranelift compiles
+/// about ten times faster, and the threshold sits between the two with room
+/// on both sides for slow or busy machines.
+const UNOPTIMISED_SECS_PER_MIB: f64 = 4.0;
 
 /// Compiles shorter than this never warn: small modules compile quickly
 /// either way.
