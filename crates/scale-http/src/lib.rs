@@ -108,9 +108,13 @@ use scale_runtime::{Error, HandlerError, Runtime};
 use scale_signature_http::{Context, Response};
 use tower::ServiceExt;
 
+use crate::report::Outcome;
+
 mod framing;
+mod report;
 mod pace;
 
+pub use report::{FailureKind, RunFailure, RunReport};
 pub use pace::{DEFAULT_BODY_MIN_BYTES, DEFAULT_BODY_RATE_WINDOW, DEFAULT_BODY_TIMEOUT, MinRate};
 
 /// The default largest request body: 10 MiB.
@@ -425,9 +429,28 @@ fn run_chain(
     body: Bytes,
     remote: Option<RemoteAddr>,
 ) -> http::Response<Full<Bytes>> {
+    let started = std::time::Instant::now();
+    let mut outcome = Outcome::NotRun;
+    let mut response = answer_with_chain(runtime, downstream, handle, parts, body, remote, &mut outcome);
+    if let Outcome::Ran(failure) = outcome {
+        response.extensions_mut().insert(RunReport { duration: started.elapsed(), failure });
+    }
+    response
+}
+
+/// [`run_chain`]'s work; `outcome` says whether the chain ran and how that went.
+fn answer_with_chain(
+    runtime: &Runtime,
+    downstream: &Downstream,
+    handle: Option<tokio::runtime::Handle>,
+    parts: &http::request::Parts,
+    body: Bytes,
+    remote: Option<RemoteAddr>,
+    outcome: &mut Outcome,
+) -> http::Response<Full<Bytes>> {
     let mut instance = match runtime.instance() {
         Ok(instance) => instance,
-        Err(err) => return chain_failed(&err),
+        Err(err) => return chain_failed(&err, outcome),
     };
     match downstream {
         Downstream::None => {}
@@ -457,21 +480,25 @@ fn run_chain(
         push_ip(&mut request.ip, addr.ip());
     }
     if let Err(err) = instance.run() {
-        return chain_failed(&err);
+        return chain_failed(&err, outcome);
     }
+    let invalid = Outcome::Ran(Some(RunFailure { kind: FailureKind::InvalidResponse, function: None }));
     let response = &instance.context().response;
     let body = response.body.clone();
     match http::Response::<Bytes>::try_from(response) {
         Ok(mut response) if framing::is_final(response.status()) => {
             framing::drop_connection_headers(response.headers_mut());
+            *outcome = Outcome::Ran(None);
             response.map(|_| Full::new(body))
         }
         Ok(response) => {
             tracing::error!(status = %response.status(), "the function chain answered with an informational status");
+            *outcome = invalid;
             plain(http::StatusCode::INTERNAL_SERVER_ERROR)
         }
         Err(err) => {
             tracing::error!(error = %err, "the function chain produced an invalid response");
+            *outcome = invalid;
             plain(http::StatusCode::INTERNAL_SERVER_ERROR)
         }
     }
@@ -501,8 +528,9 @@ fn push_ip(out: &mut String, ip: std::net::IpAddr) {
 }
 
 /// The answer to a failed run; the details go to `tracing` only.
-fn chain_failed(err: &Error) -> http::Response<Full<Bytes>> {
+fn chain_failed(err: &Error, outcome: &mut Outcome) -> http::Response<Full<Bytes>> {
     tracing::error!(error = %err, function = err.function().unwrap_or("-"), "function chain failed");
+    *outcome = Outcome::Ran(Some(RunFailure::of(err)));
     plain(status_for(err))
 }
 

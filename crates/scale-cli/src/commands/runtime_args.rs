@@ -43,7 +43,7 @@ pub enum Budget {
     Unlimited,
 }
 
-fn parse_budget(text: &str) -> Result<Budget, String> {
+pub fn parse_budget(text: &str) -> Result<Budget, String> {
     if text.eq_ignore_ascii_case("none") {
         return Ok(Budget::Unlimited);
     }
@@ -61,7 +61,7 @@ pub enum Deadline {
     Never,
 }
 
-fn parse_deadline(text: &str) -> Result<Deadline, String> {
+pub fn parse_deadline(text: &str) -> Result<Deadline, String> {
     if text.eq_ignore_ascii_case("none") {
         return Ok(Deadline::Never);
     }
