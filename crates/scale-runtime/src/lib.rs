@@ -60,6 +60,7 @@
 //! stripped module shows function indices) instead of bare addresses.
 #![warn(missing_docs)]
 
+mod awaiting;
 mod deadline;
 mod engine;
 mod error;
@@ -73,7 +74,7 @@ mod wasi;
 pub use error::{Error, HandlerError};
 pub use runtime::{
     DEFAULT_MAX_IDLE, DEFAULT_MAX_USES, DEFAULT_MEMORY_LIMIT, DEFAULT_TABLE_LIMIT, Instance, MAX_CHAIN_LENGTH,
-    PoolStats, Runtime, RuntimeBuilder,
+    PoolStats, RunAsync, Runtime, RuntimeBuilder,
 };
 pub use scale_func::ScaleFunc;
 pub use scale_signature_http::Context;
@@ -93,5 +94,6 @@ mod tests {
     fn thread_story_holds() {
         assert_send_sync::<Runtime>();
         assert_send::<Instance>();
+        assert_send::<RunAsync<'static>>();
     }
 }
