@@ -5,9 +5,9 @@ use std::fmt;
 /// Everything that can go wrong loading or running functions.
 ///
 /// Variants that come from a guest name the function (its name in the
-/// `.scale` file). A run that fails with any variant but [`Error::Guest`]
-/// and [`Error::Handler`] discards the guest instance involved; the runtime
-/// stays usable and the next run gets a fresh one.
+/// `.scale` file). A run that fails with any variant but [`Error::Guest`],
+/// [`Error::Handler`] and [`Error::Runner`] discards the guest instance
+/// involved; the runtime stays usable and the next run gets a fresh one.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

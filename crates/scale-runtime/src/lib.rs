@@ -52,6 +52,25 @@
 //! [`Instance::run`]; it is CPU work, so async servers should run it off the
 //! reactor (see `scale-http`).
 //!
+//! # Async
+//!
+//! Native handlers may await ([`Instance::with_async_handler`]): a database,
+//! another service. [`Instance::run_async`] is the run as a future (`Send`,
+//! for tokio's multi-thread and current-thread runtimes alike): the chain
+//! runs on a runner thread of the runtime, and the handlers' futures are
+//! polled by the task awaiting it, so no thread of the async runtime is
+//! blocked. Dropping the future gives the run up; its guests are discarded.
+//!
+//! ```no_run
+//! # async fn example(runtime: scale_runtime::Runtime) -> Result<(), scale_runtime::Error> {
+//! let mut instance = runtime.instance()?.with_async_handler(|mut ctx: scale_runtime::Context| async move {
+//!     ctx.response.set_body_string("awaited");
+//!     Ok(ctx)
+//! });
+//! instance.run_async().await?;
+//! # Ok(()) }
+//! ```
+//!
 //! # Profiling guests
 //!
 //! With the environment variable `SCALE_PERF_MAP=1`, each module compiled or

@@ -193,9 +193,9 @@ impl<S: Signature> RuntimeBuilder<S> {
     /// Stops a run still going `limit` after it started with
     /// [`Error::Deadline`]: the guest running then traps at its next
     /// function start or loop iteration, the thread is free again and the
-    /// instance is discarded. Host waits (`poll_oneoff`) end at the
-    /// deadline; native handlers are not interrupted, but the chain stops
-    /// when they return. A fresh instance's start-up has the same limit.
+    /// instance is discarded. Host waits (`poll_oneoff`) and waits for an
+    /// async native handler end at the deadline; a sync native handler is
+    /// not interrupted, but the chain stops when it returns. A fresh instance's start-up has the same limit.
     /// Off by default.
     ///
     /// A deadline compiles guests with the CPU budget's checks (with an
