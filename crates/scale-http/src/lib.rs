@@ -26,7 +26,9 @@
 //! downstream, and its response comes back up the chain. The downstream is a
 //! closure ([`ScaleService::with_handler`]) or any tower service, such as an
 //! axum `Router` ([`ScaleService::with_downstream`]). So a function can check,
-//! rewrite or short-circuit requests in front of an existing app.
+//! rewrite or short-circuit requests in front of an existing app. An async
+//! closure works too ([`ScaleService::with_async_handler`]): both it and a
+//! tower service are awaited without blocking a thread of tokio's.
 //!
 //! # Status codes
 //!
@@ -86,9 +88,17 @@
 //! [`DEFAULT_MAX_RUNS`]); requests beyond wait for a place, which bounds
 //! the guest memory that runs hold.
 //!
-//! A tower downstream ([`ScaleService::with_downstream`]) is async, and the
-//! chain waits for it from inside a synchronous native handler; so with one,
-//! runs always go to the blocking pool, where such waiting is allowed.
+//! With an async downstream (a tower service,
+//! [`ScaleService::with_downstream`], or [`ScaleService::with_async_handler`])
+//! the dispatch does not apply: each run goes through
+//! [`Instance::run_async`](scale_runtime::Instance::run_async). The chain
+//! runs on one of the runtime's runner threads, and the downstream's future
+//! is polled by the task serving the request, on a tokio worker, so no
+//! thread of tokio's waits for it; the runner sleeps meanwhile. The run
+//! holds its place among the `max_runs` until its guests are released. A
+//! client that leaves (the request's future dropped) abandons its run: the
+//! downstream's future is dropped, the guests stop at once and are
+//! discarded.
 #![warn(missing_docs)]
 
 use std::convert::Infallible;
@@ -100,7 +110,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context as TaskContext, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -108,14 +118,12 @@ use scale_runtime::{Error, HandlerError, Runtime};
 use scale_signature_http::{Context, Response};
 use tower::ServiceExt;
 
-use crate::report::Outcome;
-
 mod framing;
-mod report;
 mod pace;
+mod report;
 
-pub use report::{FailureKind, RunFailure, RunReport};
 pub use pace::{DEFAULT_BODY_MIN_BYTES, DEFAULT_BODY_RATE_WINDOW, DEFAULT_BODY_TIMEOUT, MinRate};
+pub use report::{FailureKind, RunFailure, RunReport};
 
 /// The default largest request body: 10 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 10 << 20;
@@ -140,6 +148,9 @@ pub struct RemoteAddr(pub SocketAddr);
 /// A native handler shared by every run.
 type SharedHandler = Arc<dyn Fn(&mut Context) -> Result<(), HandlerError> + Send + Sync>;
 
+/// An async native handler shared by every run.
+type SharedAsyncHandler = Arc<dyn Fn(Context) -> BoxFuture<Result<Context, HandlerError>> + Send + Sync>;
+
 /// A downstream service, as a call from a collected request to a collected response.
 type SharedService =
     Arc<dyn Fn(http::Request<Bytes>) -> BoxFuture<Result<http::Response<Bytes>, BoxError>> + Send + Sync>;
@@ -149,7 +160,15 @@ type SharedService =
 enum Downstream {
     None,
     Handler(SharedHandler),
+    AsyncHandler(SharedAsyncHandler),
     Service(SharedService),
+}
+
+impl Downstream {
+    /// Whether it is awaited: then runs go through `Instance::run_async`.
+    fn is_async(&self) -> bool {
+        matches!(self, Downstream::AsyncHandler(_) | Downstream::Service(_))
+    }
 }
 
 /// Where a [`ScaleService`] runs each function chain (see [the crate docs](crate#threads)).
@@ -264,7 +283,7 @@ impl ScaleService {
     /// Whether runs happen on the request's tokio worker, with this service's
     /// settings and runtime.
     pub fn runs_inline(&self) -> bool {
-        if matches!(self.downstream, Downstream::Service(_)) {
+        if self.downstream.is_async() {
             return false;
         }
         match self.dispatch {
@@ -309,8 +328,35 @@ impl ScaleService {
         self
     }
 
+    /// Runs `handler` as the chain's native handler, awaited: it takes the
+    /// context (the request as the functions left it) and gives it back with
+    /// the response set. Runs then go through
+    /// [`Instance::run_async`](scale_runtime::Instance::run_async): the
+    /// handler's future is polled on the task serving the request, and no
+    /// tokio thread waits for it (see [the crate docs](crate#threads)).
+    ///
+    /// ```no_run
+    /// # fn example(runtime: scale_runtime::Runtime) {
+    /// let service = scale_http::ScaleService::new(runtime).with_async_handler(|mut ctx| async move {
+    ///     tokio::time::sleep(std::time::Duration::from_millis(1)).await; // a database, say
+    ///     ctx.response.set_body_string("from the handler");
+    ///     Ok(ctx)
+    /// });
+    /// # }
+    /// ```
+    pub fn with_async_handler<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Context, HandlerError>> + Send + 'static,
+    {
+        self.downstream = Downstream::AsyncHandler(Arc::new(move |ctx| Box::pin(handler(ctx))));
+        self
+    }
+
     /// Sends the request on to `service` (an axum `Router`, for example) when
-    /// the last function calls `next`, and hands its response back up the chain.
+    /// the last function calls `next`, and hands its response back up the
+    /// chain. The service is awaited as an async handler
+    /// ([`with_async_handler`](Self::with_async_handler)).
     pub fn with_downstream<S, ResBody>(mut self, service: S) -> Self
     where
         S: tower::Service<http::Request<Full<Bytes>>, Response = http::Response<ResBody>>
@@ -370,12 +416,14 @@ impl ScaleService {
             return self.respond_inline(&parts, body);
         }
         let remote = parts.extensions.get::<RemoteAddr>().copied();
+        if self.downstream.is_async() {
+            return run_chain_async(&self.runtime, &self.downstream, place, &parts, body, remote).await;
+        }
         let runtime = self.runtime.clone();
         let downstream = self.downstream.clone();
-        let handle = tokio::runtime::Handle::current();
         // The place goes with the run: a client that leaves does not end it.
         let run = move || {
-            let response = run_chain(&runtime, &downstream, Some(handle), &parts, body, remote);
+            let response = run_chain(&runtime, &downstream, &parts, body, remote);
             drop(place);
             response
         };
@@ -404,102 +452,160 @@ impl ScaleService {
     /// this thread.
     fn respond_inline(&self, parts: &http::request::Parts, body: Bytes) -> http::Response<Full<Bytes>> {
         let remote = parts.extensions.get::<RemoteAddr>().copied();
-        run_chain(&self.runtime, &self.downstream, None, parts, body, remote)
+        run_chain(&self.runtime, &self.downstream, parts, body, remote)
     }
 }
 
 /// Runs the chain once on the request `parts` and `body` describe, on the
-/// current thread, and answers. `handle` is the tokio runtime to wait on a
-/// tower downstream with; it is given only on a blocking-pool thread, where
-/// such waiting is allowed.
+/// current thread, and answers. The downstream is not an async one.
 ///
 /// The request is written into the instance's own context, whose strings
 /// and header entries are kept from its earlier runs, and the response is
 /// read from there: a warm instance allocates little for either.
-///
-/// Every function's answer, and a downstream's answer that came back up the
-/// chain, becomes an HTTP response here and nowhere else; so this is where
-/// the headers that would let it choose its own framing are dropped
-/// ([`framing`]).
 fn run_chain(
     runtime: &Runtime,
     downstream: &Downstream,
-    handle: Option<tokio::runtime::Handle>,
     parts: &http::request::Parts,
     body: Bytes,
     remote: Option<RemoteAddr>,
 ) -> http::Response<Full<Bytes>> {
-    let started = std::time::Instant::now();
-    let mut outcome = Outcome::NotRun;
-    let mut response = answer_with_chain(runtime, downstream, handle, parts, body, remote, &mut outcome);
-    if let Outcome::Ran(failure) = outcome {
-        response.extensions_mut().insert(RunReport { duration: started.elapsed(), failure });
+    let started = Instant::now();
+    let mut instance = match prepare(runtime, downstream, None, parts, body, remote) {
+        Ok(instance) => instance,
+        Err(refused) => return refused.answer(started),
+    };
+    let result = instance.run();
+    respond(&mut instance, result, started)
+}
+
+/// [`run_chain`] through `Instance::run_async`, for an async downstream:
+/// the chain runs on a runner thread of the runtime, and the downstream's
+/// future is polled here. `place` is held by the run's handlers, so it is
+/// given back when the run's guests are, even when the client leaves and
+/// the run is abandoned (this future dropped).
+async fn run_chain_async(
+    runtime: &Runtime,
+    downstream: &Downstream,
+    place: tokio::sync::OwnedSemaphorePermit,
+    parts: &http::request::Parts,
+    body: Bytes,
+    remote: Option<RemoteAddr>,
+) -> http::Response<Full<Bytes>> {
+    let started = Instant::now();
+    let mut instance = match prepare(runtime, downstream, Some(place), parts, body, remote) {
+        Ok(instance) => instance,
+        Err(refused) => return refused.answer(started),
+    };
+    let result = instance.run_async().await;
+    respond(&mut instance, result, started)
+}
+
+/// Why [`prepare`] made no instance.
+enum Refused {
+    /// The request cannot be handed to a function (400); the chain never ran.
+    Unhandable,
+    /// No instance could be made: the run failed before it started.
+    NoInstance(Error),
+}
+
+impl Refused {
+    fn answer(self, started: Instant) -> http::Response<Full<Bytes>> {
+        match self {
+            Refused::Unhandable => plain(http::StatusCode::BAD_REQUEST),
+            Refused::NoInstance(err) => reported(chain_failed(&err), started, Some(RunFailure::of(&err))),
+        }
     }
+}
+
+/// `response`, with the [`RunReport`] of a run that started at `started`.
+fn reported(
+    mut response: http::Response<Full<Bytes>>,
+    started: Instant,
+    failure: Option<RunFailure>,
+) -> http::Response<Full<Bytes>> {
+    response.extensions_mut().insert(RunReport { duration: started.elapsed(), failure });
     response
 }
 
-/// [`run_chain`]'s work; `outcome` says whether the chain ran and how that went.
-fn answer_with_chain(
+/// An instance with `downstream` as its handler and the request in its
+/// context, or the status answering a request a function cannot be handed. An
+/// async downstream's handler holds `place` (see [`run_chain_async`]).
+fn prepare(
     runtime: &Runtime,
     downstream: &Downstream,
-    handle: Option<tokio::runtime::Handle>,
+    place: Option<tokio::sync::OwnedSemaphorePermit>,
     parts: &http::request::Parts,
     body: Bytes,
     remote: Option<RemoteAddr>,
-    outcome: &mut Outcome,
-) -> http::Response<Full<Bytes>> {
-    let mut instance = match runtime.instance() {
-        Ok(instance) => instance,
-        Err(err) => return chain_failed(&err, outcome),
-    };
+) -> Result<scale_runtime::Instance, Refused> {
+    let mut instance = runtime.instance().map_err(Refused::NoInstance)?;
     match downstream {
         Downstream::None => {}
         Downstream::Handler(handler) => {
             let handler = Arc::clone(handler);
             instance = instance.with_handler(move |ctx| handler(ctx));
         }
+        Downstream::AsyncHandler(handler) => {
+            let handler = Arc::clone(handler);
+            instance = instance.with_async_handler(move |ctx| {
+                let _place = &place;
+                handler(ctx)
+            });
+        }
         Downstream::Service(call) => {
             let call = Arc::clone(call);
-            let handle = handle.expect("a tower downstream always runs on the blocking pool");
-            instance = instance.with_handler(move |ctx| {
-                let request = http::Request::<Bytes>::try_from(ctx.request.clone()).map_err(HandlerError::new)?;
-                // This runs on a blocking-pool thread, where waiting on the
-                // runtime is allowed.
-                let response = handle.block_on(call(request)).map_err(HandlerError::new)?;
-                ctx.response = Response::try_from(response).map_err(HandlerError::new)?;
-                Ok(())
+            instance = instance.with_async_handler(move |mut ctx: Context| {
+                let _place = &place;
+                let call = Arc::clone(&call);
+                async move {
+                    let request = http::Request::<Bytes>::try_from(ctx.request.clone()).map_err(HandlerError::new)?;
+                    let response = call(request).await.map_err(HandlerError::new)?;
+                    ctx.response = Response::try_from(response).map_err(HandlerError::new)?;
+                    Ok(ctx)
+                }
             });
         }
     }
     let request = &mut instance.context_mut().request;
     if let Err(err) = request.fill_from_http(parts, body) {
         tracing::debug!(error = %err, "request cannot be handed to a function");
-        return plain(http::StatusCode::BAD_REQUEST);
+        return Err(Refused::Unhandable);
     }
     if let Some(RemoteAddr(addr)) = remote {
         push_ip(&mut request.ip, addr.ip());
     }
-    if let Err(err) = instance.run() {
-        return chain_failed(&err, outcome);
+    Ok(instance)
+}
+
+/// The answer to a run that ended with `result`.
+///
+/// Every function's answer, and a downstream's answer that came back up the
+/// chain, becomes an HTTP response here and nowhere else; so this is where
+/// the headers that would let it choose its own framing are dropped
+/// ([`framing`]).
+fn respond(
+    instance: &mut scale_runtime::Instance,
+    result: Result<(), Error>,
+    started: Instant,
+) -> http::Response<Full<Bytes>> {
+    if let Err(err) = result {
+        return reported(chain_failed(&err), started, Some(RunFailure::of(&err)));
     }
-    let invalid = Outcome::Ran(Some(RunFailure { kind: FailureKind::InvalidResponse, function: None }));
+    let invalid = Some(RunFailure { kind: FailureKind::InvalidResponse, function: None });
     let response = &instance.context().response;
     let body = response.body.clone();
     match http::Response::<Bytes>::try_from(response) {
         Ok(mut response) if framing::is_final(response.status()) => {
             framing::drop_connection_headers(response.headers_mut());
-            *outcome = Outcome::Ran(None);
-            response.map(|_| Full::new(body))
+            reported(response.map(|_| Full::new(body)), started, None)
         }
         Ok(response) => {
             tracing::error!(status = %response.status(), "the function chain answered with an informational status");
-            *outcome = invalid;
-            plain(http::StatusCode::INTERNAL_SERVER_ERROR)
+            reported(plain(http::StatusCode::INTERNAL_SERVER_ERROR), started, invalid)
         }
         Err(err) => {
             tracing::error!(error = %err, "the function chain produced an invalid response");
-            *outcome = invalid;
-            plain(http::StatusCode::INTERNAL_SERVER_ERROR)
+            reported(plain(http::StatusCode::INTERNAL_SERVER_ERROR), started, invalid)
         }
     }
 }
@@ -528,16 +634,15 @@ fn push_ip(out: &mut String, ip: std::net::IpAddr) {
 }
 
 /// The answer to a failed run; the details go to `tracing` only.
-fn chain_failed(err: &Error, outcome: &mut Outcome) -> http::Response<Full<Bytes>> {
+fn chain_failed(err: &Error) -> http::Response<Full<Bytes>> {
     tracing::error!(error = %err, function = err.function().unwrap_or("-"), "function chain failed");
-    *outcome = Outcome::Ran(Some(RunFailure::of(err)));
     plain(status_for(err))
 }
 
 /// The status answering a failed run.
 pub fn status_for(err: &Error) -> http::StatusCode {
     match err {
-        Error::MemoryLimit { .. } | Error::CpuBudget { .. } | Error::Instantiation { .. } => {
+        Error::MemoryLimit { .. } | Error::CpuBudget { .. } | Error::Instantiation { .. } | Error::Runner { .. } => {
             http::StatusCode::SERVICE_UNAVAILABLE
         }
         Error::Deadline { .. } => http::StatusCode::GATEWAY_TIMEOUT,

@@ -89,18 +89,9 @@ impl RunFailure {
             Error::CpuBudget { .. } => FailureKind::Budget,
             Error::Deadline { .. } => FailureKind::Deadline,
             Error::Handler { .. } => FailureKind::Handler,
-            Error::Instantiation { .. } => FailureKind::Instantiation,
+            Error::Instantiation { .. } | Error::Runner { .. } => FailureKind::Instantiation,
             _ => FailureKind::Trap,
         };
         Self { kind, function: err.function().map(str::to_owned) }
     }
-}
-
-/// How a request's visit to the chain went, as `run_chain` records it.
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    /// The request never reached the chain.
-    NotRun,
-    /// The chain ran, and failed or not.
-    Ran(Option<RunFailure>),
 }

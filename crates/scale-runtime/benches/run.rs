@@ -6,6 +6,11 @@
 //! - `run_limits/rust/{none,budget,deadline,both}`: `run_passthrough/rust`
 //!   with no limit, a CPU budget, a deadline, or both: what each limit
 //!   costs a warm run.
+//! - `handler/rust/{sync,async}/{run,run_async}`: a warm run of the `next`
+//!   fixture (passthrough → native handler → back) whose handler sets a
+//!   header, as a plain handler or an async one (a future ready at once),
+//!   with `run()` or with `run_async()` awaited by a minimal executor: what
+//!   an async handler and a run on a runner thread cost.
 //! - `baseline/wasmer_call`: one typed call of an exported identity function
 //!   on a bare wasmer instance, no codec and no memory traffic: the floor.
 //! - `copy_64KiB/{whole,pieces}/{0,16}`: copying 64 KiB in one call or in
@@ -70,6 +75,49 @@ fn run_limits(c: &mut Criterion) {
     group.finish();
 }
 
+/// Polls `future` on this thread until it is ready, parking in between.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+            return value;
+        }
+        std::thread::park();
+    }
+}
+
+fn handler(c: &mut Criterion) {
+    let mut group = c.benchmark_group("handler/rust");
+    let runtime = Runtime::new([fixture("rust", "next")]).expect("runtime");
+    let sync = || {
+        runtime.instance().unwrap().with_handler(|ctx| {
+            ctx.response.headers_mut().set("x-handler", ["yes"]);
+            Ok(())
+        })
+    };
+    let asynchronous = || {
+        runtime.instance().unwrap().with_async_handler(|mut ctx: scale_runtime::Context| async move {
+            ctx.response.headers_mut().set("x-handler", ["yes"]);
+            Ok(ctx)
+        })
+    };
+    sync().run().unwrap();
+    block_on(asynchronous().run_async()).unwrap();
+    group.bench_function("sync/run", |b| b.iter(|| sync().run().unwrap()));
+    group.bench_function("async/run", |b| b.iter(|| asynchronous().run().unwrap()));
+    group.bench_function("sync/run_async", |b| b.iter(|| block_on(sync().run_async()).unwrap()));
+    group.bench_function("async/run_async", |b| b.iter(|| block_on(asynchronous().run_async()).unwrap()));
+    group.finish();
+}
+
 fn baseline(c: &mut Criterion) {
     let wasm = wasmer::wat2wasm(br#"(module (func (export "id") (param i32) (result i32) local.get 0))"#).unwrap();
     let mut store = Store::default();
@@ -114,6 +162,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_secs(1))
         .measurement_time(std::time::Duration::from_secs(3));
-    targets = run_passthrough, run_limits, baseline, copy
+    targets = run_passthrough, run_limits, handler, baseline, copy
 }
 criterion_main!(benches);

@@ -5,9 +5,9 @@ use std::fmt;
 /// Everything that can go wrong loading or running functions.
 ///
 /// Variants that come from a guest name the function (its name in the
-/// `.scale` file). A run that fails with any variant but [`Error::Guest`]
-/// and [`Error::Handler`] discards the guest instance involved; the runtime
-/// stays usable and the next run gets a fresh one.
+/// `.scale` file). A run that fails with any variant but [`Error::Guest`],
+/// [`Error::Handler`] and [`Error::Runner`] discards the guest instance
+/// involved; the runtime stays usable and the next run gets a fresh one.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -140,6 +140,24 @@ pub enum Error {
         source: HandlerError,
     },
 
+    /// The run was abandoned: the future of
+    /// [`Instance::run_async`](crate::Instance::run_async) was dropped before
+    /// the run ended. The guest instances of that run are discarded, never
+    /// pooled; the instance keeps no chain, and every later run on it fails
+    /// with this error.
+    #[error("the run was abandoned before it ended")]
+    Abandoned,
+
+    /// [`Instance::run_async`](crate::Instance::run_async) found no thread
+    /// to run the chain on: no runner was idle and the operating system
+    /// refused a new one. The instance is unchanged.
+    #[error("no thread to run the chain on: {source}")]
+    Runner {
+        /// Why the thread could not start.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The on-disk module cache could not be used. Only raised when the
     /// cache directory cannot be created; unreadable or corrupt entries are
     /// recompiled instead.
@@ -167,7 +185,12 @@ impl Error {
             | Error::MemoryLimit { function, .. }
             | Error::CpuBudget { function, .. }
             | Error::Deadline { function, .. } => Some(function),
-            Error::NoFunctions | Error::ChainTooLong { .. } | Error::Handler { .. } | Error::Cache { .. } => None,
+            Error::NoFunctions
+            | Error::ChainTooLong { .. }
+            | Error::Handler { .. }
+            | Error::Abandoned
+            | Error::Runner { .. }
+            | Error::Cache { .. } => None,
         }
     }
 
@@ -182,6 +205,7 @@ impl Error {
                 | Error::MemoryLimit { .. }
                 | Error::CpuBudget { .. }
                 | Error::Deadline { .. }
+                | Error::Abandoned
         )
     }
 }

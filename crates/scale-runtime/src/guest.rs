@@ -17,6 +17,7 @@ use wasmer::{
     TypedFunction, Value,
 };
 
+use crate::awaiting::{self, BoxedAsyncHandler, Interrupted};
 use crate::deadline;
 use crate::engine::{CappedTable, clear_grow_refused, grow_refused, set_grow_refused, take_capped_tables};
 use crate::error::{Error, HandlerError};
@@ -27,6 +28,12 @@ use crate::wasi::{self, Capture};
 
 /// A native handler, run after the last function of the chain.
 pub(crate) type BoxedHandler<S> = Box<dyn FnMut(&mut S) -> Result<(), HandlerError> + Send>;
+
+/// A native handler: one that answers at once, or one that is awaited.
+pub(crate) enum Handler<S> {
+    Sync(BoxedHandler<S>),
+    Async(BoxedAsyncHandler<S>),
+}
 
 /// Why a host function stopped the guest. Raised as a wasm trap and
 /// recognised again when the trap reaches the host.
@@ -43,6 +50,10 @@ pub(crate) enum HostTrap {
     /// notes it; this only stops the guest.
     #[error("the run's budget or deadline ran out")]
     OutOfTime,
+    /// The run was abandoned while a native handler was awaited: the guest
+    /// stops, and so does every guest of the chain above it.
+    #[error("the run was abandoned")]
+    Abandoned,
 }
 
 /// A guest's CPU budget: where its metering keeps the points left, and
@@ -444,6 +455,7 @@ impl<S: Signature> Guest<S> {
         let mut out_of_time = false;
         let trap = match trap.downcast::<HostTrap>() {
             Ok(HostTrap::Malformed(what)) => return Error::MalformedOutput { function: name, what },
+            Ok(HostTrap::Abandoned) => return Error::Abandoned,
             Ok(HostTrap::OutOfTime) => {
                 out_of_time = true;
                 RuntimeError::new("the run's budget or deadline ran out")
@@ -552,7 +564,7 @@ pub(crate) struct Link<S: Signature> {
 /// What a guest's `next` runs.
 pub(crate) enum Downstream<S: Signature> {
     Guest(Link<S>),
-    Handlers(Vec<BoxedHandler<S>>),
+    Handlers(Vec<Handler<S>>),
 }
 
 impl<S: Signature> Downstream<S> {
@@ -563,11 +575,29 @@ impl<S: Signature> Downstream<S> {
             Downstream::Guest(link) => link.run(ctx, points),
             Downstream::Handlers(handlers) => {
                 for (index, handler) in handlers.iter_mut().enumerate() {
-                    handler(ctx).map_err(|source| Error::Handler { index, source })?;
+                    match handler {
+                        Handler::Sync(handler) => handler(ctx).map_err(|source| Error::Handler { index, source })?,
+                        Handler::Async(handler) => *ctx = run_async_handler(handler, std::mem::take(ctx), index)?,
+                    }
                 }
                 Ok(())
             }
         }
+    }
+}
+
+/// Runs an async native handler on `ctx` and waits for its answer (see
+/// [`awaiting`]).
+fn run_async_handler<S: Signature>(handler: &mut BoxedAsyncHandler<S>, ctx: S, index: usize) -> Result<S, Error> {
+    match awaiting::await_handler(handler(ctx)) {
+        Ok(Ok(ctx)) => Ok(ctx),
+        Ok(Err(source)) => Err(Error::Handler { index, source }),
+        // The guest that called `next` sees the deadline has passed and stops.
+        Err(Interrupted::Deadline) => Err(Error::Handler {
+            index,
+            source: HandlerError::new("the run's deadline passed while the handler was awaited"),
+        }),
+        Err(Interrupted::Abandoned) => Err(Error::Abandoned),
     }
 }
 
@@ -759,6 +789,7 @@ fn host_next<S: Signature>(
         }
         set_grow_refused(refused);
         let ran_out = matches!(result, Err(Error::CpuBudget { .. } | Error::Deadline { .. }));
+        let abandoned = matches!(result, Err(Error::Abandoned));
         match result {
             Ok(()) => S::encode_result(Ok(&ctx), &mut answer),
             Err(err) => {
@@ -771,6 +802,11 @@ fn host_next<S: Signature>(
         // Reset now, so that a pooled guest does not keep the last body alive.
         ctx.reset();
         data.next_context = Some(ctx);
+        // Nobody waits for the run any more: no guest code runs after this.
+        if abandoned {
+            data.scratch = answer;
+            return Err(HostTrap::Abandoned);
+        }
         // The rest of the chain used up the run's budget or ran past its
         // deadline: the run has failed, and this guest stops too.
         if let Some(meter) = &data.meter

@@ -52,6 +52,25 @@
 //! [`Instance::run`]; it is CPU work, so async servers should run it off the
 //! reactor (see `scale-http`).
 //!
+//! # Async
+//!
+//! Native handlers may await ([`Instance::with_async_handler`]): a database,
+//! another service. [`Instance::run_async`] is the run as a future (`Send`,
+//! for tokio's multi-thread and current-thread runtimes alike): the chain
+//! runs on a runner thread of the runtime, and the handlers' futures are
+//! polled by the task awaiting it, so no thread of the async runtime is
+//! blocked. Dropping the future gives the run up; its guests are discarded.
+//!
+//! ```no_run
+//! # async fn example(runtime: scale_runtime::Runtime) -> Result<(), scale_runtime::Error> {
+//! let mut instance = runtime.instance()?.with_async_handler(|mut ctx: scale_runtime::Context| async move {
+//!     ctx.response.set_body_string("awaited");
+//!     Ok(ctx)
+//! });
+//! instance.run_async().await?;
+//! # Ok(()) }
+//! ```
+//!
 //! # Profiling guests
 //!
 //! With the environment variable `SCALE_PERF_MAP=1`, each module compiled or
@@ -60,6 +79,7 @@
 //! stripped module shows function indices) instead of bare addresses.
 #![warn(missing_docs)]
 
+mod awaiting;
 mod deadline;
 mod engine;
 mod error;
@@ -74,16 +94,16 @@ pub use error::{Error, HandlerError};
 pub use module::{CACHE_DIR_VAR, default_cache_dir};
 pub use runtime::{
     DEFAULT_MAX_IDLE, DEFAULT_MAX_USES, DEFAULT_MEMORY_LIMIT, DEFAULT_TABLE_LIMIT, Instance, MAX_CHAIN_LENGTH,
-    PoolStats, Runtime, RuntimeBuilder,
+    PoolStats, RunAsync, Runtime, RuntimeBuilder,
 };
-pub use scale_func::ScaleFunc;
-pub use scale_signature_http::Context;
 /// The `.scale` file format: [`ScaleFunc`], and what a host needs to check
 /// or build one ([`scale_func::Signature`], [`scale_func::Language`]).
 pub use scale_func;
+pub use scale_func::ScaleFunc;
 /// The HTTP signature: [`Context`], its request and response, and
 /// `SIGNATURE_NAME`/`SIGNATURE_VERSION`.
 pub use scale_signature_http;
+pub use scale_signature_http::Context;
 pub use signature::{BoxError, Signature};
 
 /// The version of the guest ABI this runtime speaks (see `docs/abi.md`).
@@ -100,6 +120,7 @@ mod tests {
     fn thread_story_holds() {
         assert_send_sync::<Runtime>();
         assert_send::<Instance>();
+        assert_send::<RunAsync<'static>>();
     }
 }
 

@@ -1,18 +1,22 @@
 //! `Runtime`, its builder, `Instance`, and the per-function pools.
 
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use scale_func::ScaleFunc;
 use wasmer::{Engine, Module};
 
+use crate::awaiting::{self, Caller, Exchange};
 use crate::deadline;
 use crate::engine::{EngineSettings, build_engine};
 use crate::error::{Error, HandlerError};
-use crate::guest::{BoxedHandler, Downstream, Guest, Link};
+use crate::guest::{Downstream, Guest, Handler, Link};
 use crate::module;
 use crate::module::CacheSetting;
 use crate::signature::Signature;
@@ -190,9 +194,9 @@ impl<S: Signature> RuntimeBuilder<S> {
     /// Stops a run still going `limit` after it started with
     /// [`Error::Deadline`]: the guest running then traps at its next
     /// function start or loop iteration, the thread is free again and the
-    /// instance is discarded. Host waits (`poll_oneoff`) end at the
-    /// deadline; native handlers are not interrupted, but the chain stops
-    /// when they return. A fresh instance's start-up has the same limit.
+    /// instance is discarded. Host waits (`poll_oneoff`) and waits for an
+    /// async native handler end at the deadline; a sync native handler is
+    /// not interrupted, but the chain stops when it returns. A fresh instance's start-up has the same limit.
     /// Off by default.
     ///
     /// A deadline compiles guests with the CPU budget's checks (with an
@@ -759,17 +763,54 @@ impl<S: Signature> Instance<S> {
     where
         F: FnMut(&mut S) -> Result<(), HandlerError> + Send + 'static,
     {
-        self.handlers_mut().push(Box::new(handler));
+        self.add_handler(Handler::Sync(Box::new(handler)));
         self
     }
 
-    fn handlers_mut(&mut self) -> &mut Vec<BoxedHandler<S>> {
-        let mut at = self.chain.as_mut().expect("an instance always has a chain");
-        loop {
-            match at {
-                Downstream::Guest(link) => at = link.guest.next.as_mut().expect("links are whole between runs"),
-                Downstream::Handlers(handlers) => return handlers,
-            }
+    /// Adds an async native handler: like [`with_handler`](Self::with_handler),
+    /// but the handler takes the context and returns a future that gives it
+    /// back (or fails). While the future is pending, the chain waits inside
+    /// the last function's `next`.
+    ///
+    /// Under [`run_async`](Self::run_async) the future is polled by the task
+    /// awaiting the run, in that task's async runtime (its timers and I/O
+    /// work), and no thread of that runtime is blocked meanwhile. Under
+    /// [`run`](Self::run) it is polled on the thread calling `run`, which
+    /// sleeps while it is pending: there, a future that needs an async
+    /// runtime's reactor (a tokio timer or socket) does not work.
+    ///
+    /// A run with a deadline ([`RuntimeBuilder::deadline`]) does not wait
+    /// for the future past it: the run fails with [`Error::Deadline`] and the
+    /// future is dropped.
+    ///
+    /// ```no_run
+    /// # async fn example(runtime: scale_runtime::Runtime) -> Result<(), scale_runtime::Error> {
+    /// let mut instance = runtime.instance()?.with_async_handler(|mut ctx: scale_runtime::Context| async move {
+    ///     // Await a database, another service, a timer...
+    ///     ctx.response.set_body_string("from an async handler");
+    ///     Ok(ctx)
+    /// });
+    /// instance.run_async().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_async_handler<F, Fut>(mut self, mut handler: F) -> Self
+    where
+        F: FnMut(S) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<S, HandlerError>> + Send + 'static,
+    {
+        self.add_handler(Handler::Async(Box::new(move |ctx| Box::pin(handler(ctx)))));
+        self
+    }
+
+    /// Appends a handler to the end of the chain (dropped on an instance
+    /// whose chain was abandoned: it never runs again).
+    fn add_handler(&mut self, handler: Handler<S>) {
+        let mut at = self.chain.as_mut();
+        while let Some(Downstream::Guest(link)) = at {
+            at = link.guest.next.as_mut();
+        }
+        if let Some(Downstream::Handlers(handlers)) = at {
+            handlers.push(handler);
         }
     }
 
@@ -834,41 +875,208 @@ impl<S: Signature> Instance<S> {
     /// [`Error::Deadline`], [`Error::Handler`] (when a guest passed a
     /// handler's error on), and [`Error::Instantiation`] when a replacement
     /// instance cannot be made.
+    /// [`Error::Abandoned`] once a [`run_async`](Self::run_async) of this
+    /// instance was given up.
     pub fn run(&mut self) -> Result<(), Error> {
-        let _span = tracing::debug_span!("run").entered();
-        let limits = match &self.chain {
-            Some(Downstream::Guest(head)) => Some(head.function.limits),
-            _ => None,
+        let (Some(chain), Some(context)) = (self.chain.as_mut(), self.context.as_deref_mut()) else {
+            return Err(Error::Abandoned);
         };
-        // The deadline covers making replacement instances too.
-        let _run = limits.and_then(|limits| limits.deadline).map(deadline::begin);
-        self.heal()?;
-        let chain = self.chain.as_mut().expect("an instance always has a chain");
-        let context = self.context.as_deref_mut().expect("an instance has a context until it drops");
         if std::mem::take(&mut self.holds_result) {
             context.reset();
         }
-        let mut points =
-            crate::metering::initial_points(limits.and_then(|limits| limits.cpu_budget).unwrap_or(u64::MAX));
-        let outcome = chain.run(context, &mut points);
+        let outcome = run_chain(chain, context);
         self.holds_result = true;
         outcome
     }
 
-    /// Replaces the guest instances that may not run again.
-    fn heal(&mut self) -> Result<(), Error> {
-        let mut at = self.chain.as_mut();
-        while let Some(Downstream::Guest(link)) = at {
-            if link.poisoned {
-                let fresh = link.function.checkout()?;
-                let mut old = std::mem::replace(&mut link.guest, fresh);
-                link.guest.next = old.next.take();
-                link.function.checkin(old, true);
-                link.poisoned = false;
-            }
-            at = link.guest.next.as_mut();
+    /// Runs the chain on the context, as [`run`](Self::run) does, on a
+    /// thread the runtime keeps for such runs, and resolves when the run
+    /// ends. Async native handlers ([`with_async_handler`](Self::with_async_handler))
+    /// are awaited here, in the async runtime polling this future (tokio's
+    /// multi-thread or current-thread runtime, or any other).
+    ///
+    /// The guests' code never runs on the thread polling the future: a long
+    /// run, or a handler that awaits, holds no thread of the async runtime.
+    /// Each run in progress holds one of the runtime's runner threads,
+    /// sleeping while a handler awaits (a guest's `next` keeps the host
+    /// stack of the whole chain alive until it returns, so its run stays on
+    /// its thread; the crate's `awaiting` module says why). Runner threads
+    /// are started when none is idle and end after 30 s idle.
+    ///
+    /// The CPU budget, the deadline and the memory limits apply as in `run`;
+    /// a deadline also ends a wait for an async handler.
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future before it resolves gives the run up: a handler
+    /// it awaits is dropped, the guest waiting for that handler and every
+    /// guest above it stop at once (no guest code runs after that), and
+    /// their instances are discarded, never pooled. The instance keeps no
+    /// chain (its context is reset to the default), and later runs on it
+    /// fail with [`Error::Abandoned`]; take a new instance from the
+    /// [`Runtime`]. A run that had already ended keeps the instance whole.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run), and [`Error::Runner`] when no thread could be
+    /// started for the run. A native handler's panic is resumed here.
+    ///
+    /// ```no_run
+    /// # async fn example(runtime: scale_runtime::Runtime) -> Result<(), scale_runtime::Error> {
+    /// let mut instance = runtime.instance()?.with_async_handler(|mut ctx: scale_runtime::Context| async move {
+    ///     ctx.response.headers_mut().set("x-served-by", ["async"]);
+    ///     Ok(ctx)
+    /// });
+    /// instance.context_mut().request.set_body_string("Hello");
+    /// instance.run_async().await?;
+    /// assert_eq!(instance.context().response.status_code, 200);
+    /// # Ok(()) }
+    /// ```
+    pub fn run_async(&mut self) -> RunAsync<'_, S> {
+        RunAsync { instance: self, caller: None, done: false }
+    }
+}
+
+/// Runs `chain` on `context`: what [`Instance::run`] does.
+fn run_chain<S: Signature>(chain: &mut Downstream<S>, context: &mut S) -> Result<(), Error> {
+    let _span = tracing::debug_span!("run").entered();
+    let limits = match chain {
+        Downstream::Guest(head) => Some(head.function.limits),
+        Downstream::Handlers(_) => None,
+    };
+    // The deadline covers making replacement instances too.
+    let _run = limits.and_then(|limits| limits.deadline).map(deadline::begin);
+    heal(chain)?;
+    let mut points = crate::metering::initial_points(limits.and_then(|limits| limits.cpu_budget).unwrap_or(u64::MAX));
+    chain.run(context, &mut points)
+}
+
+/// Replaces the guest instances of `chain` that may not run again.
+fn heal<S: Signature>(chain: &mut Downstream<S>) -> Result<(), Error> {
+    let mut at = Some(chain);
+    while let Some(Downstream::Guest(link)) = at {
+        if link.poisoned {
+            let fresh = link.function.checkout()?;
+            let mut old = std::mem::replace(&mut link.guest, fresh);
+            link.guest.next = old.next.take();
+            link.function.checkin(old, true);
+            link.poisoned = false;
         }
-        Ok(())
+        at = link.guest.next.as_mut();
+    }
+    Ok(())
+}
+
+/// What a run on a runner thread hands back: the chain, the context, and
+/// how the run ended (a panic's payload if a native handler panicked).
+type Outcome<S> = (Downstream<S>, Box<S>, std::thread::Result<Result<(), Error>>);
+
+/// The future of [`Instance::run_async`]: resolves when the run ends.
+///
+/// `Send`; dropping it before it resolves gives the run up (see
+/// [`Instance::run_async`]).
+#[must_use = "a run_async future does nothing unless awaited"]
+pub struct RunAsync<'a, S: Signature = scale_signature_http::Context> {
+    instance: &'a mut Instance<S>,
+    /// Present while the run is on its runner.
+    caller: Option<Caller>,
+    done: bool,
+}
+
+impl<S: Signature> fmt::Debug for RunAsync<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunAsync").field("running", &self.caller.is_some()).field("done", &self.done).finish()
+    }
+}
+
+impl<S: Signature> RunAsync<'_, S> {
+    /// Puts what a run handed back into the instance, and says how it ended.
+    fn restore(&mut self, outcome: Box<dyn std::any::Any + Send>) -> std::thread::Result<Result<(), Error>> {
+        match outcome.downcast::<Outcome<S>>() {
+            Ok(outcome) => {
+                let (chain, context, result) = *outcome;
+                self.instance.chain = Some(chain);
+                self.instance.context = Some(context);
+                self.instance.holds_result = true;
+                result
+            }
+            // Runs hand back exactly this type (see `start`).
+            Err(_) => unreachable!("a run hands back its chain, context and result"),
+        }
+    }
+
+    /// Moves the chain and the context to a runner thread and starts the run.
+    fn start(&mut self) -> Result<Caller, Error> {
+        let runner = awaiting::runner().map_err(|source| Error::Runner { source })?;
+        if self.instance.chain.is_none() || self.instance.context.is_none() {
+            return Err(Error::Abandoned);
+        }
+        let (Some(chain), Some(mut context)) = (self.instance.chain.take(), self.instance.context.take()) else {
+            unreachable!("both checked above");
+        };
+        if std::mem::take(&mut self.instance.holds_result) {
+            context.reset();
+        }
+        let exchange = Arc::new(Exchange::default());
+        let run = move || -> Box<dyn std::any::Any + Send> {
+            let (mut chain, mut context) = (chain, context);
+            // A native handler's panic is resumed on the task awaiting the run,
+            // as `run` lets it reach its caller.
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_chain(&mut chain, &mut *context)));
+            Box::new((chain, context, result))
+        };
+        // Nobody waits for the run any more: its guests go back to their
+        // pools, or are discarded if the run was stopped halfway (a guest
+        // that stopped is poisoned).
+        let dispose = |outcome: Box<dyn std::any::Any + Send>| {
+            if let Ok(outcome) = outcome.downcast::<Outcome<S>>() {
+                let (chain, _, _) = *outcome;
+                release(chain);
+            }
+        };
+        runner.run(Arc::clone(&exchange), run, dispose);
+        Ok(Caller::new(exchange))
+    }
+}
+
+impl<S: Signature> Future for RunAsync<'_, S> {
+    type Output = Result<(), Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(Err(Error::Abandoned));
+        }
+        if this.caller.is_none() {
+            match this.start() {
+                Ok(caller) => this.caller = Some(caller),
+                Err(err) => {
+                    this.done = true;
+                    return Poll::Ready(Err(err));
+                }
+            }
+        }
+        let caller = this.caller.as_mut().expect("started above");
+        let Poll::Ready(outcome) = caller.poll(cx) else { return Poll::Pending };
+        this.caller = None;
+        this.done = true;
+        match this.restore(outcome) {
+            Ok(result) => Poll::Ready(result),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+impl<S: Signature> Drop for RunAsync<'_, S> {
+    fn drop(&mut self) {
+        let Some(caller) = self.caller.take() else { return };
+        match caller.abandon() {
+            // The run had ended: the instance is whole again. A panic of
+            // that run has nobody to reach.
+            Some(outcome) => drop(self.restore(outcome)),
+            None => self.instance.context = Some(Box::default()),
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! End-to-end tests: a real server on a loopback port, real HTTP/1.1 bytes.
 
+mod awaited;
 mod framing;
 mod reliability;
 
@@ -254,10 +255,10 @@ async fn dispatch_decides_which_thread_runs_the_chain() {
     }
 }
 
-/// A tower downstream is awaited from inside the chain, which only the
-/// blocking pool allows: such a service never runs inline.
+/// A tower downstream is awaited through `Instance::run_async`, whose chain
+/// runs on a runner thread of the runtime: such a service never runs inline.
 #[test]
-fn a_tower_downstream_always_runs_on_the_blocking_pool() {
+fn a_tower_downstream_never_runs_inline() {
     let app = axum::Router::new();
     let service =
         ScaleService::new(runtime("rust", &["http-next"])).dispatch(scale_http::Dispatch::Inline).with_downstream(app);

@@ -2,6 +2,7 @@
 //! Go and Rust fixture matrix (built by `cargo xtask fixtures`).
 
 mod abi;
+mod asynchronous;
 mod common;
 mod fixtures;
 mod hostile;
