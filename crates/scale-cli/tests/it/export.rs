@@ -64,7 +64,7 @@ fn export_of_a_fixture_module_runs() {
     assert_eq!((func.name(), func.tag(), func.language()), ("handler", "latest", Language::Go));
     assert_eq!(func.checksum(), original.checksum());
     let out = scale(["run", arg(&packed)]).expect_success();
-    assert_eq!(out.stdout_str(), "HTTP/1.1 200 OK\n\n-modified");
+    assert_eq!(out.stdout_str(), "HTTP/1.1 200 OK\n\n-modified\n");
 }
 
 #[test]
