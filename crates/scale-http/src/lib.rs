@@ -280,6 +280,11 @@ impl ScaleService {
         self
     }
 
+    /// The runtime whose chain this service runs.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
     /// Whether runs happen on the request's tokio worker, with this service's
     /// settings and runtime.
     pub fn runs_inline(&self) -> bool {

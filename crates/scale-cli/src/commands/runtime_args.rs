@@ -6,11 +6,13 @@ use std::time::Duration;
 use scale_func::ScaleFunc;
 use scale_runtime::{Runtime, RuntimeBuilder};
 
+use crate::commands::serve::config::Limits;
+
 #[derive(Debug, clap::Args)]
 pub struct RuntimeArgs {
-    /// The memory limit of each function instance, in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = scale_runtime::DEFAULT_MEMORY_LIMIT >> 20)]
-    memory_limit: u64,
+    /// The memory limit of each function instance, in MiB [default: 64].
+    #[arg(long, value_name = "MIB")]
+    memory_limit: Option<u64>,
     /// The most table elements each function instance may have (8 bytes
     /// each, counted in the memory limit) [default: 65536, or an eighth of
     /// the memory limit when that is less].
@@ -97,8 +99,8 @@ impl RuntimeArgs {
     /// A runtime builder for `functions` with these settings, and
     /// `defaults` where a flag was not given.
     pub fn builder(&self, functions: Vec<ScaleFunc>, defaults: Defaults) -> RuntimeBuilder {
-        let mut builder =
-            Runtime::builder().functions(functions).memory_limit(self.memory_limit.saturating_mul(1 << 20));
+        let mib = self.memory_limit.unwrap_or(scale_runtime::DEFAULT_MEMORY_LIMIT >> 20);
+        let mut builder = Runtime::builder().functions(functions).memory_limit(mib.saturating_mul(1 << 20));
         if let Some(elements) = self.table_limit {
             builder = builder.table_limit(elements);
         }
@@ -108,12 +110,56 @@ impl RuntimeArgs {
         if let Deadline::After(limit) = self.deadline.unwrap_or(defaults.deadline) {
             builder = builder.deadline(limit);
         }
+        self.cache(builder)
+    }
+
+    /// `builder` with the module cache these flags choose.
+    pub fn cache(&self, builder: RuntimeBuilder) -> RuntimeBuilder {
         match (&self.cache_dir, self.no_cache) {
             (Some(dir), _) => builder.cache_dir(dir),
             (None, true) => builder,
             (None, false) => builder.default_cache(),
         }
     }
+
+    /// The limit flags given, by name: a configuration file sets limits
+    /// itself, so `serve --config` refuses them.
+    pub fn limit_flags(&self) -> Vec<&'static str> {
+        let given = [
+            (self.memory_limit.is_some(), "--memory-limit"),
+            (self.table_limit.is_some(), "--table-limit"),
+            (self.cpu_budget.is_some(), "--cpu-budget"),
+            (self.deadline.is_some(), "--deadline"),
+        ];
+        given.into_iter().filter_map(|(given, flag)| given.then_some(flag)).collect()
+    }
+
+    /// The limits of a route served from these flags, with `defaults` where
+    /// a flag was not given.
+    pub fn limits(&self, defaults: Defaults, body_limit: usize) -> Limits {
+        Limits {
+            memory_limit: self.memory_limit.unwrap_or(scale_runtime::DEFAULT_MEMORY_LIMIT >> 20),
+            table_limit: self.table_limit,
+            cpu_budget: self.cpu_budget.unwrap_or(defaults.budget),
+            deadline: self.deadline.unwrap_or(defaults.deadline),
+            body_limit,
+        }
+    }
+}
+
+/// A runtime builder for `functions` with a route's `limits`.
+pub fn limited(functions: Vec<ScaleFunc>, limits: &Limits) -> RuntimeBuilder {
+    let mut builder = Runtime::builder().functions(functions).memory_limit(limits.memory_limit.saturating_mul(1 << 20));
+    if let Some(elements) = limits.table_limit {
+        builder = builder.table_limit(elements);
+    }
+    if let Budget::Operations(operations) = limits.cpu_budget {
+        builder = builder.cpu_budget(operations);
+    }
+    if let Deadline::After(limit) = limits.deadline {
+        builder = builder.deadline(limit);
+    }
+    builder
 }
 
 #[cfg(test)]

@@ -1,16 +1,23 @@
-//! `scale serve [FILE.scale...]`
+//! `scale serve [FILE.scale...]` and `scale serve --config scale.toml`
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use scale_func::ScaleFunc;
 use scale_http::{Dispatch, MinRate, ScaleService, ServeOptions};
 
 use crate::commands::read_scale;
-use crate::commands::runtime_args::{Budget, Deadline, Defaults, RuntimeArgs};
+use crate::commands::runtime_args::{Budget, Deadline, Defaults, RuntimeArgs, limited};
+
+pub mod config;
+mod metrics;
+mod server;
+
+use config::{Config, RouteConfig};
 
 /// The CPU budget of `serve` when none is given: generous for request
 /// handlers, and a bound on how long one run can hold a server thread.
@@ -26,15 +33,36 @@ const DEFAULT_FUNCTION: &[u8] = include_bytes!("../../assets/hello.scale");
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The .scale files, run as a chain for each request [default: a built-in hello function].
-    #[arg(value_name = "FILE.scale")]
+    /// The .scale files, run as a chain for each request on every path
+    /// [default: a built-in hello function].
+    #[arg(value_name = "FILE.scale", conflicts_with = "config")]
     files: Vec<PathBuf>,
-    /// The address to listen on (port 0 picks a free port).
-    #[arg(long, short = 'l', default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// The largest request body accepted, in bytes; larger ones get 413.
-    #[arg(long, value_name = "BYTES", default_value_t = scale_http::DEFAULT_BODY_LIMIT)]
-    body_limit: usize,
+    /// Serve the routes of this configuration file (docs/serving.md) instead
+    /// of one chain on every path.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The address to listen on (port 0 picks a free port) [default: the
+    /// configuration's `listen`, else 127.0.0.1:8080].
+    #[arg(long, short = 'l')]
+    listen: Option<SocketAddr>,
+    /// The admin address, serving /metrics, /healthz and /readyz, or `none`
+    /// [default: with --config, the file's `admin_listen`, else
+    /// 127.0.0.1:9090; without, none].
+    #[arg(long, value_name = "ADDRESS|none")]
+    admin_listen: Option<String>,
+    /// How long requests in flight may take to finish after SIGTERM or
+    /// Ctrl-C (`30s`, `2m`) [default: the configuration's `shutdown_grace`,
+    /// else 30s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_grace)]
+    shutdown_grace: Option<Duration>,
+    /// The log format: `text` for people, `json` for collectors. One access
+    /// line per request; `RUST_LOG` sets the levels (default `info`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// The largest request body accepted, in bytes; larger ones get 413
+    /// [default: 10485760]. With --config, set `body_limit` in the file.
+    #[arg(long, value_name = "BYTES")]
+    body_limit: Option<usize>,
     /// The longest a request body may take to arrive, in seconds, or `none`
     /// for no bound; a body still incomplete then gets 408 and the connection
     /// is closed.
@@ -110,6 +138,19 @@ fn parse_bytes(text: &str) -> Result<MinBytes, String> {
     text.parse::<u64>().map(Some).map_err(|_| format!("expected a number of bytes or `none`, got {text:?}"))
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_grace(text: &str) -> Result<Duration, String> {
+    match crate::commands::runtime_args::parse_deadline(text)? {
+        Deadline::After(grace) => Ok(grace),
+        Deadline::Never => Err("a shutdown grace period has an end: give a duration such as 30s".into()),
+    }
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum DispatchArg {
     Auto,
@@ -134,57 +175,108 @@ pub fn default_function() -> anyhow::Result<ScaleFunc> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let functions = if args.files.is_empty() {
-        eprintln!("no files given: serving the built-in hello function");
-        vec![default_function()?]
-    } else {
-        args.files.iter().map(|path| read_scale(path)).collect::<anyhow::Result<Vec<_>>>()?
+    init_logs(args.log_format);
+    let config = match &args.config {
+        Some(file) => {
+            let limits = args.runtime.limit_flags();
+            if !limits.is_empty() || args.body_limit.is_some() {
+                let mut flags = limits.join(", ");
+                if args.body_limit.is_some() {
+                    flags.push_str(if flags.is_empty() { "--body-limit" } else { ", --body-limit" });
+                }
+                bail!("{flags}: with --config, set limits in the file ([defaults] or the route)");
+            }
+            config::load(file)?
+        }
+        None => flags_config(&args)?,
     };
-    let runtime = args
-        .runtime
-        .builder(
-            functions,
-            Defaults {
-                budget: Budget::Operations(DEFAULT_SERVE_BUDGET),
-                deadline: Deadline::After(DEFAULT_SERVE_DEADLINE),
-            },
-        )
-        .build()
-        .context("loading the functions")?;
-    let names = runtime.function_names().join(" → ");
-    let budget = match runtime.cpu_budget() {
-        Some(operations) => format!("CPU budget {operations} operations per run"),
-        None => "no CPU budget".to_string(),
-    };
-    let budget = match runtime.deadline() {
-        Some(limit) => format!("{budget}, deadline {limit:?}"),
-        None => format!("{budget}, no deadline"),
+    let listen = server::Listen {
+        public: args.listen.unwrap_or(config.listen),
+        admin: match &args.admin_listen {
+            Some(text) if text.eq_ignore_ascii_case("none") => None,
+            Some(text) => Some(text.parse().map_err(|_| anyhow::anyhow!("--admin-listen {text:?} is not an address"))?),
+            None => config.admin_listen,
+        },
+        options: ServeOptions::new().header_read_timeout(args.header_timeout).max_connections(args.max_connections),
+        grace: args.shutdown_grace.unwrap_or(config.shutdown_grace),
+        watch: config.routes.iter().any(|route| !route.functions.is_empty()),
     };
     let min_rate = args.body_min_rate.map(|bytes| MinRate { bytes, window: args.body_rate_window });
-    let service = ScaleService::new(runtime)
-        .body_limit(args.body_limit)
-        .body_timeout(args.body_timeout)
-        .body_min_rate(min_rate)
-        .max_runs(args.max_runs.get())
-        .dispatch(args.dispatch.into());
-    let options = ServeOptions::new().header_read_timeout(args.header_timeout).max_connections(args.max_connections);
-    let threads = if service.runs_inline() { "runs inline" } else { "runs on the blocking pool" };
-    eprintln!("{budget}, {threads}");
-
+    let (body_timeout, max_runs, dispatch) = (args.body_timeout, args.max_runs.get(), Dispatch::from(args.dispatch));
+    let runtime_args = args.runtime;
+    let make = move |route: &RouteConfig| -> anyhow::Result<ScaleService> {
+        let functions = if route.functions.is_empty() {
+            vec![default_function()?]
+        } else {
+            route.functions.iter().map(|path| read_scale(path)).collect::<anyhow::Result<Vec<_>>>()?
+        };
+        let runtime = runtime_args.cache(limited(functions, &route.limits)).build()?;
+        Ok(ScaleService::new(runtime)
+            .body_limit(route.limits.body_limit)
+            .body_timeout(body_timeout)
+            .body_min_rate(min_rate)
+            .max_runs(max_runs)
+            .dispatch(dispatch))
+    };
+    let server = server::Server::new(&config, Box::new(make)).context("loading the functions")?;
+    for route in &server.routes {
+        let version = route.current.load();
+        let runtime = &version.runtime;
+        let budget = match runtime.cpu_budget() {
+            Some(operations) => format!("CPU budget {operations} operations per run"),
+            None => "no CPU budget".to_string(),
+        };
+        let deadline = match runtime.deadline() {
+            Some(limit) => format!("deadline {limit:?}"),
+            None => "no deadline".to_string(),
+        };
+        let threads = if version.service.runs_inline() { "runs inline" } else { "runs on the blocking pool" };
+        eprintln!(
+            "route {}: {}; {budget}, {deadline}, {threads}",
+            route.config.path,
+            runtime.function_names().join(" → ")
+        );
+    }
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
-    tokio.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("listening on {}", args.listen))?;
-        let addr = listener.local_addr()?;
-        eprintln!("serving {names} on http://{addr} (Ctrl-C stops after the requests in flight)");
-        scale_http::serve_with(listener, service, options, async {
-            let _ = tokio::signal::ctrl_c().await;
-            eprintln!("shutting down…");
-        })
-        .await
-        .context("serving")
+    tokio.block_on(server::serve(Arc::new(server), listen))
+}
+
+/// The configuration `scale serve FILE...` stands for: one route on every
+/// path, its chain the files (or the built-in function), its limits the flags.
+fn flags_config(args: &Args) -> anyhow::Result<Config> {
+    if args.files.is_empty() {
+        eprintln!("no files given: serving the built-in hello function");
+    }
+    let mut functions = Vec::with_capacity(args.files.len());
+    for file in &args.files {
+        // Read now, so that a bad file is named before anything starts.
+        read_scale(file)?;
+        functions.push(std::path::absolute(file).with_context(|| format!("cannot resolve {}", file.display()))?);
+    }
+    let defaults = Defaults {
+        budget: Budget::Operations(DEFAULT_SERVE_BUDGET),
+        deadline: Deadline::After(DEFAULT_SERVE_DEADLINE),
+    };
+    let limits = args.runtime.limits(defaults, args.body_limit.unwrap_or(scale_http::DEFAULT_BODY_LIMIT));
+    Ok(Config {
+        file: PathBuf::from("(command line)"),
+        listen: config::DEFAULT_LISTEN.parse().expect("the default address parses"),
+        admin_listen: None,
+        shutdown_grace: config::DEFAULT_SHUTDOWN_GRACE,
+        routes: vec![RouteConfig { path: "/*".into(), methods: Vec::new(), functions, limits, line: 0 }],
     })
+}
+
+/// Sends logs to standard output, as text or JSON lines, at the levels
+/// `RUST_LOG` sets (`info` by default: one access line per request).
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    let _ = match format {
+        LogFormat::Text => logs.try_init(),
+        LogFormat::Json => logs.json().flatten_event(true).try_init(),
+    };
 }
 
 #[cfg(test)]
@@ -221,5 +313,7 @@ mod tests {
         assert_eq!(args.header_timeout, scale_http::HEADER_READ_TIMEOUT);
         assert_eq!(args.max_connections.get(), scale_http::DEFAULT_MAX_CONNECTIONS);
         assert_eq!(args.max_runs.get(), scale_http::DEFAULT_MAX_RUNS);
+        assert_eq!(config::Limits::default().body_limit, scale_http::DEFAULT_BODY_LIMIT);
+        assert!(Cli::try_parse_from(["serve", "a.scale", "--config", "scale.toml"]).is_err());
     }
 }

@@ -357,7 +357,7 @@ body_limit = 1024
 "#,
         )
         .unwrap();
-        assert_eq!(config.listen, "0.0.0.0:8000".parse().unwrap());
+        assert_eq!(config.listen, "0.0.0.0:8000".parse::<SocketAddr>().unwrap());
         assert_eq!(config.admin_listen, Some("127.0.0.1:9999".parse().unwrap()));
         assert_eq!(config.shutdown_grace, Duration::from_secs(5));
         let [hello, api] = &config.routes[..] else { panic!("{:?}", config.routes) };
