@@ -6,6 +6,7 @@ mod export;
 mod hostile;
 mod inspect;
 mod new;
+mod routes;
 mod run;
 mod serve;
 

@@ -250,8 +250,9 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             deadline: route.deadline.clone(),
             body_limit: route.body_limit,
         };
-        let limits =
-            apply(defaults, &own, &|span, message| error(if span.is_empty() { spanned.span() } else { span }, message))?;
+        let limits = apply(defaults, &own, &|span, message| {
+            error(if span.is_empty() { spanned.span() } else { span }, message)
+        })?;
         routes.push(RouteConfig { path, methods, functions, limits, line });
     }
     Ok(Config { file: file.to_path_buf(), listen, admin_listen, shutdown_grace, routes })
@@ -281,8 +282,8 @@ fn apply(
         limits.cpu_budget = parsed.map_err(|message| error(budget.span(), format!("cpu_budget: {message}")))?;
     }
     if let Some(deadline) = &raw.deadline {
-        limits.deadline =
-            parse_deadline(deadline.get_ref()).map_err(|message| error(deadline.span(), format!("deadline: {message}")))?;
+        limits.deadline = parse_deadline(deadline.get_ref())
+            .map_err(|message| error(deadline.span(), format!("deadline: {message}")))?;
     }
     if let Some(bytes) = raw.body_limit {
         limits.body_limit = bytes;
@@ -361,12 +362,18 @@ body_limit = 1024
         assert_eq!(config.admin_listen, Some("127.0.0.1:9999".parse().unwrap()));
         assert_eq!(config.shutdown_grace, Duration::from_secs(5));
         let [hello, api] = &config.routes[..] else { panic!("{:?}", config.routes) };
-        assert_eq!((hello.path.as_str(), hello.methods.clone(), hello.line), ("/hello", vec!["GET".into(), "POST".into()], 10));
+        assert_eq!(
+            (hello.path.as_str(), hello.methods.clone(), hello.line),
+            ("/hello", vec!["GET".into(), "POST".into()], 10)
+        );
         assert_eq!(hello.functions, vec![dir.join("hello.scale")]);
         assert_eq!(hello.limits.memory_limit, 32);
         assert_eq!(hello.limits.deadline, Deadline::After(Duration::from_secs(2)));
         assert_eq!(hello.limits.cpu_budget, Budget::Operations(crate::commands::serve::DEFAULT_SERVE_BUDGET));
-        assert_eq!((api.limits.cpu_budget, api.limits.body_limit, api.limits.memory_limit), (Budget::Unlimited, 1024, 32));
+        assert_eq!(
+            (api.limits.cpu_budget, api.limits.body_limit, api.limits.memory_limit),
+            (Budget::Unlimited, 1024, 32)
+        );
         assert!(api.methods.is_empty());
     }
 
@@ -376,7 +383,11 @@ body_limit = 1024
         let route = "[[route]]\npath = \"/a\"\nfunctions = [\"hello.scale\"]\n";
         let cases = [
             (format!("{route}colour = \"blue\"\n"), 4, "unknown field `colour`"),
-            (format!("{route}[[route]]\npath = \"/a\"\nfunctions = [\"api.scale\"]\n"), 5, "the same path as the route on line 1"),
+            (
+                format!("{route}[[route]]\npath = \"/a\"\nfunctions = [\"api.scale\"]\n"),
+                5,
+                "the same path as the route on line 1",
+            ),
             ("[[route]]\npath = \"/b\"\nfunctions = [\"missing.scale\"]\n".to_string(), 3, "route \"/b\": "),
             ("[[route]]\npath = \"b\"\nfunctions = [\"hello.scale\"]\n".to_string(), 2, "starts with /"),
             ("[[route]]\npath = \"/a/*/b\"\nfunctions = [\"hello.scale\"]\n".to_string(), 2, "may only end a path"),

@@ -79,7 +79,11 @@ impl Metrics {
         let in_flight = Family::<RouteLabels, Gauge>::default();
         registry.register("in_flight_requests", "Requests of a route being answered now", in_flight.clone());
         let reloads = Family::<ReloadLabels, Counter>::default();
-        registry.register("reloads", "New versions of a route's functions, swapped in (ok) or refused", reloads.clone());
+        registry.register(
+            "reloads",
+            "New versions of a route's functions, swapped in (ok) or refused",
+            reloads.clone(),
+        );
         let pool = |registry: &mut Registry, name: &str, help: &str| {
             let family = Family::<PoolLabels, Gauge>::default();
             registry.register(name, help, family.clone());

@@ -126,7 +126,11 @@ impl Server {
             }
             Err(err) => {
                 self.metrics.reloaded(name, false);
-                tracing::error!(route = name, error = format!("{err:#}"), "reload refused; the last good version keeps serving");
+                tracing::error!(
+                    route = name,
+                    error = format!("{err:#}"),
+                    "reload refused; the last good version keeps serving"
+                );
                 false
             }
         }
@@ -148,7 +152,8 @@ impl Server {
             Some(route) if !route.allows(&method) => {
                 let mut response = plain(http::StatusCode::METHOD_NOT_ALLOWED);
                 let mut allowed = route.config.methods.join(", ");
-                if route.config.methods.iter().any(|m| m == "GET") && !route.config.methods.iter().any(|m| m == "HEAD") {
+                if route.config.methods.iter().any(|m| m == "GET") && !route.config.methods.iter().any(|m| m == "HEAD")
+                {
                     allowed.push_str(", HEAD");
                 }
                 if let Ok(value) = http::HeaderValue::from_str(&allowed) {
@@ -294,23 +299,6 @@ pub async fn serve(server: Arc<Server>, listen: Listen) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let _watcher = if listen.watch { Some(watch(Arc::clone(&server))?) } else { None };
-    spawn_sighup(Arc::clone(&server))?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    if let Some(admin) = admin {
-        let addr = admin.local_addr()?;
-        eprintln!("admin (metrics, health) on http://{addr}");
-        let mut stop = stop_rx.clone();
-        let service = Admin(Arc::clone(&server));
-        tokio::spawn(async move {
-            let stopped = async move {
-                let _ = stop.wait_for(|stopped| *stopped).await;
-            };
-            if let Err(err) = scale_http::serve_with(admin, service, ServeOptions::new(), stopped).await {
-                tracing::error!(error = %err, "the admin listener failed");
-            }
-        });
-    }
     let names: Vec<&str> = server.routes.iter().map(|route| route.config.path.as_str()).collect();
     eprintln!(
         "serving {} route{} ({}) on http://{public_addr} (SIGTERM or Ctrl-C drains and stops)",
@@ -318,10 +306,31 @@ pub async fn serve(server: Arc<Server>, listen: Listen) -> anyhow::Result<()> {
         if names.len() == 1 { "" } else { "s" },
         names.join(", ")
     );
+    let _watcher = if listen.watch { Some(watch(Arc::clone(&server))?) } else { None };
+    spawn_sighup(Arc::clone(&server))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // The admin listener outlives the drain, so `/readyz` can say so.
+    let (admin_stop_tx, admin_stop_rx) = tokio::sync::watch::channel(false);
+    let mut admin_task = None;
+    if let Some(admin) = admin {
+        let addr = admin.local_addr()?;
+        eprintln!("admin (metrics, health) on http://{addr}");
+        let mut stop = admin_stop_rx.clone();
+        let service = Admin(Arc::clone(&server));
+        admin_task = Some(tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            };
+            if let Err(err) = scale_http::serve_with(admin, service, ServeOptions::new(), stopped).await {
+                tracing::error!(error = %err, "the admin listener failed");
+            }
+        }));
+    }
     let mut stop = stop_rx.clone();
-    let mut serving = tokio::spawn(scale_http::serve_with(public, Public(Arc::clone(&server)), listen.options, async move {
-        let _ = stop.wait_for(|stopped| *stopped).await;
-    }));
+    let mut serving =
+        tokio::spawn(scale_http::serve_with(public, Public(Arc::clone(&server)), listen.options, async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        }));
     tokio::select! {
         () = shutdown_signal() => {}
         ended = &mut serving => {
@@ -342,6 +351,10 @@ pub async fn serve(server: Arc<Server>, listen: Listen) -> anyhow::Result<()> {
             tracing::warn!("the grace period ended with requests still in flight; stopping anyway");
             eprintln!("grace period over: stopping with requests still in flight");
         }
+    }
+    let _ = admin_stop_tx.send(true);
+    if let Some(admin) = admin_task {
+        let _ = tokio::time::timeout(Duration::from_secs(1), admin).await;
     }
     eprintln!("stopped");
     Ok(())
@@ -374,8 +387,8 @@ async fn shutdown_signal() {
 fn spawn_sighup(server: Arc<Server>) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            .context("listening for SIGHUP")?;
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("listening for SIGHUP")?;
         tokio::spawn(async move {
             while hangup.recv().await.is_some() {
                 tracing::info!("SIGHUP: reloading every route");
@@ -435,11 +448,8 @@ fn watch(server: Arc<Server>) -> anyhow::Result<notify::RecommendedWatcher> {
                     Err(_) => break,
                 }
             }
-            let mut routes: Vec<usize> = changed
-                .iter()
-                .filter(|path| files.contains(*path))
-                .flat_map(|path| server.routes_of(path))
-                .collect();
+            let mut routes: Vec<usize> =
+                changed.iter().filter(|path| files.contains(*path)).flat_map(|path| server.routes_of(path)).collect();
             routes.sort_unstable();
             routes.dedup();
             if routes.is_empty() {

@@ -1,0 +1,301 @@
+//! `scale serve --config`: routes, the admin listener, reloads and shutdown,
+//! on a real server process.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::{arg, fixture, temp_dir};
+
+/// A running `scale serve --config`, killed when dropped.
+pub(crate) struct Served {
+    pub(crate) child: Child,
+    pub(crate) public: SocketAddr,
+    pub(crate) admin: SocketAddr,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    /// What the server wrote on standard error so far.
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM.
+    fn terminate(&self) {
+        let status = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+/// The address on a "… on http://ADDR" line.
+fn address(line: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find("http://")? + "http://".len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// Starts `scale serve --config CONFIG` on free ports, and waits for both listeners.
+pub(crate) fn serve_config(config: &Path, extra: &[&str]) -> Served {
+    let mut child = crate::scale_command()
+        .args(["serve", "--config", arg(config), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (mut public, mut admin) = (None, None);
+    while public.is_none() || admin.is_none() {
+        let line = lines.next().expect("scale serve exited before listening").unwrap();
+        stderr.lock().unwrap().push_str(&format!("{line}\n"));
+        if line.starts_with("serving ") {
+            public = address(&line);
+        } else if line.starts_with("admin ") {
+            admin = address(&line);
+        }
+    }
+    let kept = std::sync::Arc::clone(&stderr);
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            kept.lock().unwrap().push_str(&format!("{line}\n"));
+        }
+    });
+    Served { child, public: public.unwrap(), admin: admin.unwrap(), stderr }
+}
+
+/// One request; the status, the headers (lower-case names) and the body.
+pub(crate) fn exchange(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    let status = reply.split(' ').nth(1).unwrap().parse().unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+/// Copies a fixture next to the configuration, under `name`.
+fn place(dir: &Path, language: &str, fixture_name: &str, name: &str) {
+    std::fs::copy(fixture(language, fixture_name), dir.join(name)).unwrap();
+}
+
+/// Replaces `name` with a fixture the way a deployment does: written beside
+/// it, then renamed over it.
+fn swap_in(dir: &Path, language: &str, fixture_name: &str, name: &str) {
+    let staging = dir.join(format!(".{name}.new"));
+    std::fs::copy(fixture(language, fixture_name), &staging).unwrap();
+    std::fs::rename(&staging, dir.join(name)).unwrap();
+}
+
+/// The value of the series `series` (name and labels, as exposed) in the
+/// admin listener's `/metrics`.
+pub(crate) fn metric(admin: SocketAddr, series: &str) -> Option<f64> {
+    let (status, head, text) = exchange(admin, "GET", "/metrics");
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: application/openmetrics-text"), "{head}");
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+const TWO_ROUTES: &str = r#"
+[defaults]
+deadline = "5s"
+
+[[route]]
+path = "/hello"
+methods = ["GET"]
+functions = ["modify.scale"]
+
+[[route]]
+path = "/api/*"
+functions = ["handler.scale"]
+memory_limit = 32
+"#;
+
+#[test]
+fn routes_answer_by_path_and_method() {
+    let dir = temp_dir("routes_answer_by_path_and_method");
+    place(&dir, "rust", "modify", "modify.scale");
+    place(&dir, "go", "http-handler", "handler.scale");
+    std::fs::write(dir.join("scale.toml"), TWO_ROUTES).unwrap();
+    let served = serve_config(&dir.join("scale.toml"), &[]);
+    let at = served.public;
+    assert_eq!(exchange(at, "GET", "/hello").2, "modified");
+    assert_eq!(exchange(at, "HEAD", "/hello").0, 200);
+    for path in ["/api", "/api/", "/api/items/7?x=1"] {
+        let (status, _, body) = exchange(at, "POST", path);
+        assert_eq!((status, body.as_str()), (200, "-modified"), "{path}");
+    }
+    let (status, head, _) = exchange(at, "POST", "/hello");
+    assert_eq!(status, 405);
+    assert!(head.contains("\r\nallow: get, head"), "{head}");
+    for path in ["/", "/hello/more", "/apiary", "/nothing"] {
+        assert_eq!(exchange(at, "GET", path).0, 404, "{path}");
+    }
+    let admin = served.admin;
+    assert_eq!(metric(admin, "scale_runs_total{route=\"/hello\"}"), Some(2.0));
+    assert_eq!(metric(admin, "scale_runs_total{route=\"/api/*\"}"), Some(3.0));
+    assert_eq!(metric(admin, "scale_run_duration_seconds_count{route=\"/api/*\"}"), Some(3.0));
+    assert_eq!(metric(admin, "scale_pool_created_instances{route=\"/hello\",function=\"modify\"}"), Some(1.0));
+    assert_eq!(metric(admin, "scale_in_flight_requests{route=\"/hello\"}"), Some(0.0));
+    let (status, _, text) = exchange(admin, "GET", "/metrics");
+    assert_eq!(status, 200);
+    assert!(text.contains("scale_build_info{version=\""), "{text}");
+    assert_eq!(exchange(admin, "GET", "/healthz").0, 200);
+    assert_eq!(exchange(admin, "GET", "/readyz").0, 200);
+    assert_eq!(exchange(admin, "GET", "/other").0, 404);
+}
+
+#[test]
+fn errors_are_counted_by_function_and_kind() {
+    let dir = temp_dir("errors_are_counted_by_function_and_kind");
+    place(&dir, "rust", "loop", "loop.scale");
+    place(&dir, "go", "error", "error.scale");
+    std::fs::write(
+        dir.join("scale.toml"),
+        "[[route]]\npath = \"/loop\"\nfunctions = [\"loop.scale\"]\ncpu_budget = 1000000\n\n\
+         [[route]]\npath = \"/error\"\nfunctions = [\"error.scale\"]\n",
+    )
+    .unwrap();
+    let served = serve_config(&dir.join("scale.toml"), &[]);
+    assert_eq!(exchange(served.public, "GET", "/loop").0, 503);
+    assert_eq!(exchange(served.public, "GET", "/error").0, 500);
+    assert_eq!(exchange(served.public, "GET", "/error").0, 500);
+    let admin = served.admin;
+    assert_eq!(metric(admin, "scale_run_errors_total{route=\"/loop\",function=\"loop\",kind=\"budget\"}"), Some(1.0));
+    assert_eq!(
+        metric(admin, "scale_run_errors_total{route=\"/error\",function=\"error\",kind=\"guest_error\"}"),
+        Some(2.0)
+    );
+}
+
+#[test]
+fn a_mistake_in_the_file_names_the_line_and_the_route_and_nothing_starts() {
+    let dir = temp_dir("a_mistake_in_the_file_names_the_line_and_the_route_and_nothing_starts");
+    place(&dir, "rust", "modify", "modify.scale");
+    let cases = [
+        (
+            "[[route]]\npath = \"/a\"\nfunctions = [\"modify.scale\"]\nspeed = 3\n",
+            "scale.toml:4: unknown field `speed`",
+        ),
+        ("[[route]]\npath = \"/a\"\nfunctions = [\"gone.scale\"]\n", "scale.toml:3: route \"/a\": "),
+        (
+            "[[route]]\npath = \"/a\"\nfunctions = [\"modify.scale\"]\n[[route]]\npath = \"/a\"\nfunctions = [\"modify.scale\"]\n",
+            "scale.toml:5: route \"/a\": the same path as the route on line 1",
+        ),
+        (
+            "[[route]]\npath = \"/a\"\nfunctions = [\"not-wasm.scale\"]\n",
+            "scale.toml:1: route \"/a\": loading its functions",
+        ),
+    ];
+    std::fs::write(dir.join("not-wasm.scale"), b"this is not a .scale file").unwrap();
+    for (text, needle) in cases {
+        std::fs::write(dir.join("scale.toml"), text).unwrap();
+        let out = crate::scale(["serve", "--config", arg(&dir.join("scale.toml")), "--listen", "127.0.0.1:0"]);
+        let out = out.expect_failure(needle);
+        assert!(!out.stderr.contains("serving "), "it started:\n{}", out.stderr);
+    }
+    let out = crate::scale(["serve", "--config", arg(&dir.join("scale.toml")), "--cpu-budget", "5"]);
+    out.expect_failure("--cpu-budget: with --config, set limits in the file");
+}
+
+#[test]
+fn sigterm_drains_lets_the_request_in_flight_finish_and_exits_zero() {
+    let dir = temp_dir("sigterm_drains_lets_the_request_in_flight_finish_and_exits_zero");
+    place(&dir, "rust", "large-body", "echo.scale");
+    std::fs::write(dir.join("scale.toml"), "[[route]]\npath = \"/*\"\nfunctions = [\"echo.scale\"]\n").unwrap();
+    let mut served = serve_config(&dir.join("scale.toml"), &["--shutdown-grace", "20s"]);
+    // A request in flight: its head is in, its body still to come.
+    let mut slow = TcpStream::connect(served.public).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    slow.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhe").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    served.terminate();
+    // Not ready any more, while the request in flight goes on.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while exchange(served.admin, "GET", "/readyz").0 != 503 {
+        assert!(Instant::now() < deadline, "/readyz stayed ready after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The listener is closed: no new connections.
+    while TcpStream::connect_timeout(&served.public, Duration::from_secs(1)).is_ok() {
+        assert!(Instant::now() < deadline, "still accepting connections after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    slow.write_all(b"llo").unwrap();
+    let mut reply = String::new();
+    slow.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(reply.ends_with("\r\n\r\nhello"), "{reply}");
+    let status = served.child.wait().unwrap();
+    assert!(status.success(), "exit {status:?}\n{}", served.stderr());
+    assert!(served.stderr().contains("stopped"), "{}", served.stderr());
+}
+
+#[test]
+fn functions_swapped_under_load_answer_whole_versions_and_a_broken_one_is_refused() {
+    let dir = temp_dir("functions_swapped_under_load_answer_whole_versions_and_a_broken_one_is_refused");
+    place(&dir, "rust", "modify", "live.scale");
+    std::fs::write(dir.join("scale.toml"), "[[route]]\npath = \"/*\"\nfunctions = [\"live.scale\"]\n").unwrap();
+    let served = serve_config(&dir.join("scale.toml"), &[]);
+    let (public, admin) = (served.public, served.admin);
+    // v1 answers 200 "modified"; v2 answers 201 with no body.
+    let done = AtomicBool::new(false);
+    let (sent, v1, v2) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                while !done.load(Ordering::Relaxed) || sent.load(Ordering::Relaxed) < 2000 {
+                    let (status, _, body) = exchange(public, "GET", "/");
+                    match (status, body.as_str()) {
+                        (200, "modified") => v1.fetch_add(1, Ordering::Relaxed),
+                        (201, "") => v2.fetch_add(1, Ordering::Relaxed),
+                        other => panic!("a response of neither version: {other:?}"),
+                    };
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        for swap in 0..50 {
+            let (language, name) = if swap % 2 == 0 { ("go", "status") } else { ("rust", "modify") };
+            swap_in(&dir, language, name, "live.scale");
+            // Wait for this version to serve before the next swap.
+            let want = if swap % 2 == 0 { 201 } else { 200 };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while exchange(public, "GET", "/").0 != want {
+                assert!(Instant::now() < deadline, "swap {swap} never served");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+    });
+    assert!(sent.load(Ordering::Relaxed) >= 2000);
+    assert!(v1.load(Ordering::Relaxed) > 0 && v2.load(Ordering::Relaxed) > 0);
+    let reloads = metric(admin, "scale_reloads_total{route=\"/*\",outcome=\"ok\"}").unwrap();
+    assert!(reloads >= 50.0, "{reloads} reloads");
+    // The last swap put v1 back. A broken file is refused, and v1 keeps serving.
+    let refused = metric(admin, "scale_reloads_total{route=\"/*\",outcome=\"refused\"}").unwrap();
+    std::fs::write(dir.join(".broken"), b"SCALE but not really").unwrap();
+    std::fs::rename(dir.join(".broken"), dir.join("live.scale")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(admin, "scale_reloads_total{route=\"/*\",outcome=\"refused\"}").unwrap() <= refused {
+        assert!(Instant::now() < deadline, "the broken file was never refused");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..20 {
+        assert_eq!(exchange(public, "GET", "/").2, "modified");
+    }
+    assert!(!served.stderr().contains("panicked"), "{}", served.stderr());
+}
