@@ -299,3 +299,111 @@ fn functions_swapped_under_load_answer_whole_versions_and_a_broken_one_is_refuse
     }
     assert!(!served.stderr().contains("panicked"), "{}", served.stderr());
 }
+
+/// A child process killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A real Prometheus (the Debian package, which `.ci/run` installs) scrapes
+/// the admin listener, and its query API counts the runs that were made.
+#[test]
+fn prometheus_scrapes_the_run_counter() {
+    let dir = temp_dir("prometheus_scrapes_the_run_counter");
+    place(&dir, "rust", "modify", "modify.scale");
+    std::fs::write(dir.join("scale.toml"), "[[route]]\npath = \"/hello\"\nfunctions = [\"modify.scale\"]\n").unwrap();
+    let served = serve_config(&dir.join("scale.toml"), &[]);
+    const REQUESTS: usize = 37;
+    for _ in 0..REQUESTS {
+        assert_eq!(exchange(served.public, "GET", "/hello").0, 200);
+    }
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: scale\n    static_configs:\n      - targets: [\"{}\"]\n",
+            served.admin
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let prometheus = std::process::Command::new("prometheus")
+        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus runs (the Debian package `prometheus`; .ci/run installs it)");
+    let _prometheus = Killed(prometheus);
+    let api: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let query = "/api/v1/query?query=scale_runs_total%7Broute%3D%22%2Fhello%22%7D";
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let counted = loop {
+        assert!(Instant::now() < deadline, "Prometheus never reported the runs");
+        std::thread::sleep(Duration::from_millis(500));
+        let Ok(mut stream) = TcpStream::connect(api) else { continue };
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(stream, "GET {query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        if stream.read_to_string(&mut reply).is_err() {
+            continue;
+        }
+        let Some((_, body)) = reply.split_once("\r\n\r\n") else { continue };
+        let Ok(json) = serde_json::from_str::<serde_json::Value>(body) else { continue };
+        if let Some(value) = json["data"]["result"][0]["value"][1].as_str() {
+            break value.parse::<f64>().unwrap();
+        }
+    };
+    assert_eq!(counted, REQUESTS as f64);
+}
+
+#[test]
+fn json_logs_have_one_access_line_per_request() {
+    let dir = temp_dir("json_logs_have_one_access_line_per_request");
+    place(&dir, "rust", "modify", "modify.scale");
+    std::fs::write(dir.join("scale.toml"), "[[route]]\npath = \"/hello\"\nfunctions = [\"modify.scale\"]\n").unwrap();
+    let mut child = crate::scale_command()
+        .args(["serve", "--config", arg(&dir.join("scale.toml")), "--listen", "127.0.0.1:0"])
+        .args(["--admin-listen", "none", "--log-format", "json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let public = loop {
+        let line = stderr.next().expect("scale serve exited before listening").unwrap();
+        if line.starts_with("serving ") {
+            break address(&line).unwrap();
+        }
+    };
+    let stdout = child.stdout.take().unwrap();
+    let _child = Killed(child);
+    assert_eq!(exchange(public, "GET", "/hello?x=1").0, 200);
+    assert_eq!(exchange(public, "GET", "/nowhere").0, 404);
+    let mut lines = BufReader::new(stdout).lines();
+    let mut access = Vec::new();
+    while access.len() < 2 {
+        let line = lines.next().expect("the access lines").unwrap();
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|err| panic!("{err}: {line}"));
+        if json["target"] == "scale::access" {
+            access.push(json);
+        }
+    }
+    assert_eq!(access[0]["method"], "GET");
+    assert_eq!(access[0]["path"], "/hello");
+    assert_eq!(access[0]["route"], "/hello");
+    assert_eq!(access[0]["status"], 200);
+    assert!(access[0]["duration_ms"].as_f64().is_some(), "{}", access[0]);
+    assert_eq!((access[1]["route"].as_str(), access[1]["status"].as_u64()), (Some("-"), Some(404)));
+}
