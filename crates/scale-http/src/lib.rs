@@ -48,6 +48,11 @@
 //! Error bodies are generic ("Internal Server Error"); the details go to
 //! `tracing` at `error` level, never to the client.
 //!
+//! Each answer whose request reached the chain carries a [`RunReport`]
+//! response extension (how long the run took, and if it failed, the
+//! [`FailureKind`] and the function): servers read it for metrics and logs;
+//! clients never see it.
+//!
 //! # Framing
 //!
 //! The adapter decides how a response is framed, never the function: the

@@ -347,3 +347,33 @@ async fn no_more_chains_run_at_once_than_max_runs() {
         assert!((1..=max_runs).contains(&most), "{dispatch:?}: {most} chains ran at once");
     }
 }
+
+/// Every answer whose request reached the chain carries a `RunReport` saying
+/// how the run went; answers to requests that never reached it carry none.
+#[tokio::test]
+async fn responses_report_their_runs() {
+    use scale_http::{FailureKind, RunReport};
+    let handle = |service: &ScaleService, body: &'static str| {
+        let service = service.clone();
+        async move {
+            let request = http::Request::builder()
+                .method("POST")
+                .uri("/")
+                .body(http_body_util::Full::new(bytes::Bytes::from_static(body.as_bytes())));
+            service.handle(request.unwrap()).await
+        }
+    };
+    let ok = ScaleService::new(runtime("rust", &["modify"]));
+    let response = handle(&ok, "").await;
+    let report = response.extensions().get::<RunReport>().expect("a report");
+    assert_eq!(report.failure, None);
+    let failing = ScaleService::new(runtime("go", &["error"]));
+    let response = handle(&failing, "").await;
+    assert_eq!(response.status(), 500);
+    let failure = response.extensions().get::<RunReport>().and_then(|r| r.failure.clone()).expect("a failure");
+    assert_eq!((failure.kind, failure.function.as_deref()), (FailureKind::Guest, Some("error")));
+    let small = ScaleService::new(runtime("rust", &["modify"])).body_limit(4);
+    let response = handle(&small, "too long").await;
+    assert_eq!(response.status(), 413);
+    assert!(response.extensions().get::<RunReport>().is_none(), "a request that never ran has no report");
+}
