@@ -46,11 +46,16 @@ fn address(line: &str) -> Option<SocketAddr> {
 
 /// Starts `scale serve --config CONFIG` on free ports, and waits for both listeners.
 pub(crate) fn serve_config(config: &Path, extra: &[&str]) -> Served {
+    serve_config_with(config, extra, Stdio::null())
+}
+
+/// [`serve_config`], with the server's standard output going to `stdout`.
+fn serve_config_with(config: &Path, extra: &[&str], stdout: Stdio) -> Served {
     let mut child = crate::scale_command()
         .args(["serve", "--config", arg(config), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .args(extra)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -372,23 +377,9 @@ fn json_logs_have_one_access_line_per_request() {
     let dir = temp_dir("json_logs_have_one_access_line_per_request");
     place(&dir, "rust", "modify", "modify.scale");
     std::fs::write(dir.join("scale.toml"), "[[route]]\npath = \"/hello\"\nfunctions = [\"modify.scale\"]\n").unwrap();
-    let mut child = crate::scale_command()
-        .args(["serve", "--config", arg(&dir.join("scale.toml")), "--listen", "127.0.0.1:0"])
-        .args(["--admin-listen", "none", "--log-format", "json"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    let public = loop {
-        let line = stderr.next().expect("scale serve exited before listening").unwrap();
-        if line.starts_with("serving ") {
-            break address(&line).unwrap();
-        }
-    };
-    let stdout = child.stdout.take().unwrap();
-    let _child = Killed(child);
+    let mut served = serve_config_with(&dir.join("scale.toml"), &["--log-format", "json"], Stdio::piped());
+    let stdout = served.child.stdout.take().unwrap();
+    let public = served.public;
     assert_eq!(exchange(public, "GET", "/hello?x=1").0, 200);
     assert_eq!(exchange(public, "GET", "/nowhere").0, 404);
     let mut lines = BufReader::new(stdout).lines();
