@@ -19,7 +19,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -94,7 +94,7 @@ pub fn run(sh: &Shell, root: &Path, args: impl Iterator<Item = String>) -> Resul
     eprintln!("==> building the servers (release)");
     cmd!(sh, "{cargo} build --release -p scale-cli").run()?;
     cmd!(sh, "{cargo} build --release -p scale-http --example bare_hyper").run()?;
-    let release = target_dir(root).join("release");
+    let release = crate::target_dir(root).join("release");
     let exe = std::env::consts::EXE_SUFFIX;
     let servers = [
         ("bare hyper", release.join(format!("examples/bare_hyper{exe}")), vec!["--listen", "127.0.0.1:0"]),
@@ -163,10 +163,6 @@ pub fn run(sh: &Shell, root: &Path, args: impl Iterator<Item = String>) -> Resul
         bail!("{errors} requests failed");
     }
     Ok(())
-}
-
-fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
 
 fn micros(us: u32) -> String {

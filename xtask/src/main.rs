@@ -12,6 +12,7 @@ use xshell::{Shell, cmd};
 
 mod chart;
 mod fuzz;
+mod image;
 mod loadtest;
 mod mem;
 mod soak;
@@ -28,7 +29,9 @@ commands:
                     (cargo xtask soak [--runs 10000] [--stress-runs 100000])
   fuzz              run each cargo-fuzz target for a bounded time, nightly + cargo-fuzz (cargo xtask fuzz [--seconds 30])
   loadtest          requests/s and latency of `scale serve` against a bare hyper server, on loopback
-                    (cargo xtask loadtest [--duration 10s] [--warmup 2s] [--connections 32] [--rounds 1])";
+                    (cargo xtask loadtest [--duration 10s] [--warmup 2s] [--connections 32] [--rounds 1])
+  image             a FROM-scratch container image of `scale serve`, built with podman
+                    (cargo xtask image [--binary PATH] [--tag localhost/scale:latest] [--check])";
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1);
@@ -44,6 +47,7 @@ fn main() -> Result<()> {
         Some("soak") => soak::soak(&sh, &root, std::env::args().skip(2)),
         Some("fuzz") => fuzz::fuzz(&sh, &root, &std::env::args().skip(2).collect::<Vec<_>>()),
         Some("loadtest") => loadtest::run(&sh, &root, std::env::args().skip(2)),
+        Some("image") => image::run(&sh, &root, std::env::args().skip(2)),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -54,6 +58,11 @@ fn main() -> Result<()> {
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace root").to_path_buf()
+}
+
+/// Cargo's target directory.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
 
 fn cargo() -> String {
@@ -95,6 +104,11 @@ fn test(sh: &Shell, root: &Path) -> Result<()> {
     let _dir = sh.push_dir(root.join("crates/scale-signature-http/go"));
     cmd!(sh, "go vet ./...").run()?;
     cmd!(sh, "go test ./...").run()?;
+    drop(_dir);
+    // The test build above made the debug `scale`: the deployment checks use it.
+    let scale = target_dir(root).join("debug").join(format!("scale{}", std::env::consts::EXE_SUFFIX));
+    step("deploy: the container image (podman), two routes, SIGTERM");
+    image::check(sh, root, &scale)?;
     Ok(())
 }
 
