@@ -6,7 +6,8 @@
 //! The image runs `scale serve --config /etc/scale/scale.toml` as user
 //! 65532, serving on 0.0.0.0:8080 with the admin listener (metrics, health)
 //! on 0.0.0.0:9090. Mount a folder with a `scale.toml` and its functions on
-//! `/etc/scale` to serve them.
+//! `/etc/scale` to serve them, or build an image FROM this one that adds
+//! functions to /usr/share/scale/functions (where the hello function is).
 //!
 //! [`check`] is the CI test of the image: it builds it from the test build's
 //! binary, runs it with a configuration of two routes and their functions
@@ -36,7 +37,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(300);
 const USAGE: &str = "cargo xtask image [--binary PATH] [--tag NAME] [--check]
   --binary  the scale executable to put in the image [default: a release build, made now]
   --tag     the image's name [default: localhost/scale:latest]
-  --check   build it as localhost/scale:check and run the CI test of the image instead";
+  --check   check deploy/kubernetes (cargo xtask manifests), then build the image as
+            localhost/scale:check and run its CI test instead";
 
 pub fn run(sh: &Shell, root: &Path, mut args: impl Iterator<Item = String>) -> Result<()> {
     let mut binary = None;
@@ -60,7 +62,8 @@ pub fn run(sh: &Shell, root: &Path, mut args: impl Iterator<Item = String>) -> R
         }
     };
     if run_check {
-        return check(sh, root, &binary);
+        let kubernetes_config = crate::manifests::check(sh, root)?;
+        return check(sh, root, &binary, Some(&kubernetes_config));
     }
     build(sh, root, &binary, &tag)?;
     eprintln!("built {tag}; run it with:");
@@ -91,9 +94,12 @@ pub fn build(sh: &Shell, root: &Path, binary: &Path, tag: &str) -> Result<()> {
         let inside = rootfs.join(library.strip_prefix("/").expect("ldd prints absolute paths"));
         copy(&library, &inside)?;
     }
-    let etc = rootfs.join("etc/scale");
-    copy(&root.join("crates/scale-cli/assets/hello.scale"), &etc.join("hello.scale"))?;
-    std::fs::write(etc.join("scale.toml"), DEFAULT_CONFIG)?;
+    copy(
+        &root.join("crates/scale-cli/assets/hello.scale"),
+        &rootfs.join(FUNCTIONS_DIR.trim_start_matches('/')).join("hello.scale"),
+    )?;
+    std::fs::create_dir_all(rootfs.join("etc/scale"))?;
+    std::fs::write(rootfs.join("etc/scale/scale.toml"), DEFAULT_CONFIG)?;
     // Writable places for the server's user, owned by it (COPY --chown below).
     std::fs::create_dir_all(context.join("writable").join(CACHE_DIR.trim_start_matches('/')))?;
     std::fs::create_dir_all(context.join("writable/tmp"))?;
@@ -105,15 +111,19 @@ pub fn build(sh: &Shell, root: &Path, binary: &Path, tag: &str) -> Result<()> {
     Ok(())
 }
 
+/// Where the image keeps the functions it carries (the built-in hello one;
+/// images built FROM it add theirs).
+const FUNCTIONS_DIR: &str = "/usr/share/scale/functions";
+
 /// The configuration in the image, replaced by the one mounted on /etc/scale.
 const DEFAULT_CONFIG: &str = r#"# The image's default configuration: the built-in hello function on every
-# path. Mount a folder with your scale.toml and functions on /etc/scale.
+# path. Mount a folder with your scale.toml (and functions) on /etc/scale.
 # The image's command line sets the addresses (0.0.0.0:8080, admin 0.0.0.0:9090).
 shutdown_grace = "25s"
 
 [[route]]
 path = "/*"
-functions = ["hello.scale"]
+functions = ["/usr/share/scale/functions/hello.scale"]
 "#;
 
 fn containerfile() -> String {
@@ -176,8 +186,10 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
 /// The CI test of the image: built from `binary`, run with two routes whose
 /// functions (a Rust and a Go fixture) are mounted from the host, asked on
 /// both routes and on its admin port, then stopped with SIGTERM: it must
-/// exit 0 after draining.
-pub fn check(sh: &Shell, root: &Path, binary: &Path) -> Result<()> {
+/// exit 0 after draining. Then run as deploy/kubernetes/ runs it, with the
+/// ConfigMap's scale.toml (`kubernetes_config`), a read-only root and the
+/// Deployment's arguments.
+pub fn check(sh: &Shell, root: &Path, binary: &Path, kubernetes_config: Option<&Path>) -> Result<()> {
     let started = Instant::now();
     build(sh, root, binary, CHECK_TAG)?;
     eprintln!("built {CHECK_TAG} from {} in {:.1?}", binary.display(), started.elapsed());
@@ -207,16 +219,51 @@ path = "/go/*"
 functions = ["functions/http-handler.scale"]
 "#,
     )?;
+    let mount = format!("{}:/etc/scale:ro", config_dir.display());
+    serve_in_container(sh, &["--volume", &mount], &[], |answers| {
+        answers.expect("/rust", 200, "modified")?;
+        answers.expect("/go/anything/below", 200, "-modified")?;
+        answers.expect("/elsewhere", 404, "Not Found\n")?;
+        answers.expect_admin("/healthz", 200, "ok\n")?;
+        let metrics = answers.admin("/metrics")?;
+        if !metrics.contains("route=\"/rust\"") || !metrics.contains("route=\"/go/*\"") {
+            bail!("/metrics does not name both routes:\n{metrics}");
+        }
+        Ok(())
+    })?;
 
+    if let Some(config) = kubernetes_config {
+        eprintln!("the image as deploy/kubernetes runs it");
+        let mount = format!("{}:/etc/scale/scale.toml:ro", config.display());
+        let options = ["--volume", &mount, "--read-only", "--tmpfs", "/var/cache/scale:rw,mode=1777"];
+        serve_in_container(sh, &options, &["--log-format", "json"], |answers| {
+            answers.expect("/", 200, "Hello, World!\n")?;
+            answers.expect_admin("/readyz", 200, "ready\n")
+        })?;
+    }
+    podman_rmi(sh, CHECK_TAG);
+    eprintln!("image check done in {:.1?}", started.elapsed());
+    Ok(())
+}
+
+/// Runs the check image with the podman `options` and the server `args`,
+/// waits until it is ready, checks that it runs as [`USER`], hands its
+/// addresses to `test`, then sends SIGTERM: the server must drain and exit 0.
+fn serve_in_container(
+    sh: &Shell,
+    options: &[&str],
+    args: &[&str],
+    test: impl FnOnce(&Answers<'_>) -> Result<()>,
+) -> Result<()> {
+    let started = Instant::now();
     // podman's default limits may exceed the hard ones, which runc then cannot set.
     let nofile = format!("nofile={0}:{0}", hard_limit("Max open files")?.min(4096));
     let nproc = format!("nproc={0}:{0}", hard_limit("Max processes")?.min(4096));
-    let mount = format!("{}:/etc/scale:ro", config_dir.display());
     let publish = [format!("127.0.0.1::{PORT}"), format!("127.0.0.1::{ADMIN_PORT}")];
     let [publish_public, publish_admin] = &publish;
     let id = cmd!(
         sh,
-        "podman {RUNTIME...} run --detach --ulimit {nofile} --ulimit {nproc} --publish {publish_public} --publish {publish_admin} --volume {mount} {CHECK_TAG}"
+        "podman {RUNTIME...} run --detach --ulimit {nofile} --ulimit {nproc} --publish {publish_public} --publish {publish_admin} {options...} {CHECK_TAG} {args...}"
     )
     .read()
     .context("podman could not start the image")?;
@@ -228,11 +275,11 @@ functions = ["functions/http-handler.scale"]
         let mapped = cmd!(sh, "podman {RUNTIME...} port {id} {inside}").read()?;
         let address = mapped.lines().next().unwrap_or_default().trim().to_string();
         if address.is_empty() {
-            bail!("podman maps no host port to {inside}");
+            bail!("podman maps no host port to {inside}:\n{}", container.logs(sh));
         }
         Ok(address)
     };
-    let (public, admin) = (port(PORT)?, port(ADMIN_PORT)?);
+    let answers = Answers { sh, public: port(PORT)?, admin: port(ADMIN_PORT)?, container: &container };
 
     let pid_format = "{{.State.Pid}}";
     let pid = cmd!(sh, "podman {RUNTIME...} inspect --format {pid_format} {id}").read()?;
@@ -247,7 +294,7 @@ functions = ["functions/http-handler.scale"]
     let running_format = "{{.State.Running}}";
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
-        if get(sh, &format!("http://{admin}/readyz"))?.is_some_and(|(status, _)| status == 200) {
+        if get(sh, &format!("http://{}/readyz", answers.admin))?.is_some_and(|(status, _)| status == 200) {
             break;
         }
         let running = cmd!(sh, "podman {RUNTIME...} inspect --format {running_format} {id}").read()?;
@@ -259,26 +306,9 @@ functions = ["functions/http-handler.scale"]
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    eprintln!("ready on {public} (admin {admin}) after {:.1?}", started.elapsed());
+    eprintln!("ready on {} (admin {}) after {:.1?}", answers.public, answers.admin, started.elapsed());
 
-    let expect = |url: String, status: u16, body: &str| -> Result<()> {
-        match get(sh, &url)? {
-            Some((got, text)) if got == status && text == body => {
-                eprintln!("GET {url}: {got} {text:?}");
-                Ok(())
-            }
-            Some((got, text)) => bail!("GET {url}: {got} {text:?}, expected {status} {body:?}\n{}", container.logs(sh)),
-            None => bail!("GET {url}: no answer\n{}", container.logs(sh)),
-        }
-    };
-    expect(format!("http://{public}/rust"), 200, "modified")?;
-    expect(format!("http://{public}/go/anything/below"), 200, "-modified")?;
-    expect(format!("http://{public}/elsewhere"), 404, "Not Found\n")?;
-    expect(format!("http://{admin}/healthz"), 200, "ok\n")?;
-    let metrics = get(sh, &format!("http://{admin}/metrics"))?.map(|(_, text)| text).unwrap_or_default();
-    if !metrics.contains("/rust") || !metrics.contains("/go/*") {
-        bail!("/metrics names neither route:\n{metrics}");
-    }
+    test(&answers)?;
 
     cmd!(sh, "podman {RUNTIME...} kill --signal TERM {id}").quiet().ignore_stdout().run()?;
     let code = cmd!(sh, "podman {RUNTIME...} wait {id}").read().context("waiting for the container")?;
@@ -289,8 +319,53 @@ functions = ["functions/http-handler.scale"]
     if !logs.contains("draining") || !logs.lines().any(|line| line.trim() == "stopped") {
         bail!("after SIGTERM the server exited 0 without draining:\n{logs}");
     }
-    eprintln!("SIGTERM: drained and exited 0; image check done in {:.1?}", started.elapsed());
+    eprintln!("SIGTERM: drained and exited 0");
     Ok(())
+}
+
+/// A running container's addresses on the host.
+struct Answers<'a> {
+    sh: &'a Shell,
+    public: String,
+    admin: String,
+    container: &'a Container,
+}
+
+impl Answers<'_> {
+    /// Expects `GET path` on the public port to answer `status` with `body`.
+    fn expect(&self, path: &str, status: u16, body: &str) -> Result<()> {
+        self.expect_at(&format!("http://{}{path}", self.public), status, body)
+    }
+
+    fn expect_admin(&self, path: &str, status: u16, body: &str) -> Result<()> {
+        self.expect_at(&format!("http://{}{path}", self.admin), status, body)
+    }
+
+    fn expect_at(&self, url: &str, status: u16, body: &str) -> Result<()> {
+        match get(self.sh, url)? {
+            Some((got, text)) if got == status && text == body => {
+                eprintln!("GET {url}: {got} {text:?}");
+                Ok(())
+            }
+            Some((got, text)) => {
+                bail!("GET {url}: {got} {text:?}, expected {status} {body:?}\n{}", self.container.logs(self.sh))
+            }
+            None => bail!("GET {url}: no answer\n{}", self.container.logs(self.sh)),
+        }
+    }
+
+    /// The body of a 200 answer to `GET path` on the admin port.
+    fn admin(&self, path: &str) -> Result<String> {
+        match get(self.sh, &format!("http://{}{path}", self.admin))? {
+            Some((200, text)) => Ok(text),
+            other => bail!("GET {path} on the admin port: {other:?}"),
+        }
+    }
+}
+
+fn podman_rmi(sh: &Shell, tag: &str) {
+    let _ =
+        cmd!(sh, "podman {RUNTIME...} rmi --force {tag}").quiet().ignore_status().ignore_stdout().ignore_stderr().run();
 }
 
 /// A container, removed when dropped.

@@ -14,6 +14,7 @@ mod chart;
 mod fuzz;
 mod image;
 mod loadtest;
+mod manifests;
 mod mem;
 mod soak;
 
@@ -31,7 +32,8 @@ commands:
   loadtest          requests/s and latency of `scale serve` against a bare hyper server, on loopback
                     (cargo xtask loadtest [--duration 10s] [--warmup 2s] [--connections 32] [--rounds 1])
   image             a FROM-scratch container image of `scale serve`, built with podman
-                    (cargo xtask image [--binary PATH] [--tag localhost/scale:latest] [--check])";
+                    (cargo xtask image [--binary PATH] [--tag localhost/scale:latest] [--check])
+  manifests         validate deploy/kubernetes/*.yaml against the Kubernetes schemas, offline (kubernetes-validate)";
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1);
@@ -48,6 +50,7 @@ fn main() -> Result<()> {
         Some("fuzz") => fuzz::fuzz(&sh, &root, &std::env::args().skip(2).collect::<Vec<_>>()),
         Some("loadtest") => loadtest::run(&sh, &root, std::env::args().skip(2)),
         Some("image") => image::run(&sh, &root, std::env::args().skip(2)),
+        Some("manifests") => manifests::check(&sh, &root).map(drop),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -107,8 +110,10 @@ fn test(sh: &Shell, root: &Path) -> Result<()> {
     drop(_dir);
     // The test build above made the debug `scale`: the deployment checks use it.
     let scale = target_dir(root).join("debug").join(format!("scale{}", std::env::consts::EXE_SUFFIX));
-    step("deploy: the container image (podman), two routes, SIGTERM");
-    image::check(sh, root, &scale)?;
+    step("deploy: Kubernetes manifests against the API schemas (offline)");
+    let kubernetes_config = manifests::check(sh, root)?;
+    step("deploy: the container image (podman): two routes, then the Kubernetes configuration; SIGTERM");
+    image::check(sh, root, &scale, Some(&kubernetes_config))?;
     Ok(())
 }
 
