@@ -73,7 +73,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options> {
 }
 
 /// `10s`, `500ms`, `1m`, or a number of seconds.
-fn parse_duration(text: &str) -> Result<Duration> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration> {
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
         Some(at) => text.split_at(at),
         None => (text, "s"),
@@ -326,13 +326,13 @@ async fn client_loop(addr: SocketAddr, measure_from: Instant, end: Instant) -> R
 }
 
 /// A keep-alive HTTP/1.1 connection.
-struct Connection {
+pub(crate) struct Connection {
     stream: tokio::net::TcpStream,
     buffer: Vec<u8>,
 }
 
 impl Connection {
-    async fn open(addr: SocketAddr) -> Result<Connection> {
+    pub(crate) async fn open(addr: SocketAddr) -> Result<Connection> {
         let stream = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true)?;
         Ok(Connection { stream, buffer: Vec::with_capacity(1024) })
@@ -340,7 +340,7 @@ impl Connection {
 
     /// Sends `GET /` and reads the response; an error unless it is a 200
     /// with the expected body. Returns the response's header names if `names`.
-    async fn request(&mut self, names: bool) -> Result<Vec<String>> {
+    pub(crate) async fn request(&mut self, names: bool) -> Result<Vec<String>> {
         self.stream.write_all(REQUEST).await?;
         self.buffer.clear();
         let (status, names, body_at, length) = loop {

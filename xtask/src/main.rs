@@ -16,6 +16,7 @@ mod image;
 mod loadtest;
 mod manifests;
 mod mem;
+mod replicas;
 mod soak;
 
 const USAGE: &str = "usage: cargo xtask <command>
@@ -33,7 +34,9 @@ commands:
                     (cargo xtask loadtest [--duration 10s] [--warmup 2s] [--connections 32] [--rounds 1])
   image             a FROM-scratch container image of `scale serve`, built with podman
                     (cargo xtask image [--binary PATH] [--tag localhost/scale:latest] [--check])
-  manifests         validate deploy/kubernetes/*.yaml against the Kubernetes schemas, offline (kubernetes-validate)";
+  manifests         validate deploy/kubernetes/*.yaml against the Kubernetes schemas, offline (kubernetes-validate)
+  replicas          three `scale serve` replicas behind HAProxy under load, one killed: failed requests
+                    (cargo xtask replicas [--duration 20s] [--kill-after 8s] [--connections 16] [--binary PATH] [--no-retries])";
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1);
@@ -51,6 +54,7 @@ fn main() -> Result<()> {
         Some("loadtest") => loadtest::run(&sh, &root, std::env::args().skip(2)),
         Some("image") => image::run(&sh, &root, std::env::args().skip(2)),
         Some("manifests") => manifests::check(&sh, &root).map(drop),
+        Some("replicas") => replicas::run(&root, std::env::args().skip(2)),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -114,6 +118,8 @@ fn test(sh: &Shell, root: &Path) -> Result<()> {
     let kubernetes_config = manifests::check(sh, root)?;
     step("deploy: the container image (podman): two routes, then the Kubernetes configuration; SIGTERM");
     image::check(sh, root, &scale, Some(&kubernetes_config))?;
+    step("deploy: three replicas behind HAProxy, one killed under load");
+    replicas::test(root, &replicas::Options::short(scale))?;
     Ok(())
 }
 
