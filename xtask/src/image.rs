@@ -62,8 +62,8 @@ pub fn run(sh: &Shell, root: &Path, mut args: impl Iterator<Item = String>) -> R
         }
     };
     if run_check {
-        let kubernetes_config = crate::manifests::check(sh, root)?;
-        return check(sh, root, &binary, Some(&kubernetes_config));
+        let deployment = crate::manifests::check(sh, root)?;
+        return check(sh, root, &binary, Some(&deployment));
     }
     build(sh, root, &binary, &tag)?;
     eprintln!("built {tag}; run it with:");
@@ -186,10 +186,10 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
 /// The CI test of the image: built from `binary`, run with two routes whose
 /// functions (a Rust and a Go fixture) are mounted from the host, asked on
 /// both routes and on its admin port, then stopped with SIGTERM: it must
-/// exit 0 after draining. Then run as deploy/kubernetes/ runs it, with the
-/// ConfigMap's scale.toml (`kubernetes_config`), a read-only root and the
+/// exit 0 after draining. Then run as deploy/kubernetes/ runs it
+/// (`kubernetes`): the ConfigMap's scale.toml, a read-only root, the
 /// Deployment's arguments.
-pub fn check(sh: &Shell, root: &Path, binary: &Path, kubernetes_config: Option<&Path>) -> Result<()> {
+pub fn check(sh: &Shell, root: &Path, binary: &Path, kubernetes: Option<&crate::manifests::Deployment>) -> Result<()> {
     let started = Instant::now();
     build(sh, root, binary, CHECK_TAG)?;
     eprintln!("built {CHECK_TAG} from {} in {:.1?}", binary.display(), started.elapsed());
@@ -232,11 +232,12 @@ functions = ["functions/http-handler.scale"]
         Ok(())
     })?;
 
-    if let Some(config) = kubernetes_config {
-        eprintln!("the image as deploy/kubernetes runs it");
-        let mount = format!("{}:/etc/scale/scale.toml:ro", config.display());
+    if let Some(deployment) = kubernetes {
+        eprintln!("the image as deploy/kubernetes runs it: args {:?}", deployment.args);
+        let mount = format!("{}:/etc/scale/scale.toml:ro", deployment.config.display());
         let options = ["--volume", &mount, "--read-only", "--tmpfs", "/var/cache/scale:rw,mode=1777"];
-        serve_in_container(sh, &options, &["--log-format", "json"], |answers| {
+        let args: Vec<&str> = deployment.args.iter().map(String::as_str).collect();
+        serve_in_container(sh, &options, &args, |answers| {
             answers.expect("/", 200, "Hello, World!\n")?;
             answers.expect_admin("/readyz", 200, "ready\n")
         })?;

@@ -115,9 +115,9 @@ fn test(sh: &Shell, root: &Path) -> Result<()> {
     // The test build above made the debug `scale`: the deployment checks use it.
     let scale = target_dir(root).join("debug").join(format!("scale{}", std::env::consts::EXE_SUFFIX));
     step("deploy: Kubernetes manifests against the API schemas (offline)");
-    let kubernetes_config = manifests::check(sh, root)?;
+    let deployment = manifests::check(sh, root)?;
     step("deploy: the container image (podman): two routes, then the Kubernetes configuration; SIGTERM");
-    image::check(sh, root, &scale, Some(&kubernetes_config))?;
+    image::check(sh, root, &scale, Some(&deployment))?;
     step("deploy: three replicas behind HAProxy, one killed under load");
     replicas::test(root, &replicas::Options::short(scale))?;
     Ok(())

@@ -19,9 +19,16 @@ pub fn venv(root: &Path) -> PathBuf {
     crate::target_dir(root).join("deploy-venv")
 }
 
-/// Validates every manifest; returns the path of the ConfigMap's scale.toml,
-/// written under target/.
-pub fn check(sh: &Shell, root: &Path) -> Result<PathBuf> {
+/// How deploy/kubernetes runs the image.
+pub struct Deployment {
+    /// The ConfigMap's scale.toml, written under target/.
+    pub config: PathBuf,
+    /// The container's `args`.
+    pub args: Vec<String>,
+}
+
+/// Validates every manifest; returns how the Deployment runs the image.
+pub fn check(sh: &Shell, root: &Path) -> Result<Deployment> {
     let local = venv(root).join("bin");
     let (validate, python) = if local.join("kubernetes-validate").is_file() {
         (local.join("kubernetes-validate"), local.join("python3"))
@@ -69,7 +76,15 @@ pub fn check(sh: &Shell, root: &Path) -> Result<PathBuf> {
         .with_context(|| format!("taking scale.toml out of {}", configmap.display()))?;
     let out = crate::target_dir(root).join("kubernetes-check");
     std::fs::create_dir_all(&out)?;
-    let file = out.join("scale.toml");
-    std::fs::write(&file, toml + "\n")?;
-    Ok(file)
+    let config = out.join("scale.toml");
+    std::fs::write(&config, toml + "\n")?;
+
+    let deployment = dir.join("deployment.yaml");
+    let script = "import sys, yaml; \
+        print('\\n'.join(yaml.safe_load(open(sys.argv[1]))['spec']['template']['spec']['containers'][0].get('args', [])))";
+    let args = cmd!(sh, "{python} -c {script} {deployment}")
+        .quiet()
+        .read()
+        .with_context(|| format!("reading the container's args in {}", deployment.display()))?;
+    Ok(Deployment { config, args: args.lines().map(str::to_string).collect() })
 }
