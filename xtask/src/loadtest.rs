@@ -19,7 +19,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -73,7 +73,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options> {
 }
 
 /// `10s`, `500ms`, `1m`, or a number of seconds.
-fn parse_duration(text: &str) -> Result<Duration> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration> {
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
         Some(at) => text.split_at(at),
         None => (text, "s"),
@@ -94,7 +94,7 @@ pub fn run(sh: &Shell, root: &Path, args: impl Iterator<Item = String>) -> Resul
     eprintln!("==> building the servers (release)");
     cmd!(sh, "{cargo} build --release -p scale-cli").run()?;
     cmd!(sh, "{cargo} build --release -p scale-http --example bare_hyper").run()?;
-    let release = target_dir(root).join("release");
+    let release = crate::target_dir(root).join("release");
     let exe = std::env::consts::EXE_SUFFIX;
     let servers = [
         ("bare hyper", release.join(format!("examples/bare_hyper{exe}")), vec!["--listen", "127.0.0.1:0"]),
@@ -163,10 +163,6 @@ pub fn run(sh: &Shell, root: &Path, args: impl Iterator<Item = String>) -> Resul
         bail!("{errors} requests failed");
     }
     Ok(())
-}
-
-fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
 
 fn micros(us: u32) -> String {
@@ -330,13 +326,13 @@ async fn client_loop(addr: SocketAddr, measure_from: Instant, end: Instant) -> R
 }
 
 /// A keep-alive HTTP/1.1 connection.
-struct Connection {
+pub(crate) struct Connection {
     stream: tokio::net::TcpStream,
     buffer: Vec<u8>,
 }
 
 impl Connection {
-    async fn open(addr: SocketAddr) -> Result<Connection> {
+    pub(crate) async fn open(addr: SocketAddr) -> Result<Connection> {
         let stream = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true)?;
         Ok(Connection { stream, buffer: Vec::with_capacity(1024) })
@@ -344,7 +340,7 @@ impl Connection {
 
     /// Sends `GET /` and reads the response; an error unless it is a 200
     /// with the expected body. Returns the response's header names if `names`.
-    async fn request(&mut self, names: bool) -> Result<Vec<String>> {
+    pub(crate) async fn request(&mut self, names: bool) -> Result<Vec<String>> {
         self.stream.write_all(REQUEST).await?;
         self.buffer.clear();
         let (status, names, body_at, length) = loop {

@@ -12,8 +12,11 @@ use xshell::{Shell, cmd};
 
 mod chart;
 mod fuzz;
+mod image;
 mod loadtest;
+mod manifests;
 mod mem;
+mod replicas;
 mod soak;
 
 const USAGE: &str = "usage: cargo xtask <command>
@@ -28,7 +31,12 @@ commands:
                     (cargo xtask soak [--runs 10000] [--stress-runs 100000])
   fuzz              run each cargo-fuzz target for a bounded time, nightly + cargo-fuzz (cargo xtask fuzz [--seconds 30])
   loadtest          requests/s and latency of `scale serve` against a bare hyper server, on loopback
-                    (cargo xtask loadtest [--duration 10s] [--warmup 2s] [--connections 32] [--rounds 1])";
+                    (cargo xtask loadtest [--duration 10s] [--warmup 2s] [--connections 32] [--rounds 1])
+  image             a FROM-scratch container image of `scale serve`, built with podman
+                    (cargo xtask image [--binary PATH] [--tag localhost/scale:latest] [--check])
+  manifests         validate deploy/kubernetes/*.yaml against the Kubernetes schemas, offline (kubernetes-validate)
+  replicas          three `scale serve` replicas behind HAProxy under load, one killed: failed requests
+                    (cargo xtask replicas [--duration 20s] [--kill-after 8s] [--connections 16] [--binary PATH] [--no-retries])";
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1);
@@ -44,6 +52,9 @@ fn main() -> Result<()> {
         Some("soak") => soak::soak(&sh, &root, std::env::args().skip(2)),
         Some("fuzz") => fuzz::fuzz(&sh, &root, &std::env::args().skip(2).collect::<Vec<_>>()),
         Some("loadtest") => loadtest::run(&sh, &root, std::env::args().skip(2)),
+        Some("image") => image::run(&sh, &root, std::env::args().skip(2)),
+        Some("manifests") => manifests::check(&sh, &root).map(drop),
+        Some("replicas") => replicas::run(&root, std::env::args().skip(2)),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -54,6 +65,11 @@ fn main() -> Result<()> {
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace root").to_path_buf()
+}
+
+/// Cargo's target directory.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
 
 fn cargo() -> String {
@@ -95,6 +111,15 @@ fn test(sh: &Shell, root: &Path) -> Result<()> {
     let _dir = sh.push_dir(root.join("crates/scale-signature-http/go"));
     cmd!(sh, "go vet ./...").run()?;
     cmd!(sh, "go test ./...").run()?;
+    drop(_dir);
+    // The test build above made the debug `scale`: the deployment checks use it.
+    let scale = target_dir(root).join("debug").join(format!("scale{}", std::env::consts::EXE_SUFFIX));
+    step("deploy: Kubernetes manifests against the API schemas (offline)");
+    let deployment = manifests::check(sh, root)?;
+    step("deploy: the container image (podman): two routes, then the Kubernetes configuration; SIGTERM");
+    image::check(sh, root, &scale, Some(&deployment))?;
+    step("deploy: three replicas behind HAProxy, one killed under load");
+    replicas::test(root, &replicas::Options::short(scale))?;
     Ok(())
 }
 
