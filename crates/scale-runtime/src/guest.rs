@@ -20,6 +20,7 @@ use wasmer::{
 use crate::deadline;
 use crate::engine::{CappedTable, clear_grow_refused, grow_refused, set_grow_refused, take_capped_tables};
 use crate::error::{Error, HandlerError};
+use crate::isolation::{Isolation, ResetError, Snapshot, take_created_regions};
 use crate::metering;
 use crate::runtime::{Anchor, FunctionShared};
 use crate::signature::Signature;
@@ -187,6 +188,9 @@ pub(crate) struct Guest<S: Signature> {
     metering: Option<Meter>,
     /// Tables whose growth the table limit may refuse.
     capped_tables: Vec<CappedTable>,
+    /// The state right after start-up, under per-run isolation: each run
+    /// ends by going back to it.
+    snapshot: Option<Snapshot>,
     /// Encoded input for the next call.
     encoded: Vec<u8>,
     /// What follows this guest in its instance's chain; `None` while pooled,
@@ -246,6 +250,7 @@ impl<S: Signature> Guest<S> {
         }
         clear_grow_refused();
         take_capped_tables();
+        take_created_regions();
         let instance = wasmer::Instance::new(&mut store, &function.module, &imports).map_err(|err| {
             if let wasmer::InstantiationError::Start(_) = &err
                 && grow_refused()
@@ -255,6 +260,7 @@ impl<S: Signature> Guest<S> {
             fail(err.to_string())
         })?;
         let capped_tables = take_capped_tables();
+        let regions = take_created_regions();
         let exports = &instance.exports;
         let memory = exports.get_memory("memory").map_err(|err| fail(err.to_string()))?.clone();
         env.as_mut(&mut store).memory = Some(memory.clone());
@@ -289,6 +295,7 @@ impl<S: Signature> Guest<S> {
             input: (0, 0),
             metering,
             capped_tables,
+            snapshot: None,
             encoded: Vec::new(),
             next: None,
             spare: S::default(),
@@ -316,7 +323,23 @@ impl<S: Signature> Guest<S> {
         }
         guest.env.as_mut(&mut guest.store).abi = abi;
         guest.memory_size = guest.memory.view(&guest.store).data_size();
+        if function.limits.isolation == Isolation::PerRun {
+            let points = guest.metering.as_ref().map(|meter| meter.points.0);
+            guest.snapshot = Some(Snapshot::take(&mut guest.store, points, regions).map_err(fail)?);
+        }
         Ok(guest)
+    }
+
+    /// Under per-run isolation, brings the guest back to its state right
+    /// after start-up; otherwise does nothing. A guest that cannot be reset
+    /// must not run again.
+    fn reset(&mut self) -> Result<(), ResetError> {
+        let Some(snapshot) = &self.snapshot else { return Ok(()) };
+        snapshot.restore()?;
+        // The input buffer the guest allocated is gone with its heap.
+        self.input = (0, 0);
+        self.memory_size = snapshot.memory_bytes();
+        Ok(())
     }
 
     /// The size of the guest's memory, in bytes, when its last run ended.
@@ -602,6 +625,28 @@ impl<S: Signature> Link<S> {
         self.poisoned = false;
         guest.encoded = encoded;
         let downstream_failure = guest.env.as_mut(&mut guest.store).downstream_failure.take();
+        let result = self.settle(outcome, ctx, downstream_failure);
+        // Under per-run isolation the run ends by going back to the state
+        // after start-up. A guest that trapped is discarded anyway; one that
+        // cannot be reset is too.
+        if !self.poisoned
+            && let Err(err) = self.guest.reset()
+        {
+            tracing::debug!(function = %self.function.name, %err, "instance replaced: it cannot be reset");
+            self.poisoned = true;
+        }
+        result
+    }
+
+    /// The run's result from the guest's `outcome` and the first failure
+    /// further down the chain.
+    fn settle(
+        &mut self,
+        outcome: Result<Result<(), String>, Error>,
+        ctx: &mut S,
+        downstream_failure: Option<Error>,
+    ) -> Result<(), Error> {
+        let guest = &mut *self.guest;
         match outcome {
             Ok(Ok(())) => {
                 std::mem::swap(ctx, &mut guest.spare);

@@ -64,6 +64,9 @@ mod deadline;
 mod engine;
 mod error;
 mod guest;
+#[cfg(target_os = "linux")]
+mod image;
+mod isolation;
 mod metering;
 mod module;
 mod runtime;
@@ -71,6 +74,7 @@ mod signature;
 mod wasi;
 
 pub use error::{Error, HandlerError};
+pub use isolation::Isolation;
 pub use runtime::{
     DEFAULT_MAX_IDLE, DEFAULT_MAX_USES, DEFAULT_MEMORY_LIMIT, DEFAULT_TABLE_LIMIT, Instance, MAX_CHAIN_LENGTH,
     PoolStats, Runtime, RuntimeBuilder,

@@ -13,6 +13,7 @@ use crate::deadline;
 use crate::engine::{EngineSettings, build_engine};
 use crate::error::{Error, HandlerError};
 use crate::guest::{BoxedHandler, Downstream, Guest, Link};
+use crate::isolation::Isolation;
 use crate::module;
 use crate::signature::Signature;
 
@@ -45,6 +46,7 @@ pub(crate) struct Limits {
     pub max_idle: usize,
     pub max_uses: u64,
     pub memory_high_water: u64,
+    pub isolation: Isolation,
 }
 
 impl Limits {
@@ -105,6 +107,7 @@ impl<S: Signature> Default for RuntimeBuilder<S> {
                 max_idle: DEFAULT_MAX_IDLE,
                 max_uses: DEFAULT_MAX_USES,
                 memory_high_water: DEFAULT_MEMORY_LIMIT / 2,
+                isolation: Isolation::Pooled,
             },
             cache_dir: None,
             _signature: std::marker::PhantomData,
@@ -203,6 +206,27 @@ impl<S: Signature> RuntimeBuilder<S> {
         self
     }
 
+    /// What each run may see of the runs before it on the same instance
+    /// (default [`Isolation::Pooled`]: everything). With
+    /// [`Isolation::PerRun`], every run starts from the state the module had
+    /// right after it started, at the cost of a reset after each run (see
+    /// [`Isolation`]). The memory limit, table limit, CPU budget and deadline
+    /// apply the same either way.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), scale_runtime::Error> {
+    /// # let function: scale_func::ScaleFunc = todo!();
+    /// use scale_runtime::{Isolation, Runtime};
+    ///
+    /// let runtime = Runtime::builder().function(function).isolation(Isolation::PerRun).build()?;
+    /// assert_eq!(runtime.isolation(), Isolation::PerRun);
+    /// # Ok(()) }
+    /// ```
+    pub fn isolation(mut self, isolation: Isolation) -> Self {
+        self.limits.isolation = isolation;
+        self
+    }
+
     /// How many idle instances to keep per function (default 64).
     pub fn max_idle(mut self, instances: usize) -> Self {
         self.limits.max_idle = instances;
@@ -250,6 +274,7 @@ impl<S: Signature> RuntimeBuilder<S> {
             metered: self.limits.metered(),
             memory_limit_pages: (self.limits.memory_limit / PAGE) as u32,
             table_limit: self.limits.table_limit(),
+            isolation: self.limits.isolation,
         };
         // One engine for all functions, except with metering, whose
         // middleware keeps per-module state: then one engine per function.
@@ -640,6 +665,11 @@ impl<S: Signature> Runtime<S> {
     /// The deadline of each run, if one was set ([`RuntimeBuilder::deadline`]).
     pub fn deadline(&self) -> Option<Duration> {
         self.inner.limits.deadline
+    }
+
+    /// What each run sees of the runs before it ([`RuntimeBuilder::isolation`]).
+    pub fn isolation(&self) -> Isolation {
+        self.inner.limits.isolation
     }
 
     /// The memory limit of each guest instance, in bytes.

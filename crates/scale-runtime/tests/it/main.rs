@@ -5,4 +5,5 @@ mod abi;
 mod common;
 mod fixtures;
 mod hostile;
+mod isolation;
 mod reliability;

@@ -1,0 +1,481 @@
+//! Linear memory that goes back to an image (Linux).
+//!
+//! Under per-run isolation, every guest memory is an [`ImageMemory`]: its own
+//! reservation of the wasm32 address space and its guard (like wasmer's
+//! static memories, so compiled code is the same), sized with `mprotect`.
+//! Once the guest has started, [`Region::capture`] writes the memory into a
+//! sealed memfd, the image, and maps the image over the memory privately:
+//! the guest reads the image's pages and writes copies of them.
+//!
+//! [`Region::reset`] brings the memory back to the image. Pages beyond it
+//! (grown during the run) are replaced by fresh inaccessible ones, so the
+//! memory shrinks back. Inside the image, only the pages the guest wrote
+//! differ from it; `/proc/self/pagemap` tells which they are (a written page
+//! is no longer the file's). Those are copied back from a read-only mapping
+//! of the image, up to [`KEEP_RESIDENT_BYTES`], and stay mapped, so a guest
+//! that writes the same few pages every run takes no page fault; beyond that,
+//! they are dropped (`MADV_DONTNEED`) and fault in again from the image when
+//! next touched. Without a usable pagemap the whole image is dropped; without
+//! memfds, the image is a copy written back whole.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::FileExt;
+use std::ptr::NonNull;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use wasmer::sys::vm::{LinearMemory, MemoryError, MemoryStyle, VMMemoryDefinition};
+use wasmer::{MemoryType, Pages};
+
+use crate::engine::note_grow_refused;
+
+/// Bytes in a wasm page.
+const WASM_PAGE: usize = 64 * 1024;
+
+/// The most bytes of written image pages a reset copies back (and keeps
+/// mapped); the rest are dropped from the mapping.
+pub(crate) const KEEP_RESIDENT_BYTES: usize = 256 * 1024;
+
+/// An anonymous or file mapping, unmapped on drop.
+#[derive(Debug)]
+struct Mapping {
+    start: NonNull<u8>,
+    len: usize,
+}
+
+impl Mapping {
+    /// Maps `len` bytes (not zero) as `mmap` would, anywhere.
+    fn new(len: usize, prot: libc::c_int, flags: libc::c_int, fd: libc::c_int) -> io::Result<Self> {
+        // SAFETY: a mapping at an address of the kernel's choosing touches
+        // no existing memory; the result is checked before use.
+        let start = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, 0) };
+        if start == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let start = NonNull::new(start.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Self { start, len })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the range is this mapping's own, and nothing refers to it
+        // once its owner drops it.
+        unsafe { libc::munmap(self.start.as_ptr().cast(), self.len) };
+    }
+}
+
+/// The system's page size.
+fn page_size() -> usize {
+    static SIZE: OnceLock<usize> = OnceLock::new();
+    // SAFETY: sysconf has no preconditions.
+    *SIZE.get_or_init(|| usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096))
+}
+
+/// The result of a libc call that returns -1 on failure.
+fn check(result: libc::c_int) -> io::Result<()> {
+    if result == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Sets the protection of `len` bytes at `at`.
+///
+/// # Safety
+///
+/// The range lies in a mapping the caller owns, and no reference into it is
+/// alive that the change would invalidate.
+unsafe fn protect(at: *mut u8, len: usize, prot: libc::c_int) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: as the caller guarantees.
+    check(unsafe { libc::mprotect(at.cast(), len, prot) })
+}
+
+/// A memfd holding `bytes`, its all-zero pages left as holes, sealed
+/// against any change.
+fn sealed_memfd(bytes: &[u8]) -> io::Result<File> {
+    // SAFETY: the name is a NUL-terminated string; the result is checked.
+    let fd = unsafe { libc::memfd_create(c"scale-guest-image".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    if fd == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    let file = unsafe { File::from_raw_fd(fd) };
+    file.set_len(bytes.len() as u64)?;
+    let page = page_size();
+    let mut offset = 0;
+    for chunk in bytes.chunks(page) {
+        if chunk.iter().any(|&byte| byte != 0) {
+            file.write_all_at(chunk, offset as u64)?;
+        }
+        offset += chunk.len();
+    }
+    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
+    // SAFETY: fcntl on an open descriptor we own.
+    check(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) })?;
+    Ok(file)
+}
+
+/// Bits of a `/proc/self/pagemap` entry.
+const PAGE_PRESENT: u64 = 1 << 63;
+const PAGE_SWAPPED: u64 = 1 << 62;
+const PAGE_FILE: u64 = 1 << 61;
+
+/// Whether a page with this pagemap entry may differ from the image it maps:
+/// it is in memory but no longer the file's page (written), or swapped out
+/// (which only the guest's own copies are).
+fn written(entry: u64) -> bool {
+    entry & PAGE_SWAPPED != 0 || (entry & PAGE_PRESENT != 0 && entry & PAGE_FILE == 0)
+}
+
+/// `/proc/self/pagemap`, if it tells written pages of a private file
+/// mapping from read and untouched ones (checked once, on a scratch memfd).
+fn pagemap() -> Option<&'static File> {
+    static PAGEMAP: OnceLock<Option<File>> = OnceLock::new();
+    PAGEMAP.get_or_init(|| probe_pagemap().ok().flatten()).as_ref()
+}
+
+fn probe_pagemap() -> io::Result<Option<File>> {
+    let pagemap = File::open("/proc/self/pagemap")?;
+    let page = page_size();
+    let file = sealed_memfd(&vec![1u8; 3 * page])?;
+    let mapping = Mapping::new(3 * page, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE, file.as_raw_fd())?;
+    let start = mapping.start.as_ptr();
+    // SAFETY: both pages lie in the mapping, which is readable and writable
+    // and referred to by nothing else.
+    unsafe {
+        std::ptr::read_volatile(start);
+        std::ptr::write_volatile(start.add(page), 2);
+    }
+    let mut entries = Vec::new();
+    read_entries(&pagemap, start, 3, &mut entries)?;
+    let usable = entries.len() == 3
+        && entries[0] & PAGE_PRESENT != 0
+        && !written(entries[0])
+        && written(entries[1])
+        && entries[2] & (PAGE_PRESENT | PAGE_SWAPPED) == 0;
+    Ok(usable.then_some(pagemap))
+}
+
+/// Reads the pagemap entries of the `pages` pages from `start` into `buffer`.
+fn read_entries(pagemap: &File, start: *const u8, pages: usize, buffer: &mut Vec<u64>) -> io::Result<()> {
+    buffer.clear();
+    buffer.resize(pages, 0);
+    let offset = (start as usize / page_size() * 8) as u64;
+    // The entries are read as bytes straight into the buffer of u64s.
+    // SAFETY: a u64 slice may be viewed as bytes (no padding, any bit
+    // pattern is a valid u64), and the view ends before `buffer` is used again.
+    let raw = unsafe { std::slice::from_raw_parts_mut(buffer.as_mut_ptr().cast::<u8>(), pages * 8) };
+    pagemap.read_exact_at(raw, offset)
+}
+
+/// The image of a memory, once captured.
+#[derive(Debug)]
+enum Image {
+    /// Mapped privately from a sealed memfd. `source` maps the same memfd
+    /// read-only, to copy written pages back from.
+    Mapped { source: Mapping, _file: File },
+    /// A copy, written back whole.
+    Copied(Box<[u8]>),
+}
+
+/// One guest memory's address space: shared by its [`ImageMemory`] (which
+/// the store owns) and the guest's snapshot (which resets it).
+#[derive(Debug)]
+pub(crate) struct Region(Mutex<State>);
+
+#[derive(Debug)]
+struct State {
+    /// The wasm32 address space and its guard; the first `size` bytes are
+    /// accessible.
+    reservation: Mapping,
+    size: usize,
+    /// The most pages the memory may grow to.
+    maximum: Pages,
+    /// Where the compiled code finds the memory's base and length: in the
+    /// instance's context, which lives as long as the store that owns the
+    /// memory.
+    definition: NonNull<VMMemoryDefinition>,
+    image: Option<Image>,
+    /// Scratch space for pagemap entries.
+    entries: Vec<u64>,
+}
+
+// SAFETY: the raw pointers are to the region's own reservation and to the
+// memory definition of the instance that owns the region's memory. Both are
+// used only under the mutex, by the thread running that instance's store
+// (the guest's snapshot is reset only while no guest code runs), so moving
+// the state between threads with the store is sound.
+unsafe impl Send for State {}
+
+thread_local! {
+    /// The regions made by instantiations on this thread since [`take_created`] last ran.
+    static CREATED: RefCell<Vec<Arc<Region>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The regions of the memories the instantiation that just ran on this
+/// thread made.
+pub(crate) fn take_created() -> Vec<Arc<Region>> {
+    CREATED.with(|created| std::mem::take(&mut *created.borrow_mut()))
+}
+
+impl Region {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state is consistent between calls; a panic cannot leave it half-made.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The size of the memory in bytes.
+    pub fn size(&self) -> usize {
+        self.state().size
+    }
+
+    /// Takes the memory as it is now as its image, which [`Region::reset`]
+    /// brings it back to.
+    pub fn capture(&self) -> io::Result<()> {
+        let mut state = self.state();
+        let size = state.size;
+        let base = state.reservation.start.as_ptr();
+        // SAFETY: the first `size` bytes of the reservation are accessible,
+        // and no guest code runs while the snapshot is taken.
+        let bytes = unsafe { std::slice::from_raw_parts(base, size) };
+        if size == 0 {
+            state.image = Some(Image::Copied(Box::default()));
+            return Ok(());
+        }
+        let image = match sealed_memfd(bytes) {
+            Ok(file) => {
+                let source = Mapping::new(size, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd())?;
+                // SAFETY: the range is the accessible start of our own
+                // reservation, replaced by a private mapping of a file with
+                // the same bytes; nothing refers into it now.
+                let mapped = unsafe {
+                    libc::mmap(
+                        base.cast(),
+                        size,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_PRIVATE | libc::MAP_FIXED,
+                        file.as_raw_fd(),
+                        0,
+                    )
+                };
+                if mapped == libc::MAP_FAILED {
+                    return Err(io::Error::last_os_error());
+                }
+                Image::Mapped { source, _file: file }
+            }
+            Err(err) => {
+                tracing::debug!(%err, "no memfd for a memory image; resets copy the whole image");
+                Image::Copied(bytes.into())
+            }
+        };
+        state.image = Some(image);
+        Ok(())
+    }
+
+    /// Brings the memory back to its image: its size and every byte.
+    pub fn reset(&self) -> io::Result<()> {
+        let mut state = self.state();
+        let State { reservation, size, definition, image, entries, .. } = &mut *state;
+        let Some(image) = image else { return Err(io::Error::other("the memory has no image")) };
+        let base = reservation.start.as_ptr();
+        let image_len = match image {
+            Image::Mapped { source, .. } => source.len,
+            Image::Copied(bytes) => bytes.len(),
+        };
+        if *size > image_len {
+            // Fresh anonymous pages: zero, and inaccessible until grown again.
+            // SAFETY: the range is the grown part of our own reservation, and
+            // nothing refers into it.
+            let replaced = unsafe {
+                libc::mmap(
+                    base.add(image_len).cast(),
+                    *size - image_len,
+                    libc::PROT_NONE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+                    -1,
+                    0,
+                )
+            };
+            if replaced == libc::MAP_FAILED {
+                return Err(io::Error::last_os_error());
+            }
+            *size = image_len;
+            // SAFETY: the definition lives as long as the store that owns
+            // this memory, and no guest code runs now.
+            unsafe { definition.as_mut().current_length = image_len };
+        }
+        match image {
+            Image::Copied(bytes) => {
+                // SAFETY: the first `image_len` bytes are accessible, and no
+                // guest code runs now.
+                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), base, image_len) };
+                Ok(())
+            }
+            Image::Mapped { source, .. } => restore_written(base, source, entries),
+        }
+    }
+}
+
+/// Brings the pages at `base` back to `source`, the image they map.
+fn restore_written(base: *mut u8, source: &Mapping, entries: &mut Vec<u64>) -> io::Result<()> {
+    let page = page_size();
+    let drop_pages = |from: usize, pages: usize| {
+        // SAFETY: the range lies in the private mapping of the image in our
+        // own reservation; dropping its pages makes them the image's again.
+        check(unsafe { libc::madvise(base.add(from * page).cast(), pages * page, libc::MADV_DONTNEED) })
+    };
+    let pages = source.len / page;
+    let Some(pagemap) = pagemap() else { return drop_pages(0, pages) };
+    read_entries(pagemap, base, pages, entries)?;
+    let mut kept = 0;
+    let mut index = 0;
+    while index < pages {
+        if !written(entries[index]) {
+            index += 1;
+            continue;
+        }
+        let run = entries[index..].iter().take_while(|&&entry| written(entry)).count();
+        let copied = run.min((KEEP_RESIDENT_BYTES / page).saturating_sub(kept));
+        if copied > 0 {
+            // SAFETY: both ranges lie inside their mappings (the image is
+            // `pages` pages long in both), they do not overlap, and no guest
+            // code runs now.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    source.start.as_ptr().add(index * page),
+                    base.add(index * page),
+                    copied * page,
+                );
+            }
+            kept += copied;
+        }
+        if copied < run {
+            drop_pages(index + copied, run - copied)?;
+        }
+        index += run;
+    }
+    Ok(())
+}
+
+/// A guest's linear memory under per-run isolation (see the module docs).
+#[derive(Debug)]
+pub(crate) struct ImageMemory {
+    region: Arc<Region>,
+    ty: MemoryType,
+    style: MemoryStyle,
+}
+
+impl ImageMemory {
+    /// A memory of type `ty` (whose maximum is the limit) whose definition
+    /// lives at `location`; its region is noted for [`take_created`].
+    ///
+    /// # Safety
+    ///
+    /// `location` is valid for as long as the memory lives, and owned by it.
+    pub unsafe fn new(
+        ty: &MemoryType,
+        style: &MemoryStyle,
+        mut location: NonNull<VMMemoryDefinition>,
+    ) -> Result<Self, MemoryError> {
+        if *style != MemoryStyle::Static {
+            return Err(MemoryError::Generic("per-run isolation needs static memories".into()));
+        }
+        let maximum = ty.maximum.unwrap_or(MemoryStyle::static_bound()).min(MemoryStyle::static_bound());
+        if ty.minimum > maximum {
+            return Err(MemoryError::MinimumMemoryTooLarge { min_requested: ty.minimum, max_allowed: maximum });
+        }
+        let reserved = MemoryStyle::static_bound().bytes().0 + MemoryStyle::static_offset_guard_size() as usize;
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+        let reservation =
+            Mapping::new(reserved, libc::PROT_NONE, flags, -1).map_err(|err| MemoryError::Region(err.to_string()))?;
+        let size = ty.minimum.bytes().0;
+        let base = reservation.start.as_ptr();
+        // SAFETY: the start of a reservation nothing else refers to.
+        unsafe { protect(base, size, libc::PROT_READ | libc::PROT_WRITE) }
+            .map_err(|err| MemoryError::Region(err.to_string()))?;
+        // SAFETY: the caller guarantees `location` is valid and ours.
+        unsafe {
+            let definition = location.as_mut();
+            definition.base = base;
+            definition.current_length = size;
+        }
+        let state = State { reservation, size, maximum, definition: location, image: None, entries: Vec::new() };
+        let region = Arc::new(Region(Mutex::new(state)));
+        CREATED.with(|created| created.borrow_mut().push(Arc::clone(&region)));
+        Ok(Self { region, ty: *ty, style: *style })
+    }
+}
+
+impl LinearMemory for ImageMemory {
+    fn ty(&self) -> MemoryType {
+        MemoryType { minimum: self.size(), ..self.ty }
+    }
+
+    fn size(&self) -> Pages {
+        Pages((self.region.size() / WASM_PAGE) as u32)
+    }
+
+    fn style(&self) -> MemoryStyle {
+        self.style
+    }
+
+    fn grow(&mut self, delta: Pages) -> Result<Pages, MemoryError> {
+        let mut state = self.region.state();
+        let current = Pages((state.size / WASM_PAGE) as u32);
+        if delta.0 == 0 {
+            return Ok(current);
+        }
+        let refused = MemoryError::CouldNotGrow { current, attempted_delta: delta };
+        let Some(grown) = current.0.checked_add(delta.0).map(Pages).filter(|&grown| grown <= state.maximum) else {
+            note_grow_refused();
+            return Err(refused);
+        };
+        let base = state.reservation.start.as_ptr();
+        // SAFETY: the pages lie in our reservation (the maximum is at most
+        // the static bound), past everything accessible; nothing refers to them.
+        let opened =
+            unsafe { protect(base.add(state.size), grown.bytes().0 - state.size, libc::PROT_READ | libc::PROT_WRITE) };
+        if let Err(err) = opened {
+            note_grow_refused();
+            return Err(MemoryError::Region(err.to_string()));
+        }
+        state.size = grown.bytes().0;
+        let size = state.size;
+        // SAFETY: the definition lives as long as the store that owns this
+        // memory; the guest is suspended in the grow.
+        unsafe { state.definition.as_mut().current_length = size };
+        Ok(current)
+    }
+
+    fn grow_at_least(&mut self, min_size: u64) -> Result<(), MemoryError> {
+        let size = self.region.size() as u64;
+        if size >= min_size {
+            return Ok(());
+        }
+        let pages = (min_size - size).div_ceil(WASM_PAGE as u64);
+        let delta = u32::try_from(pages).map_err(|_| {
+            note_grow_refused();
+            MemoryError::CouldNotGrow { current: self.size(), attempted_delta: Pages(u32::MAX) }
+        })?;
+        self.grow(Pages(delta)).map(drop)
+    }
+
+    fn reset(&mut self) -> Result<(), MemoryError> {
+        Err(MemoryError::Generic("a memory under per-run isolation cannot be emptied".into()))
+    }
+
+    fn vmmemory(&self) -> NonNull<VMMemoryDefinition> {
+        self.region.state().definition
+    }
+
+    fn try_clone(&self) -> Result<Box<dyn LinearMemory + Send + Sync + 'static>, MemoryError> {
+        Err(MemoryError::Generic("a memory under per-run isolation cannot be cloned".into()))
+    }
+
+    fn copy(&self) -> Result<Box<dyn LinearMemory + Send + Sync + 'static>, MemoryError> {
+        Err(MemoryError::Generic("a memory under per-run isolation cannot be copied".into()))
+    }
+}
