@@ -7,16 +7,17 @@
 //! sealed memfd, the image, and maps the image over the memory privately:
 //! the guest reads the image's pages and writes copies of them.
 //!
-//! [`Region::reset`] brings the memory back to the image. Pages beyond it
-//! (grown during the run) are replaced by fresh inaccessible ones, so the
-//! memory shrinks back. Inside the image, only the pages the guest wrote
-//! differ from it; `/proc/self/pagemap` tells which they are (a written page
-//! is no longer the file's). Those are copied back from a read-only mapping
-//! of the image, up to [`KEEP_RESIDENT_BYTES`], and stay mapped, so a guest
-//! that writes the same few pages every run takes no page fault; beyond that,
-//! they are dropped (`MADV_DONTNEED`) and fault in again from the image when
-//! next touched. Without a usable pagemap the whole image is dropped; without
-//! memfds, the image is a copy written back whole.
+//! [`Region::reset`] brings the memory back to the image. Only the pages the
+//! run changed differ from it: inside the image, those the guest wrote (no
+//! longer the file's pages); past it, those the memory grew by and the guest
+//! touched. `/proc/self/pagemap` tells which they are, in one read. Up to
+//! [`KEEP_RESIDENT_BYTES`] of them are copied back from a read-only mapping
+//! of the image, or zeroed, and stay in memory, so that a guest writing the
+//! same few pages every run takes no page fault for them; the rest are
+//! dropped (`MADV_DONTNEED`), to fault in again from the image (or as zero)
+//! when next touched. The grown part then becomes inaccessible again: the
+//! memory shrinks back. Without a usable pagemap every page is dropped;
+//! without memfds the image is a copy, written back whole.
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -36,7 +37,7 @@ const WASM_PAGE: usize = 64 * 1024;
 
 /// The most bytes of written image pages a reset copies back (and keeps
 /// mapped); the rest are dropped from the mapping.
-pub(crate) const KEEP_RESIDENT_BYTES: usize = 256 * 1024;
+pub(crate) const KEEP_RESIDENT_BYTES: usize = 1 << 20;
 
 /// An anonymous or file mapping, unmapped on drop.
 #[derive(Debug)]
@@ -143,6 +144,8 @@ fn probe_pagemap() -> io::Result<Option<File>> {
     let file = sealed_memfd(&vec![1u8; 3 * page])?;
     let mapping = Mapping::new(3 * page, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE, file.as_raw_fd())?;
     let start = mapping.start.as_ptr();
+    // Read the first page, write the second, leave the third alone (a read
+    // fault may map it too, as the file's).
     // SAFETY: both pages lie in the mapping, which is readable and writable
     // and referred to by nothing else.
     unsafe {
@@ -155,7 +158,7 @@ fn probe_pagemap() -> io::Result<Option<File>> {
         && entries[0] & PAGE_PRESENT != 0
         && !written(entries[0])
         && written(entries[1])
-        && entries[2] & (PAGE_PRESENT | PAGE_SWAPPED) == 0;
+        && !written(entries[2]);
     Ok(usable.then_some(pagemap))
 }
 
@@ -277,83 +280,93 @@ impl Region {
 
     /// Brings the memory back to its image: its size and every byte.
     pub fn reset(&self) -> io::Result<()> {
+        self.reset_with(pagemap())
+    }
+
+    /// [`Region::reset`], telling written pages by `pagemap` when there is one.
+    fn reset_with(&self, pagemap: Option<&File>) -> io::Result<()> {
         let mut state = self.state();
         let State { reservation, size, definition, image, entries, .. } = &mut *state;
         let Some(image) = image else { return Err(io::Error::other("the memory has no image")) };
         let base = reservation.start.as_ptr();
+        match image {
+            Image::Copied(bytes) => {
+                // SAFETY: the first `size` bytes are accessible, the image is
+                // no longer than that, and no guest code runs now.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), base, bytes.len());
+                    std::ptr::write_bytes(base.add(bytes.len()), 0, *size - bytes.len());
+                }
+            }
+            Image::Mapped { source, .. } => restore_pages(base, *size, source, entries, pagemap)?,
+        }
         let image_len = match image {
             Image::Mapped { source, .. } => source.len,
             Image::Copied(bytes) => bytes.len(),
         };
         if *size > image_len {
-            // Fresh anonymous pages: zero, and inaccessible until grown again.
+            // The grown pages are zero again; they become inaccessible until
+            // the memory grows again (those kept stay in memory for then).
             // SAFETY: the range is the grown part of our own reservation, and
             // nothing refers into it.
-            let replaced = unsafe {
-                libc::mmap(
-                    base.add(image_len).cast(),
-                    *size - image_len,
-                    libc::PROT_NONE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
-                    -1,
-                    0,
-                )
-            };
-            if replaced == libc::MAP_FAILED {
-                return Err(io::Error::last_os_error());
-            }
+            unsafe { protect(base.add(image_len), *size - image_len, libc::PROT_NONE) }?;
             *size = image_len;
             // SAFETY: the definition lives as long as the store that owns
             // this memory, and no guest code runs now.
             unsafe { definition.as_mut().current_length = image_len };
         }
-        match image {
-            Image::Copied(bytes) => {
-                // SAFETY: the first `image_len` bytes are accessible, and no
-                // guest code runs now.
-                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), base, image_len) };
-                Ok(())
-            }
-            Image::Mapped { source, .. } => restore_written(base, source, entries),
-        }
+        Ok(())
     }
 }
 
-/// Brings the pages at `base` back to `source`, the image they map.
-fn restore_written(base: *mut u8, source: &Mapping, entries: &mut Vec<u64>) -> io::Result<()> {
+/// Brings the first `size` bytes at `base` back to `source`, the image that
+/// their start maps: written image pages become the image's again, and the
+/// pages past the image (grown during the run) zero. Pages are told apart
+/// by `pagemap`; without it, every page is dropped.
+fn restore_pages(
+    base: *mut u8,
+    size: usize,
+    source: &Mapping,
+    entries: &mut Vec<u64>,
+    pagemap: Option<&File>,
+) -> io::Result<()> {
     let page = page_size();
     let drop_pages = |from: usize, pages: usize| {
-        // SAFETY: the range lies in the private mapping of the image in our
-        // own reservation; dropping its pages makes them the image's again.
+        // SAFETY: the range lies in the accessible part of our own
+        // reservation: dropping pages of the image's private mapping makes
+        // them the image's again, and dropping grown ones makes them zero.
         check(unsafe { libc::madvise(base.add(from * page).cast(), pages * page, libc::MADV_DONTNEED) })
     };
-    let pages = source.len / page;
-    let Some(pagemap) = pagemap() else { return drop_pages(0, pages) };
+    let (image_pages, pages) = (source.len / page, size / page);
+    let Some(pagemap) = pagemap else { return drop_pages(0, pages) };
     read_entries(pagemap, base, pages, entries)?;
-    let mut kept = 0;
+    let mut budget = KEEP_RESIDENT_BYTES / page;
     let mut index = 0;
     while index < pages {
         if !written(entries[index]) {
             index += 1;
             continue;
         }
-        let run = entries[index..].iter().take_while(|&&entry| written(entry)).count();
-        let copied = run.min((KEEP_RESIDENT_BYTES / page).saturating_sub(kept));
-        if copied > 0 {
-            // SAFETY: both ranges lie inside their mappings (the image is
-            // `pages` pages long in both), they do not overlap, and no guest
-            // code runs now.
+        // A stretch of written pages, all in the image or all past it.
+        let end = if index < image_pages { image_pages } else { pages };
+        let run = entries[index..end].iter().take_while(|&&entry| written(entry)).count();
+        let kept = run.min(budget);
+        budget -= kept;
+        if kept > 0 {
+            let at = index * page;
+            // SAFETY: the range lies in the accessible part of the memory
+            // and, for image pages, in the image's read-only mapping (which
+            // does not overlap the memory); no guest code runs now.
             unsafe {
-                std::ptr::copy_nonoverlapping(
-                    source.start.as_ptr().add(index * page),
-                    base.add(index * page),
-                    copied * page,
-                );
+                if index < image_pages {
+                    std::ptr::copy_nonoverlapping(source.start.as_ptr().add(at), base.add(at), kept * page);
+                } else {
+                    std::ptr::write_bytes(base.add(at), 0, kept * page);
+                }
             }
-            kept += copied;
         }
-        if copied < run {
-            drop_pages(index + copied, run - copied)?;
+        if kept < run {
+            drop_pages(index + kept, run - kept)?;
         }
         index += run;
     }
@@ -477,5 +490,76 @@ impl LinearMemory for ImageMemory {
 
     fn copy(&self) -> Result<Box<dyn LinearMemory + Send + Sync + 'static>, MemoryError> {
         Err(MemoryError::Generic("a memory under per-run isolation cannot be copied".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A memory of `pages` wasm pages (at most `maximum`), with its definition.
+    fn memory(pages: u32, maximum: u32) -> (ImageMemory, Box<VMMemoryDefinition>) {
+        let mut definition = Box::new(VMMemoryDefinition { base: std::ptr::null_mut(), current_length: 0 });
+        let location = NonNull::from(&mut *definition);
+        let ty = MemoryType::new(pages, Some(maximum), false);
+        // SAFETY: the definition is boxed and outlives the memory in each test.
+        let memory = unsafe { ImageMemory::new(&ty, &MemoryStyle::Static, location) }.expect("a memory");
+        take_created();
+        (memory, definition)
+    }
+
+    /// The memory's bytes, through its definition (as a guest sees them).
+    fn bytes<'a>(definition: &VMMemoryDefinition) -> &'a mut [u8] {
+        // SAFETY: the tests run no guest, and use each slice before the
+        // memory changes again; the memory is accessible up to its length.
+        unsafe { std::slice::from_raw_parts_mut(definition.base, definition.current_length) }
+    }
+
+    /// Writes `pages` pages of 4 KiB (one byte each) and grows the memory,
+    /// then resets, three times: the memory is its image again each time,
+    /// with or without a pagemap to tell the written pages.
+    fn dirty_and_reset(pages: usize, pagemap: Option<&File>) {
+        let (mut memory, definition) = memory(20, 40);
+        let image: Vec<u8> = (0..20 * WASM_PAGE).map(|i| (i % 251) as u8).collect();
+        bytes(&definition).copy_from_slice(&image);
+        memory.region.capture().expect("an image");
+        assert_eq!(bytes(&definition), &image[..], "capturing keeps the bytes");
+        for round in 0..3 {
+            let memory_bytes = bytes(&definition);
+            for page in 0..pages {
+                memory_bytes[page * 4096 + round] ^= 0xff;
+            }
+            memory.grow(Pages(3)).expect("room to grow");
+            bytes(&definition)[20 * WASM_PAGE + 5] = 1;
+            memory.region.reset_with(pagemap).expect("a reset");
+            assert_eq!(memory.size(), Pages(20), "the memory shrinks back");
+            assert_eq!(bytes(&definition), &image[..], "round {round}, {pages} pages");
+            memory.grow(Pages(1)).expect("room to grow");
+            assert_eq!(bytes(&definition)[20 * WASM_PAGE + 5], 0, "grown pages start zeroed");
+            memory.region.reset_with(pagemap).expect("a reset");
+        }
+    }
+
+    #[test]
+    fn a_reset_brings_back_every_page_a_run_wrote() {
+        if pagemap().is_none() {
+            eprintln!("no usable /proc/self/pagemap here: only the path without it is tested");
+        }
+        for pagemap in [pagemap(), None] {
+            dirty_and_reset(1, pagemap);
+            dirty_and_reset(16, pagemap);
+            // More than are kept resident: the rest are dropped.
+            dirty_and_reset(KEEP_RESIDENT_BYTES / 4096 + 40, pagemap);
+        }
+    }
+
+    #[test]
+    fn growth_stops_at_the_maximum_and_is_recorded() {
+        let (mut memory, _definition) = memory(1, 2);
+        crate::engine::clear_grow_refused();
+        assert_eq!(memory.grow(Pages(1)).expect("within the maximum"), Pages(1));
+        assert!(!crate::engine::grow_refused());
+        assert!(memory.grow(Pages(1)).is_err(), "past the maximum");
+        assert!(crate::engine::grow_refused());
     }
 }
