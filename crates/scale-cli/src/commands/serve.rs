@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use scale_func::ScaleFunc;
 use scale_http::{Dispatch, MinRate, ScaleService, ServeOptions};
+use scale_runtime::Isolation;
 
 use crate::commands::read_scale;
 use crate::commands::runtime_args::{Budget, Deadline, Defaults, RuntimeArgs};
@@ -69,6 +70,12 @@ pub struct Args {
     /// runs beyond go to the thread pool).
     #[arg(long, value_enum, default_value_t = DispatchArg::Auto)]
     dispatch: DispatchArg,
+    /// Give every request a function instance as it was right after start-up:
+    /// nothing one request leaves in a function's globals or memory reaches
+    /// the next (per-run isolation; instances are reset after each run
+    /// instead of keeping their state).
+    #[arg(long)]
+    isolate: bool,
     #[command(flatten)]
     runtime: RuntimeArgs,
 }
@@ -149,6 +156,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 deadline: Deadline::After(DEFAULT_SERVE_DEADLINE),
             },
         )
+        .isolation(if args.isolate { Isolation::PerRun } else { Isolation::Pooled })
         .build()
         .context("loading the functions")?;
     let names = runtime.function_names().join(" → ");
@@ -169,7 +177,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .dispatch(args.dispatch.into());
     let options = ServeOptions::new().header_read_timeout(args.header_timeout).max_connections(args.max_connections);
     let threads = if service.runs_inline() { "runs inline" } else { "runs on the blocking pool" };
-    eprintln!("{budget}, {threads}");
+    let isolation = if args.isolate { "isolated runs" } else { "pooled state" };
+    eprintln!("{budget}, {threads}, {isolation}");
 
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     tokio.block_on(async move {
