@@ -10,14 +10,16 @@
 //! [`Region::reset`] brings the memory back to the image. Only the pages the
 //! run changed differ from it: inside the image, those the guest wrote (no
 //! longer the file's pages); past it, those the memory grew by and the guest
-//! touched. `/proc/self/pagemap` tells which they are, in one read. Up to
-//! [`KEEP_RESIDENT_BYTES`] of them are copied back from a read-only mapping
-//! of the image, or zeroed, and stay in memory, so that a guest writing the
-//! same few pages every run takes no page fault for them; the rest are
-//! dropped (`MADV_DONTNEED`), to fault in again from the image (or as zero)
-//! when next touched. The grown part then becomes inaccessible again: the
-//! memory shrinks back. Without a usable pagemap every page is dropped;
-//! without memfds the image is a copy, written back whole.
+//! touched. `/proc/self/pagemap` tells which they are, in one system call
+//! (its `PAGEMAP_SCAN` ioctl where the kernel has it, Linux 6.7 and later,
+//! else a read of every page's entry). Up to [`KEEP_RESIDENT_BYTES`] of them
+//! are copied back from a read-only mapping of the image, or zeroed, and stay
+//! in memory, so that a guest writing the same few pages every run takes no
+//! page fault for them; the rest are dropped (`MADV_DONTNEED`), to fault in
+//! again from the image (or as zero) when next touched. The grown part then
+//! becomes inaccessible again: the memory shrinks back. Without a usable
+//! pagemap every page is dropped; without memfds the image is a copy,
+//! written back whole.
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -120,58 +122,169 @@ fn sealed_memfd(bytes: &[u8]) -> io::Result<File> {
 }
 
 /// Bits of a `/proc/self/pagemap` entry.
-const PAGE_PRESENT: u64 = 1 << 63;
-const PAGE_SWAPPED: u64 = 1 << 62;
-const PAGE_FILE: u64 = 1 << 61;
+const PM_PRESENT: u64 = 1 << 63;
+const PM_SWAPPED: u64 = 1 << 62;
+const PM_FILE: u64 = 1 << 61;
 
 /// Whether a page with this pagemap entry may differ from the image it maps:
 /// it is in memory but no longer the file's page (written), or swapped out
 /// (which only the guest's own copies are).
 fn written(entry: u64) -> bool {
-    entry & PAGE_SWAPPED != 0 || (entry & PAGE_PRESENT != 0 && entry & PAGE_FILE == 0)
+    entry & PM_SWAPPED != 0 || (entry & PM_PRESENT != 0 && entry & PM_FILE == 0)
+}
+
+/// The `PAGEMAP_SCAN` ioctl of `/proc/self/pagemap` (Linux 6.7):
+/// `_IOWR('f', 16, struct pm_scan_arg)`, and what it reads and writes.
+const PAGEMAP_SCAN: libc::c_ulong = (3 << 30) | ((size_of::<PmScanArg>() as libc::c_ulong) << 16) | (0x66 << 8) | 16;
+const PAGE_IS_FILE: u64 = 1 << 2;
+const PAGE_IS_PRESENT: u64 = 1 << 3;
+const PAGE_IS_SWAPPED: u64 = 1 << 4;
+
+/// `struct pm_scan_arg`.
+#[repr(C)]
+#[derive(Debug, Default)]
+struct PmScanArg {
+    size: u64,
+    flags: u64,
+    start: u64,
+    end: u64,
+    walk_end: u64,
+    vec: u64,
+    vec_len: u64,
+    max_pages: u64,
+    category_inverted: u64,
+    category_mask: u64,
+    category_anyof_mask: u64,
+    return_mask: u64,
+}
+
+/// `struct page_region`: the pages from `start` to `end` (addresses).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+struct PageRegion {
+    start: u64,
+    end: u64,
+    categories: u64,
+}
+
+/// Scratch space for reading the pagemap, kept with each memory.
+#[derive(Debug, Default)]
+struct Scratch {
+    entries: Vec<u64>,
+    regions: Vec<PageRegion>,
+    /// Stretches of written pages: first page, count.
+    runs: Vec<(usize, usize)>,
+}
+
+/// `/proc/self/pagemap`, and how to ask it for written pages.
+#[derive(Debug)]
+struct Pagemap {
+    file: File,
+    /// Whether the `PAGEMAP_SCAN` ioctl works: it lists stretches of written
+    /// pages, faster than reading every page's entry.
+    scan: bool,
+}
+
+impl Pagemap {
+    /// Notes in `scratch.runs` the stretches of written pages among the
+    /// `pages` pages from `start`.
+    fn written_runs(&self, start: *const u8, pages: usize, scratch: &mut Scratch) -> io::Result<()> {
+        scratch.runs.clear();
+        if self.scan { self.scan_runs(start, pages, scratch) } else { self.read_runs(start, pages, scratch) }
+    }
+
+    fn read_runs(&self, start: *const u8, pages: usize, scratch: &mut Scratch) -> io::Result<()> {
+        let buffer = &mut scratch.entries;
+        buffer.clear();
+        buffer.resize(pages, 0);
+        let offset = (start as usize / page_size() * 8) as u64;
+        // SAFETY: a u64 slice may be viewed as bytes (no padding, any bit
+        // pattern is a valid u64), and the view ends before `buffer` is used again.
+        let raw = unsafe { std::slice::from_raw_parts_mut(buffer.as_mut_ptr().cast::<u8>(), pages * 8) };
+        self.file.read_exact_at(raw, offset)?;
+        let mut index = 0;
+        while index < pages {
+            let run = buffer[index..].iter().take_while(|&&entry| written(entry)).count();
+            if run > 0 {
+                scratch.runs.push((index, run));
+            }
+            index += run.max(1);
+        }
+        Ok(())
+    }
+
+    fn scan_runs(&self, start: *const u8, pages: usize, scratch: &mut Scratch) -> io::Result<()> {
+        let page = page_size() as u64;
+        let (first, end) = (start as u64, start as u64 + (pages as u64) * page);
+        scratch.regions.resize(64, PageRegion::default());
+        let mut from = first;
+        while from < end {
+            // Not a file page, and present or swapped: written (see `written`).
+            let mut arg = PmScanArg {
+                size: size_of::<PmScanArg>() as u64,
+                start: from,
+                end,
+                vec: scratch.regions.as_mut_ptr() as u64,
+                vec_len: scratch.regions.len() as u64,
+                category_inverted: PAGE_IS_FILE,
+                category_mask: PAGE_IS_FILE,
+                category_anyof_mask: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+                return_mask: PAGE_IS_FILE | PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+                ..PmScanArg::default()
+            };
+            // SAFETY: `arg` is a valid `pm_scan_arg` whose output vector is
+            // `regions`, which outlives the call; the kernel only reads page
+            // tables of the range.
+            let found = unsafe { libc::ioctl(self.file.as_raw_fd(), PAGEMAP_SCAN as _, &mut arg) };
+            let found = usize::try_from(found).map_err(|_| io::Error::last_os_error())?;
+            for region in scratch.regions.iter().take(found) {
+                let index = ((region.start - first) / page) as usize;
+                let count = ((region.end - region.start) / page) as usize;
+                match scratch.runs.last_mut() {
+                    Some((at, run)) if *at + *run == index => *run += count,
+                    _ => scratch.runs.push((index, count)),
+                }
+            }
+            if arg.walk_end <= from {
+                return Err(io::Error::other("the pagemap scan made no progress"));
+            }
+            from = arg.walk_end;
+        }
+        Ok(())
+    }
 }
 
 /// `/proc/self/pagemap`, if it tells written pages of a private file
 /// mapping from read and untouched ones (checked once, on a scratch memfd).
-fn pagemap() -> Option<&'static File> {
-    static PAGEMAP: OnceLock<Option<File>> = OnceLock::new();
+fn pagemap() -> Option<&'static Pagemap> {
+    static PAGEMAP: OnceLock<Option<Pagemap>> = OnceLock::new();
     PAGEMAP.get_or_init(|| probe_pagemap().ok().flatten()).as_ref()
 }
 
-fn probe_pagemap() -> io::Result<Option<File>> {
-    let pagemap = File::open("/proc/self/pagemap")?;
+fn probe_pagemap() -> io::Result<Option<Pagemap>> {
+    let mut file = File::open("/proc/self/pagemap")?;
     let page = page_size();
-    let file = sealed_memfd(&vec![1u8; 3 * page])?;
-    let mapping = Mapping::new(3 * page, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE, file.as_raw_fd())?;
+    let image = sealed_memfd(&vec![1u8; 4 * page])?;
+    let mapping = Mapping::new(4 * page, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE, image.as_raw_fd())?;
     let start = mapping.start.as_ptr();
-    // Read the first page, write the second, leave the third alone (a read
-    // fault may map it too, as the file's).
-    // SAFETY: both pages lie in the mapping, which is readable and writable
+    // Read the first page, write the second and the fourth, leave the third
+    // alone (a read fault may map it too, as the file's).
+    // SAFETY: the pages lie in the mapping, which is readable and writable
     // and referred to by nothing else.
     unsafe {
         std::ptr::read_volatile(start);
         std::ptr::write_volatile(start.add(page), 2);
+        std::ptr::write_volatile(start.add(3 * page), 2);
     }
-    let mut entries = Vec::new();
-    read_entries(&pagemap, start, 3, &mut entries)?;
-    let usable = entries.len() == 3
-        && entries[0] & PAGE_PRESENT != 0
-        && !written(entries[0])
-        && written(entries[1])
-        && !written(entries[2]);
-    Ok(usable.then_some(pagemap))
-}
-
-/// Reads the pagemap entries of the `pages` pages from `start` into `buffer`.
-fn read_entries(pagemap: &File, start: *const u8, pages: usize, buffer: &mut Vec<u64>) -> io::Result<()> {
-    buffer.clear();
-    buffer.resize(pages, 0);
-    let offset = (start as usize / page_size() * 8) as u64;
-    // The entries are read as bytes straight into the buffer of u64s.
-    // SAFETY: a u64 slice may be viewed as bytes (no padding, any bit
-    // pattern is a valid u64), and the view ends before `buffer` is used again.
-    let raw = unsafe { std::slice::from_raw_parts_mut(buffer.as_mut_ptr().cast::<u8>(), pages * 8) };
-    pagemap.read_exact_at(raw, offset)
+    let mut scratch = Scratch::default();
+    for scan in [true, false] {
+        let pagemap = Pagemap { file, scan };
+        if pagemap.written_runs(start, 4, &mut scratch).is_ok() && scratch.runs == [(1, 1), (3, 1)] {
+            return Ok(Some(pagemap));
+        }
+        file = pagemap.file;
+    }
+    Ok(None)
 }
 
 /// The image of a memory, once captured.
@@ -202,8 +315,8 @@ struct State {
     /// memory.
     definition: NonNull<VMMemoryDefinition>,
     image: Option<Image>,
-    /// Scratch space for pagemap entries.
-    entries: Vec<u64>,
+    /// Scratch space for reading the pagemap.
+    scratch: Scratch,
 }
 
 // SAFETY: the raw pointers are to the region's own reservation and to the
@@ -284,9 +397,9 @@ impl Region {
     }
 
     /// [`Region::reset`], telling written pages by `pagemap` when there is one.
-    fn reset_with(&self, pagemap: Option<&File>) -> io::Result<()> {
+    fn reset_with(&self, pagemap: Option<&Pagemap>) -> io::Result<()> {
         let mut state = self.state();
-        let State { reservation, size, definition, image, entries, .. } = &mut *state;
+        let State { reservation, size, definition, image, scratch, .. } = &mut *state;
         let Some(image) = image else { return Err(io::Error::other("the memory has no image")) };
         let base = reservation.start.as_ptr();
         match image {
@@ -298,7 +411,7 @@ impl Region {
                     std::ptr::write_bytes(base.add(bytes.len()), 0, *size - bytes.len());
                 }
             }
-            Image::Mapped { source, .. } => restore_pages(base, *size, source, entries, pagemap)?,
+            Image::Mapped { source, .. } => restore_pages(base, *size, source, scratch, pagemap)?,
         }
         let image_len = match image {
             Image::Mapped { source, .. } => source.len,
@@ -327,8 +440,8 @@ fn restore_pages(
     base: *mut u8,
     size: usize,
     source: &Mapping,
-    entries: &mut Vec<u64>,
-    pagemap: Option<&File>,
+    scratch: &mut Scratch,
+    pagemap: Option<&Pagemap>,
 ) -> io::Result<()> {
     let page = page_size();
     let drop_pages = |from: usize, pages: usize| {
@@ -339,36 +452,31 @@ fn restore_pages(
     };
     let (image_pages, pages) = (source.len / page, size / page);
     let Some(pagemap) = pagemap else { return drop_pages(0, pages) };
-    read_entries(pagemap, base, pages, entries)?;
+    pagemap.written_runs(base, pages, scratch)?;
     let mut budget = KEEP_RESIDENT_BYTES / page;
-    let mut index = 0;
-    while index < pages {
-        if !written(entries[index]) {
-            index += 1;
-            continue;
-        }
-        // A stretch of written pages, all in the image or all past it.
-        let end = if index < image_pages { image_pages } else { pages };
-        let run = entries[index..end].iter().take_while(|&&entry| written(entry)).count();
-        let kept = run.min(budget);
-        budget -= kept;
-        if kept > 0 {
-            let at = index * page;
-            // SAFETY: the range lies in the accessible part of the memory
-            // and, for image pages, in the image's read-only mapping (which
-            // does not overlap the memory); no guest code runs now.
-            unsafe {
-                if index < image_pages {
-                    std::ptr::copy_nonoverlapping(source.start.as_ptr().add(at), base.add(at), kept * page);
-                } else {
-                    std::ptr::write_bytes(base.add(at), 0, kept * page);
+    for &(first, count) in &scratch.runs {
+        // Each stretch in two: the part in the image, the part past it.
+        let split = image_pages.clamp(first, first + count);
+        for (index, run, in_image) in [(first, split - first, true), (split, first + count - split, false)] {
+            let kept = run.min(budget);
+            budget -= kept;
+            if kept > 0 {
+                let at = index * page;
+                // SAFETY: the range lies in the accessible part of the memory
+                // and, for image pages, in the image's read-only mapping (which
+                // does not overlap the memory); no guest code runs now.
+                unsafe {
+                    if in_image {
+                        std::ptr::copy_nonoverlapping(source.start.as_ptr().add(at), base.add(at), kept * page);
+                    } else {
+                        std::ptr::write_bytes(base.add(at), 0, kept * page);
+                    }
                 }
             }
+            if kept < run {
+                drop_pages(index + kept, run - kept)?;
+            }
         }
-        if kept < run {
-            drop_pages(index + kept, run - kept)?;
-        }
-        index += run;
     }
     Ok(())
 }
@@ -415,7 +523,8 @@ impl ImageMemory {
             definition.base = base;
             definition.current_length = size;
         }
-        let state = State { reservation, size, maximum, definition: location, image: None, entries: Vec::new() };
+        let state =
+            State { reservation, size, maximum, definition: location, image: None, scratch: Scratch::default() };
         let region = Arc::new(Region(Mutex::new(state)));
         CREATED.with(|created| created.borrow_mut().push(Arc::clone(&region)));
         Ok(Self { region, ty: *ty, style: *style })
@@ -515,10 +624,10 @@ mod tests {
         unsafe { std::slice::from_raw_parts_mut(definition.base, definition.current_length) }
     }
 
-    /// Writes `pages` pages of 4 KiB (one byte each) and grows the memory,
-    /// then resets, three times: the memory is its image again each time,
-    /// with or without a pagemap to tell the written pages.
-    fn dirty_and_reset(pages: usize, pagemap: Option<&File>) {
+    /// Writes `pages` pages of 4 KiB, `stride` pages apart, and grows the
+    /// memory, then resets, three times: the memory is its image again each
+    /// time, with whichever way of telling the written pages.
+    fn dirty_and_reset(pages: usize, stride: usize, pagemap: Option<&Pagemap>) {
         let (mut memory, definition) = memory(20, 40);
         let image: Vec<u8> = (0..20 * WASM_PAGE).map(|i| (i % 251) as u8).collect();
         bytes(&definition).copy_from_slice(&image);
@@ -527,7 +636,7 @@ mod tests {
         for round in 0..3 {
             let memory_bytes = bytes(&definition);
             for page in 0..pages {
-                memory_bytes[page * 4096 + round] ^= 0xff;
+                memory_bytes[page * stride * 4096 + round] ^= 0xff;
             }
             memory.grow(Pages(3)).expect("room to grow");
             bytes(&definition)[20 * WASM_PAGE + 5] = 1;
@@ -542,14 +651,24 @@ mod tests {
 
     #[test]
     fn a_reset_brings_back_every_page_a_run_wrote() {
-        if pagemap().is_none() {
-            eprintln!("no usable /proc/self/pagemap here: only the path without it is tested");
+        let mut ways = vec![None];
+        match pagemap() {
+            Some(found) => {
+                for scan in [false, found.scan] {
+                    let file = found.file.try_clone().expect("a second descriptor");
+                    ways.push(Some(Pagemap { file, scan }));
+                }
+            }
+            None => eprintln!("no usable /proc/self/pagemap here: only the path without it is tested"),
         }
-        for pagemap in [pagemap(), None] {
-            dirty_and_reset(1, pagemap);
-            dirty_and_reset(16, pagemap);
-            // More than are kept resident: the rest are dropped.
-            dirty_and_reset(KEEP_RESIDENT_BYTES / 4096 + 40, pagemap);
+        for pagemap in &ways {
+            let pagemap = pagemap.as_ref();
+            dirty_and_reset(1, 1, pagemap);
+            dirty_and_reset(16, 1, pagemap);
+            // More stretches than one scan returns.
+            dirty_and_reset(150, 2, pagemap);
+            // More pages than are kept resident: the rest are dropped.
+            dirty_and_reset(KEEP_RESIDENT_BYTES / 4096 + 40, 1, pagemap);
         }
     }
 
