@@ -627,13 +627,16 @@ impl<S: Signature> Link<S> {
         let downstream_failure = guest.env.as_mut(&mut guest.store).downstream_failure.take();
         let result = self.settle(outcome, ctx, downstream_failure);
         // Under per-run isolation the run ends by going back to the state
-        // after start-up. A guest that trapped is discarded anyway; one that
-        // cannot be reset is too.
-        if !self.poisoned
-            && let Err(err) = self.guest.reset()
-        {
-            tracing::debug!(function = %self.function.name, %err, "instance replaced: it cannot be reset");
-            self.poisoned = true;
+        // after start-up, whether the guest returned or trapped: a reset
+        // guest may run again. One that cannot be reset is discarded.
+        if self.guest.snapshot.is_some() {
+            match self.guest.reset() {
+                Ok(()) => self.poisoned = false,
+                Err(err) => {
+                    tracing::debug!(function = %self.function.name, %err, "instance replaced: it cannot be reset");
+                    self.poisoned = true;
+                }
+            }
         }
         result
     }

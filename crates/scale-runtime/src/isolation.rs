@@ -50,8 +50,10 @@ pub enum Isolation {
     /// Instances are still pooled: the reset costs what the run changed, not
     /// a new instantiation (on Linux, pages the run wrote are copied back
     /// from a copy-on-write image of the memory; see `docs/benchmarks.md`).
-    /// An instance whose tables grew during a run, or, off Linux, whose
-    /// memory grew, is replaced by a fresh one instead.
+    /// A run that fails (a trap, a panic, a limit) resets its instance too,
+    /// which then stays in the pool. An instance whose tables grew during a
+    /// run, or, off Linux, whose memory grew, is replaced by a fresh one
+    /// instead.
     PerRun,
 }
 

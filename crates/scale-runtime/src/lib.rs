@@ -37,6 +37,10 @@
 //!   takes one per function and gives them back on drop. Instances that
 //!   trapped or returned malformed output are discarded, never reused; old or
 //!   grown ones are recycled. [`Runtime::clear`] drops the idle ones.
+//! - **Isolation.** By default an instance keeps its globals and memory from
+//!   one run to the next; with [`Isolation::PerRun`] every run starts from
+//!   the state right after start-up, and an instance that trapped is reset
+//!   rather than discarded.
 //! - **Sandbox.** Guests get no files, network, arguments or environment;
 //!   WASI guests (Go) get a deny-by-default `wasi_snapshot_preview1` with real
 //!   clocks and randomness. See the project's `docs/abi.md`.

@@ -799,7 +799,8 @@ impl<S: Signature> Instance<S> {
     /// On success the context holds the chain's result. On error it holds
     /// what it held before, except for changes made by native handlers that
     /// ran before the failure. A guest instance that trapped or broke the ABI
-    /// is replaced by a fresh one before the next run.
+    /// is replaced by a fresh one before the next run (under
+    /// [`Isolation::PerRun`], reset like after any run).
     ///
     /// # Errors
     ///

@@ -141,6 +141,7 @@ fn the_cpu_budget_and_deadline_hold_under_per_run_isolation() {
         let outcome = instance.run();
         assert!(matches!(outcome, Err(Error::CpuBudget { .. })), "the budget stops a long spin: {outcome:?}");
     }
+    assert_eq!(runtime.pool_stats().created, 1, "a guest stopped by its budget is reset, not replaced");
 }
 
 /// The guest's answer: `"<runs>:<held>:<previous body>"`.
@@ -246,5 +247,50 @@ fn a_run_that_traps_or_exhausts_memory_leaves_nothing_behind() {
         drop(instance);
         let mut instance = runtime.instance().unwrap();
         assert_eq!(run_remember(&mut instance, "/", "pooled").unwrap(), "1:0:", "{lang:?}");
+        let stats = runtime.pool_stats();
+        assert_eq!((stats.created, stats.discarded), (1, 0), "{lang:?}: reset after the trap, not replaced");
+    }
+}
+
+/// Good and failing runs mixed on one pool, as in the fault-injection soak:
+/// under per-run isolation every failure (guest error, panic, CPU budget,
+/// memory limit) resets the instance instead of discarding it, and the good
+/// runs after it answer as they should.
+#[test]
+fn failing_runs_reset_their_instance_and_good_runs_go_on() {
+    for lang in Lang::ALL {
+        let runtime = builder()
+            .isolation(Isolation::PerRun)
+            .memory_limit(16 << 20)
+            // Enough for the memory bomb to reach the limit.
+            .cpu_budget(100_000_000)
+            .function(fixture(lang, "faults"))
+            .build()
+            .unwrap_or_else(|err| panic!("{lang:?}: {err}"));
+        let mut seed = 0x5ca1e ^ lang as u64;
+        let mut instance = runtime.instance().unwrap();
+        for run in 0..60 {
+            let uri = ["/echo", "/echo", "/error", "/panic", "/loop", "/bomb"][(next_random(&mut seed) % 6) as usize];
+            let body: String = format!("body {run} {}", next_random(&mut seed));
+            let request = &mut instance.context_mut().request;
+            request.uri = uri.into();
+            request.set_body_string(&body);
+            let result = instance.run();
+            let what = format!("{lang:?} run {run} {uri}");
+            match (uri, result) {
+                ("/echo", Ok(())) => assert_eq!(instance.context().response.body_str(), Some(body.as_str()), "{what}"),
+                ("/error", Err(Error::Guest { .. }))
+                | ("/panic", Err(Error::Panic { .. }))
+                | ("/loop", Err(Error::CpuBudget { .. }))
+                | ("/bomb", Err(Error::MemoryLimit { .. })) => {}
+                (_, result) => panic!("{what}: {result:?}"),
+            }
+            if run % 9 == 8 {
+                drop(instance);
+                instance = runtime.instance().unwrap();
+            }
+        }
+        let stats = runtime.pool_stats();
+        assert_eq!((stats.created, stats.discarded), (1, 0), "{lang:?}: {stats:?}");
     }
 }
