@@ -114,6 +114,7 @@ pub(crate) fn set_grow_refused(refused: bool) {
 }
 
 /// Records that a guest memory on this thread failed to grow.
+#[cfg(target_os = "linux")]
 pub(crate) fn note_grow_refused() {
     GROW_REFUSED.with(|flag| flag.set(true));
 }
@@ -211,6 +212,9 @@ pub(crate) fn take_capped_tables() -> Vec<CappedTable> {
 struct LimitingTunables {
     limit: Pages,
     table_limit: u32,
+    /// Only Linux has memories of its own for per-run isolation; elsewhere
+    /// the guest's snapshot copies wasmer's.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     isolation: Isolation,
 }
 

@@ -628,10 +628,19 @@ mod tests {
     /// memory, then resets, three times: the memory is its image again each
     /// time, with whichever way of telling the written pages.
     fn dirty_and_reset(pages: usize, stride: usize, pagemap: Option<&Pagemap>) {
+        dirty_and_reset_image(pages, stride, pagemap, false);
+    }
+
+    /// [`dirty_and_reset`], with the image kept as a copy (as without
+    /// memfds) when `copied`.
+    fn dirty_and_reset_image(pages: usize, stride: usize, pagemap: Option<&Pagemap>, copied: bool) {
         let (mut memory, definition) = memory(20, 40);
         let image: Vec<u8> = (0..20 * WASM_PAGE).map(|i| (i % 251) as u8).collect();
         bytes(&definition).copy_from_slice(&image);
         memory.region.capture().expect("an image");
+        if copied {
+            memory.region.state().image = Some(Image::Copied(image.clone().into()));
+        }
         assert_eq!(bytes(&definition), &image[..], "capturing keeps the bytes");
         for round in 0..3 {
             let memory_bytes = bytes(&definition);
@@ -670,6 +679,7 @@ mod tests {
             // More pages than are kept resident: the rest are dropped.
             dirty_and_reset(KEEP_RESIDENT_BYTES / 4096 + 40, 1, pagemap);
         }
+        dirty_and_reset_image(300, 1, None, true);
     }
 
     #[test]

@@ -145,7 +145,7 @@ impl Snapshot {
             let list = <wasmer::sys::vm::VMMemory as StoreObject>::list(objects);
             list.iter()
                 .map(|memory| {
-                    let definition = memory.vmmemory();
+                    let definition = wasmer::sys::vm::LinearMemory::vmmemory(memory);
                     // SAFETY: as above, for the memory's accessible bytes.
                     let bytes = unsafe {
                         let live = definition.as_ref();
