@@ -20,7 +20,7 @@ use wasmer::{
 use crate::deadline;
 use crate::engine::{CappedTable, clear_grow_refused, grow_refused, set_grow_refused, take_capped_tables};
 use crate::error::{Error, HandlerError};
-use crate::isolation::{Isolation, ResetError, Snapshot, take_created_regions};
+use crate::isolation::{self, Isolation, ResetError, Snapshot, take_created_regions};
 use crate::metering;
 use crate::runtime::{Anchor, FunctionShared};
 use crate::signature::Signature;
@@ -251,7 +251,17 @@ impl<S: Signature> Guest<S> {
         clear_grow_refused();
         take_capped_tables();
         take_created_regions();
-        let instance = wasmer::Instance::new(&mut store, &function.module, &imports).map_err(|err| {
+        // Under per-run isolation, a module whose instantiation runs no code
+        // of its own starts from its function's template, once there is one.
+        let per_run = function.limits.isolation == Isolation::PerRun;
+        let templatable = per_run && function.module.info().start_function.is_none();
+        let template = if templatable { function.templates.get() } else { None };
+        isolation::start_from(template.as_deref());
+        let instance = wasmer::Instance::new(&mut store, &function.module, &imports);
+        isolation::start_from(None);
+        let regions = take_created_regions();
+        isolation::end_instantiation(&regions);
+        let instance = instance.map_err(|err| {
             if let wasmer::InstantiationError::Start(_) = &err
                 && grow_refused()
             {
@@ -260,7 +270,6 @@ impl<S: Signature> Guest<S> {
             fail(err.to_string())
         })?;
         let capped_tables = take_capped_tables();
-        let regions = take_created_regions();
         let exports = &instance.exports;
         let memory = exports.get_memory("memory").map_err(|err| fail(err.to_string()))?.clone();
         env.as_mut(&mut store).memory = Some(memory.clone());
@@ -305,6 +314,16 @@ impl<S: Signature> Guest<S> {
             memory_size: 0,
         };
 
+        let points = guest.metering.as_ref().map(|meter| meter.points.0);
+        if let Some(template) = template {
+            // The template holds what start-up would do.
+            guest.snapshot = Some(Snapshot::from_template(&mut guest.store, points, regions, &template).map_err(fail)?);
+            guest.env.as_mut(&mut guest.store).abi = template.abi;
+            guest.memory_size = guest.memory.view(&guest.store).data_size();
+            return Ok(guest);
+        }
+        let at_instantiation = per_run.then(|| isolation::table_contents(&mut guest.store));
+
         // Start-up runs under the run's deadline, if there is one, and
         // against the budget the compiled code starts with.
         let _run = function.limits.deadline.map(deadline::begin);
@@ -323,9 +342,12 @@ impl<S: Signature> Guest<S> {
         }
         guest.env.as_mut(&mut guest.store).abi = abi;
         guest.memory_size = guest.memory.view(&guest.store).data_size();
-        if function.limits.isolation == Isolation::PerRun {
-            let points = guest.metering.as_ref().map(|meter| meter.points.0);
-            guest.snapshot = Some(Snapshot::take(&mut guest.store, points, regions).map_err(fail)?);
+        if let Some(at_instantiation) = at_instantiation {
+            let snapshot = Snapshot::take(&mut guest.store, points, regions).map_err(fail)?;
+            if templatable {
+                function.templates.offer(snapshot.template(&at_instantiation, abi));
+            }
+            guest.snapshot = Some(snapshot);
         }
         Ok(guest)
     }

@@ -29,7 +29,7 @@ use std::os::unix::fs::FileExt;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use wasmer::sys::vm::{LinearMemory, MemoryError, MemoryStyle, VMMemoryDefinition};
+use wasmer::sys::vm::{LinearMemory, MemoryError, MemoryStyle, Trap, VMMemoryDefinition, initialize_memory_with_data};
 use wasmer::{MemoryType, Pages};
 
 use crate::engine::note_grow_refused;
@@ -287,12 +287,43 @@ fn probe_pagemap() -> io::Result<Option<Pagemap>> {
     Ok(None)
 }
 
+/// A memory image in a sealed memfd, which any number of memories map
+/// privately: those of one instance, or of every instance of a function.
+#[derive(Debug)]
+pub(crate) struct SharedImage {
+    /// The memfd, mapped read-only: written pages are copied back from here.
+    source: Mapping,
+    file: File,
+}
+
+// SAFETY: the mapping of a sealed file, read-only: nothing can change the
+// bytes it shows, so any thread may read them; it is unmapped only when the
+// last owner drops it.
+unsafe impl Send for SharedImage {}
+// SAFETY: as above.
+unsafe impl Sync for SharedImage {}
+
+impl SharedImage {
+    /// Maps the image privately over the first `len` bytes at `base`.
+    ///
+    /// # Safety
+    ///
+    /// The range is the start of a reservation the caller owns, the image's
+    /// length, and nothing refers into it.
+    unsafe fn map_at(&self, base: *mut u8) -> io::Result<()> {
+        let (len, prot, flags) =
+            (self.source.len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_FIXED);
+        // SAFETY: as the caller guarantees.
+        let mapped = unsafe { libc::mmap(base.cast(), len, prot, flags, self.file.as_raw_fd(), 0) };
+        if mapped == libc::MAP_FAILED { Err(io::Error::last_os_error()) } else { Ok(()) }
+    }
+}
+
 /// The image of a memory, once captured.
 #[derive(Debug)]
 enum Image {
-    /// Mapped privately from a sealed memfd. `source` maps the same memfd
-    /// read-only, to copy written pages back from.
-    Mapped { source: Mapping, _file: File },
+    /// Mapped privately from a sealed memfd.
+    Mapped(Arc<SharedImage>),
     /// A copy, written back whole.
     Copied(Box<[u8]>),
 }
@@ -315,6 +346,9 @@ struct State {
     /// memory.
     definition: NonNull<VMMemoryDefinition>,
     image: Option<Image>,
+    /// Made from another instance's image and still being instantiated:
+    /// the module's data segments are in the image already.
+    from_image: bool,
     /// Scratch space for reading the pagemap.
     scratch: Scratch,
 }
@@ -329,6 +363,14 @@ unsafe impl Send for State {}
 thread_local! {
     /// The regions made by instantiations on this thread since [`take_created`] last ran.
     static CREATED: RefCell<Vec<Arc<Region>>> = const { RefCell::new(Vec::new()) };
+    /// The image the next memory made on this thread starts from.
+    static START_FROM: RefCell<Option<Arc<SharedImage>>> = const { RefCell::new(None) };
+}
+
+/// Makes the next memory made on this thread (by the instantiation about
+/// to run) start as `image`, or empty with `None`.
+pub(crate) fn start_from(image: Option<Arc<SharedImage>>) {
+    START_FROM.with(|next| *next.borrow_mut() = image);
 }
 
 /// The regions of the memories the instantiation that just ran on this
@@ -348,6 +390,21 @@ impl Region {
         self.state().size
     }
 
+    /// The image in a memfd, for other instances of the same function.
+    pub fn shared_image(&self) -> Option<Arc<SharedImage>> {
+        match &self.state().image {
+            Some(Image::Mapped(image)) => Some(Arc::clone(image)),
+            _ => None,
+        }
+    }
+
+    /// Ends instantiation: from now on data segments (`memory.init`) are
+    /// written again. A memory made from an image skips those of
+    /// instantiation, whose bytes the image already holds.
+    pub fn end_instantiation(&self) {
+        self.state().from_image = false;
+    }
+
     /// Takes the memory as it is now as its image, which [`Region::reset`]
     /// brings it back to.
     pub fn capture(&self) -> io::Result<()> {
@@ -364,23 +421,12 @@ impl Region {
         let image = match sealed_memfd(bytes) {
             Ok(file) => {
                 let source = Mapping::new(size, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd())?;
+                let image = SharedImage { source, file };
                 // SAFETY: the range is the accessible start of our own
                 // reservation, replaced by a private mapping of a file with
                 // the same bytes; nothing refers into it now.
-                let mapped = unsafe {
-                    libc::mmap(
-                        base.cast(),
-                        size,
-                        libc::PROT_READ | libc::PROT_WRITE,
-                        libc::MAP_PRIVATE | libc::MAP_FIXED,
-                        file.as_raw_fd(),
-                        0,
-                    )
-                };
-                if mapped == libc::MAP_FAILED {
-                    return Err(io::Error::last_os_error());
-                }
-                Image::Mapped { source, _file: file }
+                unsafe { image.map_at(base) }?;
+                Image::Mapped(Arc::new(image))
             }
             Err(err) => {
                 tracing::debug!(%err, "no memfd for a memory image; resets copy the whole image");
@@ -411,10 +457,10 @@ impl Region {
                     std::ptr::write_bytes(base.add(bytes.len()), 0, *size - bytes.len());
                 }
             }
-            Image::Mapped { source, .. } => restore_pages(base, *size, source, scratch, pagemap)?,
+            Image::Mapped(image) => restore_pages(base, *size, &image.source, scratch, pagemap)?,
         }
         let image_len = match image {
-            Image::Mapped { source, .. } => source.len,
+            Image::Mapped(image) => image.source.len,
             Image::Copied(bytes) => bytes.len(),
         };
         if *size > image_len {
@@ -512,19 +558,29 @@ impl ImageMemory {
         let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
         let reservation =
             Mapping::new(reserved, libc::PROT_NONE, flags, -1).map_err(|err| MemoryError::Region(err.to_string()))?;
-        let size = ty.minimum.bytes().0;
+        let image = START_FROM.with(|next| next.borrow_mut().take());
+        let size = image.as_ref().map_or(ty.minimum.bytes().0, |image| image.source.len);
+        if size > maximum.bytes().0 {
+            return Err(MemoryError::Generic("the memory image is larger than the memory may grow".into()));
+        }
         let base = reservation.start.as_ptr();
+        let region_error = |err: io::Error| MemoryError::Region(err.to_string());
         // SAFETY: the start of a reservation nothing else refers to.
-        unsafe { protect(base, size, libc::PROT_READ | libc::PROT_WRITE) }
-            .map_err(|err| MemoryError::Region(err.to_string()))?;
+        unsafe { protect(base, size, libc::PROT_READ | libc::PROT_WRITE) }.map_err(region_error)?;
+        if let Some(image) = &image {
+            // SAFETY: as above; the image is `size` bytes long.
+            unsafe { image.map_at(base) }.map_err(region_error)?;
+        }
         // SAFETY: the caller guarantees `location` is valid and ours.
         unsafe {
             let definition = location.as_mut();
             definition.base = base;
             definition.current_length = size;
         }
+        let from_image = image.is_some();
+        let image = image.map(Image::Mapped);
         let state =
-            State { reservation, size, maximum, definition: location, image: None, scratch: Scratch::default() };
+            State { reservation, size, maximum, definition: location, image, from_image, scratch: Scratch::default() };
         let region = Arc::new(Region(Mutex::new(state)));
         CREATED.with(|created| created.borrow_mut().push(Arc::clone(&region)));
         Ok(Self { region, ty: *ty, style: *style })
@@ -587,6 +643,16 @@ impl LinearMemory for ImageMemory {
 
     fn reset(&mut self) -> Result<(), MemoryError> {
         Err(MemoryError::Generic("a memory under per-run isolation cannot be emptied".into()))
+    }
+
+    unsafe fn initialize_with_data(&self, start: usize, data: &[u8]) -> Result<(), Trap> {
+        let state = self.region.state();
+        if state.from_image {
+            return Ok(());
+        }
+        // SAFETY: wasmer checked that the segment lies inside the memory
+        // (its length is the definition's), and no guest code runs meanwhile.
+        unsafe { initialize_memory_with_data(state.definition.as_ref(), start, data) }
     }
 
     fn vmmemory(&self) -> NonNull<VMMemoryDefinition> {

@@ -10,7 +10,7 @@
 use std::ptr::NonNull;
 
 use wasmer::sys::vm::{StoreObject, VMGlobalDefinition, VMTable, VMTableDefinition};
-use wasmer::{AsStoreMut, Store};
+use wasmer::{AsStoreMut, Store, Type};
 
 /// What one run of a guest instance sees of the runs before it.
 ///
@@ -96,8 +96,88 @@ struct SavedMemory {
 /// The state of a started guest instance, to bring it back to after each run.
 pub(crate) struct Snapshot {
     globals: Vec<SavedGlobal>,
+    /// Whether every saved global holds a number (no reference, which would
+    /// point into this instance).
+    numeric_globals: bool,
     tables: Vec<SavedTable>,
     memories: Vec<SavedMemory>,
+}
+
+/// What every instance of a function starts from once one of them has
+/// started (Linux): the image of its one memory, shared, and the values of
+/// its mutable globals. Later instances map the image and take the values
+/// instead of running start-up again, so that instantiation costs about
+/// what wasmer's part of it does. Only for modules whose start-up leaves
+/// their tables as instantiation made them, and whose mutable globals hold
+/// numbers.
+pub(crate) struct Template {
+    #[cfg(target_os = "linux")]
+    image: std::sync::Arc<crate::image::SharedImage>,
+    globals: Vec<u128>,
+    /// The ABI version the function speaks.
+    pub abi: u32,
+}
+
+/// A function's [`Template`], made by the first of its instances to start
+/// under per-run isolation (or found impossible then).
+#[derive(Default)]
+pub(crate) struct Templates(std::sync::OnceLock<Option<std::sync::Arc<Template>>>);
+
+impl Templates {
+    /// The template, if there is one yet.
+    pub fn get(&self) -> Option<std::sync::Arc<Template>> {
+        self.0.get().cloned().flatten()
+    }
+
+    /// Keeps `template` (or that there is none) unless another instance
+    /// was first.
+    pub fn offer(&self, template: Option<Template>) {
+        let _ = self.0.set(template.map(std::sync::Arc::new));
+    }
+}
+
+/// Makes the memory of the instantiation about to run on this thread start
+/// as `template`'s image (or empty with `None`).
+pub(crate) fn start_from(template: Option<&Template>) {
+    #[cfg(target_os = "linux")]
+    crate::image::start_from(template.map(|template| std::sync::Arc::clone(&template.image)));
+    #[cfg(not(target_os = "linux"))]
+    let _ = template;
+}
+
+/// Ends the instantiation that made `regions`.
+pub(crate) fn end_instantiation(regions: &[MemoryRegion]) {
+    #[cfg(target_os = "linux")]
+    for region in regions {
+        region.end_instantiation();
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = regions;
+}
+
+/// The mutable globals of the instance in `store` but the one at `skip`,
+/// in store order, and whether they all hold numbers.
+fn mutable_globals(store: &mut Store, skip: Option<NonNull<i64>>) -> (Vec<NonNull<VMGlobalDefinition>>, bool) {
+    let mut numeric = true;
+    let mut globals = Vec::new();
+    for global in store.objects_mut().as_sys_mut().iter_globals() {
+        let definition = global.vmglobal();
+        let ty = global.ty();
+        if !ty.mutability.is_mutable() || Some(definition.cast::<i64>()) == skip {
+            continue;
+        }
+        numeric &= matches!(ty.ty, Type::I32 | Type::I64 | Type::F32 | Type::F64 | Type::V128);
+        globals.push(definition);
+    }
+    (globals, numeric)
+}
+
+/// The elements of every table of the instance in `store`, in store order.
+pub(crate) fn table_contents(store: &mut Store) -> Vec<Box<[usize]>> {
+    let objects = store.objects_mut().as_sys_mut();
+    // SAFETY: every table of the store has a live definition and elements,
+    // and no guest code runs now.
+    VMTable::list(objects).iter().map(|table| unsafe { live_elements(table.vmtable()) }.into()).collect()
 }
 
 // SAFETY: the pointers are to globals, tables and memories of the one
@@ -113,18 +193,14 @@ impl Snapshot {
     /// `regions` are the regions of its memories (Linux), as its
     /// instantiation made them.
     pub fn take(store: &mut Store, skip: Option<NonNull<i64>>, regions: Vec<MemoryRegion>) -> Result<Self, String> {
-        let objects = store.objects_mut().as_sys_mut();
-        let mut globals = Vec::new();
-        for global in objects.iter_globals() {
-            let definition = global.vmglobal();
-            if !global.ty().mutability.is_mutable() || Some(definition.cast::<i64>()) == skip {
-                continue;
-            }
+        let (definitions, numeric_globals) = mutable_globals(store, skip);
+        let globals = definitions
+            .into_iter()
             // SAFETY: every global of the store has a live definition, and no
             // guest code runs now; all 16 bytes of the value are initialised.
-            let value = unsafe { definition.as_ref().val.u128 };
-            globals.push(SavedGlobal { definition, value });
-        }
+            .map(|definition| SavedGlobal { definition, value: unsafe { definition.as_ref().val.u128 } })
+            .collect();
+        let objects = store.objects_mut().as_sys_mut();
         let mut tables = Vec::new();
         for table in VMTable::list(objects) {
             let definition = table.vmtable();
@@ -155,7 +231,69 @@ impl Snapshot {
                 })
                 .collect()
         };
-        Ok(Self { globals, tables, memories })
+        Ok(Self { globals, numeric_globals, tables, memories })
+    }
+
+    /// The template other instances of the function may start from, if this
+    /// instance can be one: its tables are as they were at instantiation
+    /// (`at_instantiation`), its mutable globals hold numbers, and it has one
+    /// memory, in a memfd.
+    pub fn template(&self, at_instantiation: &[Box<[usize]>], abi: u32) -> Option<Template> {
+        let tables_kept = self.tables.len() == at_instantiation.len()
+            && self.tables.iter().zip(at_instantiation).all(|(table, then)| table.elements == *then);
+        if !tables_kept || !self.numeric_globals || self.memories.len() != 1 {
+            return None;
+        }
+        let globals: Vec<u128> = self.globals.iter().map(|global| global.value).collect();
+        #[cfg(target_os = "linux")]
+        return Some(Template { image: self.memories[0].shared_image()?, globals, abi });
+        #[cfg(not(target_os = "linux"))]
+        return {
+            let _ = (globals, abi);
+            None
+        };
+    }
+
+    /// Makes the instance in `store`, just instantiated from `template`'s
+    /// image (its memories' `regions`), the template's state, and saves that
+    /// as its snapshot (the global at `skip` excepted, as in [`Snapshot::take`]).
+    pub fn from_template(
+        store: &mut Store,
+        skip: Option<NonNull<i64>>,
+        regions: Vec<MemoryRegion>,
+        template: &Template,
+    ) -> Result<Self, String> {
+        if cfg!(not(target_os = "linux")) {
+            return Err("templates need memory images".into());
+        }
+        let (definitions, numeric_globals) = mutable_globals(store, skip);
+        if definitions.len() != template.globals.len() || regions.len() != 1 {
+            return Err("the instance does not match its function's template".into());
+        }
+        let mut globals = Vec::with_capacity(definitions.len());
+        for (definition, &value) in definitions.into_iter().zip(&template.globals) {
+            // SAFETY: a live definition of this store (see `take`), with no
+            // guest code running; the template's value has the global's type
+            // (same module, same order).
+            unsafe { (*definition.as_ptr()).val.u128 = value };
+            globals.push(SavedGlobal { definition, value });
+        }
+        let tables = VMTable::list(store.objects_mut().as_sys_mut())
+            .iter()
+            .map(|table| {
+                let definition = table.vmtable();
+                // SAFETY: as in `take`.
+                SavedTable { definition, elements: unsafe { live_elements(definition) }.into() }
+            })
+            .collect();
+        #[cfg(target_os = "linux")]
+        let memories = regions;
+        #[cfg(not(target_os = "linux"))]
+        let memories = {
+            let _ = regions;
+            Vec::new()
+        };
+        Ok(Self { globals, numeric_globals, tables, memories })
     }
 
     /// The size of the instance's first memory right after start-up, in bytes.

@@ -13,7 +13,7 @@ use crate::deadline;
 use crate::engine::{EngineSettings, build_engine};
 use crate::error::{Error, HandlerError};
 use crate::guest::{BoxedHandler, Downstream, Guest, Link};
-use crate::isolation::Isolation;
+use crate::isolation::{Isolation, Templates};
 use crate::module;
 use crate::signature::Signature;
 
@@ -311,6 +311,7 @@ impl<S: Signature> RuntimeBuilder<S> {
                 pool_capacity: self.limits.max_idle - shards,
                 generation: AtomicU64::new(0),
                 stats: Counters::default(),
+                templates: Templates::default(),
             });
             // Instantiating once now reports instantiation problems at load
             // time, and leaves a warm instance in the pool.
@@ -381,6 +382,8 @@ pub(crate) struct FunctionShared<S: Signature> {
     /// Bumped by `clear()`: instances of an older generation are not kept.
     generation: AtomicU64,
     stats: Counters,
+    /// What new instances start from under per-run isolation.
+    pub templates: Templates,
 }
 
 /// One idle guest kept for the threads that map to this shard (usually a

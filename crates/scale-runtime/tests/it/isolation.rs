@@ -309,3 +309,67 @@ fn failing_runs_reset_their_instance_and_good_runs_go_on() {
         }
     }
 }
+
+/// Start-up (`_initialize`, or a start function) sets a global, a byte of
+/// memory and, in `tables` modules, a table element; `run` traps unless it
+/// finds them so, then changes them. Instances made while others are out
+/// of the pool (from the function's template where start-up allows one)
+/// all start as start-up left the first.
+#[test]
+fn every_instance_starts_as_start_up_left_it() {
+    let check = format!(
+        "(if (i32.ne (global.get $g) (i32.const 5)) (then unreachable))
+         (if (i32.ne (i32.load8_u (i32.const 40000)) (i32.const 7)) (then unreachable))
+         (if (i32.ne (call_indirect (type $answer) (i32.const 0)) (i32.const 2)) (then unreachable))
+         (global.set $g (i32.const 6))
+         (i32.store8 (i32.const 40000) (i32.const 8))
+         (table.set $t (i32.const 0) (ref.func $one)) {}",
+        answer()
+    );
+    for (entry, tables, budget) in [
+        ("_initialize", false, false),
+        ("_initialize", true, false),
+        ("_initialize", false, true),
+        ("start", false, false),
+        ("start", false, true),
+    ] {
+        let (export, start) = match entry {
+            "_initialize" => (r#"(export "_initialize")"#, ""),
+            _ => ("", "(start $init)"),
+        };
+        let set_table = if tables { "(table.set $t (i32.const 0) (ref.func $two))" } else { "" };
+        let init = format!(
+            "(func $init {export}
+                (global.set $g (i32.const 5))
+                (i32.store8 (i32.const 40000) (i32.const 7))
+                {set_table})
+             {start}"
+        );
+        let elem = if tables { "$one" } else { "$two" };
+        let extra = format!(
+            r#"(type $answer (func (result i32)))
+               (global $g (mut i32) (i32.const 0))
+               (table $t 2 funcref)
+               (func $one (result i32) i32.const 1)
+               (func $two (result i32) i32.const 2)
+               (elem (table $t) (i32.const 0) func {elem})
+               (elem declare func $one $two)
+               {init}"#
+        );
+        let wat = module("", &check, &extra);
+        let mut builder = Runtime::builder().isolation(Isolation::PerRun).function(function(&wat));
+        if budget {
+            builder = builder.cpu_budget(1_000_000);
+        }
+        let runtime = builder.build().unwrap_or_else(|err| panic!("{entry} tables={tables} budget={budget}: {err}"));
+        let mut instances: Vec<Instance> = (0..4).map(|_| runtime.instance().unwrap()).collect();
+        for round in 0..2 {
+            for (index, instance) in instances.iter_mut().enumerate() {
+                instance.run().unwrap_or_else(|err| {
+                    panic!("{entry} tables={tables} budget={budget}: instance {index}, round {round}: {err}")
+                });
+            }
+        }
+        assert_eq!(runtime.pool_stats().created, 4);
+    }
+}
