@@ -531,9 +531,17 @@ fn restore_pages(
 #[derive(Debug)]
 pub(crate) struct ImageMemory {
     region: Arc<Region>,
+    /// The region's definition, which never moves.
+    definition: NonNull<VMMemoryDefinition>,
     ty: MemoryType,
     style: MemoryStyle,
 }
+
+// SAFETY: `definition` is the region's own (see the `Send` impl of `State`),
+// only handed to wasmer, which uses it on the thread running the store.
+unsafe impl Send for ImageMemory {}
+// SAFETY: as above; `&ImageMemory` only reads the pointer itself.
+unsafe impl Sync for ImageMemory {}
 
 impl ImageMemory {
     /// A memory of type `ty` (whose maximum is the limit) whose definition
@@ -583,7 +591,7 @@ impl ImageMemory {
             State { reservation, size, maximum, definition: location, image, from_image, scratch: Scratch::default() };
         let region = Arc::new(Region(Mutex::new(state)));
         CREATED.with(|created| created.borrow_mut().push(Arc::clone(&region)));
-        Ok(Self { region, ty: *ty, style: *style })
+        Ok(Self { region, definition: location, ty: *ty, style: *style })
     }
 }
 
@@ -656,7 +664,7 @@ impl LinearMemory for ImageMemory {
     }
 
     fn vmmemory(&self) -> NonNull<VMMemoryDefinition> {
-        self.region.state().definition
+        self.definition
     }
 
     fn try_clone(&self) -> Result<Box<dyn LinearMemory + Send + Sync + 'static>, MemoryError> {

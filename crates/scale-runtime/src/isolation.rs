@@ -50,6 +50,9 @@ pub enum Isolation {
     /// Instances are still pooled: the reset costs what the run changed, not
     /// a new instantiation (on Linux, pages the run wrote are copied back
     /// from a copy-on-write image of the memory; see `docs/benchmarks.md`).
+    /// On Linux, instances made after the first start from its image and
+    /// globals instead of running start-up again, where start-up leaves the
+    /// tables as instantiation made them (Go and Rust guests do).
     /// A run that fails (a trap, a panic, a limit) resets its instance too,
     /// which then stays in the pool. An instance whose tables grew during a
     /// run, or, off Linux, whose memory grew, is replaced by a fresh one
