@@ -45,7 +45,8 @@ pub enum Isolation {
     /// Go runtime's start-up): linear memory, mutable globals and tables are
     /// reset after every run, and memory grown during a run shrinks back.
     /// Values the guest drew during start-up (Go's random seeds, say) are
-    /// therefore the same in every run of one instance.
+    /// therefore the same in every run, and, on Linux, in every instance of
+    /// the function (they start from the first one's state).
     ///
     /// Instances are still pooled: the reset costs what the run changed, not
     /// a new instantiation (on Linux, pages the run wrote are copied back
