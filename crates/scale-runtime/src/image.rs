@@ -18,8 +18,9 @@
 //! page fault for them; the rest are dropped (`MADV_DONTNEED`), to fault in
 //! again from the image (or as zero) when next touched. The grown part then
 //! becomes inaccessible again: the memory shrinks back. Without a usable
-//! pagemap every page is dropped; without memfds the image is a copy,
-//! written back whole.
+//! pagemap (or in a child process made by `fork`, where the one opened
+//! describes the parent) every page is dropped; without memfds the image is
+//! a copy, written back whole.
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -27,6 +28,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::FileExt;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use wasmer::sys::vm::{LinearMemory, MemoryError, MemoryStyle, Trap, VMMemoryDefinition, initialize_memory_with_data};
@@ -254,11 +256,26 @@ impl Pagemap {
     }
 }
 
+/// Set in a child process made by `fork`: the pagemap opened before
+/// describes the parent, so resets no longer use it.
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn note_fork() {
+    FORKED.store(true, Ordering::Relaxed);
+}
+
 /// `/proc/self/pagemap`, if it tells written pages of a private file
-/// mapping from read and untouched ones (checked once, on a scratch memfd).
+/// mapping from read and untouched ones (checked once, on a scratch memfd),
+/// and this is the process that opened it.
 fn pagemap() -> Option<&'static Pagemap> {
     static PAGEMAP: OnceLock<Option<Pagemap>> = OnceLock::new();
-    PAGEMAP.get_or_init(|| probe_pagemap().ok().flatten()).as_ref()
+    let pagemap = PAGEMAP.get_or_init(|| {
+        // SAFETY: registers a handler that only stores to an atomic, which
+        // is async-signal-safe as a fork child handler must be.
+        let registered = unsafe { libc::pthread_atfork(None, None, Some(note_fork)) } == 0;
+        registered.then(|| probe_pagemap().ok().flatten()).flatten()
+    });
+    if FORKED.load(Ordering::Relaxed) { None } else { pagemap.as_ref() }
 }
 
 fn probe_pagemap() -> io::Result<Option<Pagemap>> {
@@ -754,6 +771,29 @@ mod tests {
             dirty_and_reset(KEEP_RESIDENT_BYTES / 4096 + 40, 1, pagemap);
         }
         dirty_and_reset_image(300, 1, None, true);
+    }
+
+    #[test]
+    fn a_forked_child_does_not_use_the_parents_pagemap() {
+        if pagemap().is_none() {
+            eprintln!("no usable /proc/self/pagemap here: nothing to check");
+            return;
+        }
+        // SAFETY: the child only reads an initialised `OnceLock` and an
+        // atomic, then exits without running anything of the parent's.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0, "fork failed");
+        if child == 0 {
+            let code = if pagemap().is_none() { 0 } else { 1 };
+            // SAFETY: ends the child at once, as a forked child of a
+            // threaded process should.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child; `status` is a valid out-pointer.
+        assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the child used the parent's pagemap");
+        assert!(pagemap().is_some(), "the parent still does");
     }
 
     #[test]
