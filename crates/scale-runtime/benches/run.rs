@@ -3,6 +3,12 @@
 //! - `run_passthrough/{rust,go}`: `instance()` + set a 64-byte body + `run()`
 //!   on the passthrough fixture, pooled and warm: the whole round trip,
 //!   encoding and decoding on both sides included.
+//! - `run_passthrough/{rust,go}/per-run`: the same under
+//!   `Isolation::PerRun`: every run ends by resetting the guest.
+//! - `reset/{pooled,per-run}/{1,16,256}`: a run of a tiny module that
+//!   writes one byte in each of 1, 16 or 256 memory pages of 4 KiB, pooled
+//!   or under per-run isolation: the difference is what the reset of that
+//!   many dirtied pages costs (the page faults of the next run included).
 //! - `run_limits/rust/{none,budget,deadline,both}`: `run_passthrough/rust`
 //!   with no limit, a CPU budget, a deadline, or both: what each limit
 //!   costs a warm run.
@@ -22,7 +28,7 @@ use std::path::PathBuf;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
-use scale_runtime::{Runtime, ScaleFunc};
+use scale_runtime::{Isolation, Runtime, ScaleFunc};
 use scale_signature_http::pieces::PIECE;
 use wasmer::{Instance, Module, Store, TypedFunction, imports};
 
@@ -49,10 +55,55 @@ fn bench_passthrough(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, runti
 fn run_passthrough(c: &mut Criterion) {
     let mut group = c.benchmark_group("run_passthrough");
     for lang in ["rust", "go"] {
-        let runtime = Runtime::new([fixture(lang, "passthrough")]).expect("runtime");
-        // Warm the pool.
-        runtime.instance().unwrap().run().unwrap();
-        bench_passthrough(&mut group, lang, &runtime);
+        for isolation in [Isolation::Pooled, Isolation::PerRun] {
+            let runtime = Runtime::builder()
+                .isolation(isolation)
+                .function(fixture(lang, "passthrough"))
+                .build()
+                .expect("runtime");
+            // Warm the pool.
+            runtime.instance().unwrap().run().unwrap();
+            let name = match isolation {
+                Isolation::PerRun => format!("{lang}/per-run"),
+                _ => lang.to_string(),
+            };
+            bench_passthrough(&mut group, &name, &runtime);
+        }
+    }
+    group.finish();
+}
+
+/// A module whose `run` writes a byte in each of `pages` 4 KiB pages from
+/// 64 KiB on, and answers with the default context.
+fn dirtying(pages: u32) -> ScaleFunc {
+    let wat = format!(
+        r#"(module
+            (memory (export "memory") 20)
+            (data (i32.const 8) "\0a\04\0a\00\12\00")
+            (func (export "scale_abi_version") (result i32) i32.const 2)
+            (func (export "resize") (param i32) (result i32) i32.const 1024)
+            (func (export "run") (param i32) (result i64)
+                (local $page i32)
+                (loop $next
+                    (i32.store8 (i32.add (i32.const 65536) (i32.mul (local.get $page) (i32.const 4096))) (local.get $page))
+                    (local.set $page (i32.add (local.get $page) (i32.const 1)))
+                    (br_if $next (i32.lt_u (local.get $page) (i32.const {pages}))))
+                i64.const 0x0000000800000006))"#
+    );
+    let wasm = wasmer::wat2wasm(wat.as_bytes()).expect("valid WAT").into_owned();
+    let signature = scale_func::Signature::new("http", "v0.1.0").expect("a valid signature");
+    ScaleFunc::new("dirty", "bench", signature, scale_func::Language::Rust, wasm).expect("a valid function")
+}
+
+fn reset(c: &mut Criterion) {
+    let mut group = c.benchmark_group("reset");
+    for (name, isolation) in [("pooled", Isolation::Pooled), ("per-run", Isolation::PerRun)] {
+        for pages in [1, 16, 256] {
+            let runtime = Runtime::builder().isolation(isolation).function(dirtying(pages)).build().expect("runtime");
+            let mut instance = runtime.instance().unwrap();
+            instance.run().unwrap();
+            group.bench_function(format!("{name}/{pages}"), |b| b.iter(|| instance.run().unwrap()));
+        }
     }
     group.finish();
 }
@@ -162,6 +213,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_secs(1))
         .measurement_time(std::time::Duration::from_secs(3));
-    targets = run_passthrough, run_limits, handler, baseline, copy
+    targets = run_passthrough, reset, run_limits, handler, baseline, copy
 }
 criterion_main!(benches);

@@ -13,6 +13,8 @@
 //! - `instantiate/{rust,go}`: `instance()` on a pool miss: a fresh instance
 //!   of the passthrough fixture (the runtime keeps no idle instances). Only
 //!   `instance()` is timed; dropping the instance is not.
+//!   `instantiate/{rust,go}/per-run`: the same under `Isolation::PerRun`,
+//!   where fresh instances start from the function's template.
 //! - `load/{rust,go}/{compile,cache}`: `Runtime` build of the passthrough
 //!   fixture, compiling with Cranelift or loading from a warm module cache.
 //!   Both include the one instance the builder makes.
@@ -28,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use scale_runtime::{Instance, Runtime, ScaleFunc};
+use scale_runtime::{Instance, Isolation, Runtime, ScaleFunc};
 
 #[path = "support/text.rs"]
 mod text;
@@ -127,16 +129,25 @@ fn next_native(c: &mut Criterion) {
 
 fn instantiate(c: &mut Criterion) {
     let mut group = c.benchmark_group("instantiate");
-    for lang in LANGS {
+    for (lang, isolation) in LANGS.iter().flat_map(|&lang| [(lang, Isolation::Pooled), (lang, Isolation::PerRun)]) {
         // No idle instances are kept, so every `instance()` is a pool miss.
-        let runtime = Runtime::builder().function(fixture(lang, "passthrough")).max_idle(0).build().expect("runtime");
+        let runtime = Runtime::builder()
+            .isolation(isolation)
+            .function(fixture(lang, "passthrough"))
+            .max_idle(0)
+            .build()
+            .expect("runtime");
         // The builder's first instance sits in the pool; take it out.
         drop(runtime.instance().unwrap());
         let before = runtime.pool_stats();
         drop(runtime.instance().unwrap());
         let after = runtime.pool_stats();
         assert_eq!((after.created - before.created, after.reused - before.reused), (1, 0), "{lang}: not a pool miss");
-        group.bench_function(lang, |b| {
+        let name = match isolation {
+            Isolation::PerRun => format!("{lang}/per-run"),
+            _ => lang.to_string(),
+        };
+        group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {

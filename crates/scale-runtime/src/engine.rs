@@ -16,6 +16,7 @@ use wasmer_compiler::LinkError;
 use wasmer_types::entity::PrimaryMap;
 use wasmer_types::{LocalMemoryIndex, LocalTableIndex, MemoryIndex, ModuleInfo, TableIndex};
 
+use crate::isolation::Isolation;
 use crate::metering::Metering;
 
 /// What an engine is built with. Two engines with equal settings compile
@@ -35,6 +36,9 @@ pub(crate) struct EngineSettings {
     /// The most table elements one guest may have, over all its tables.
     /// Not part of the compiled code.
     pub table_limit: u32,
+    /// What the memories are made for: kept between runs, or reset to an
+    /// image after each. Not part of the compiled code.
+    pub isolation: Isolation,
 }
 
 impl EngineSettings {
@@ -77,6 +81,7 @@ pub(crate) fn build_engine(settings: EngineSettings) -> Engine {
     engine.set_tunables(LimitingTunables {
         limit: Pages(settings.memory_limit_pages),
         table_limit: settings.table_limit,
+        isolation: settings.isolation,
     });
     engine
 }
@@ -106,6 +111,12 @@ pub(crate) fn clear_grow_refused() {
 /// Restores the record of refused memory growth saved with [`grow_refused`].
 pub(crate) fn set_grow_refused(refused: bool) {
     GROW_REFUSED.with(|flag| flag.set(refused));
+}
+
+/// Records that a guest memory on this thread failed to grow.
+#[cfg(target_os = "linux")]
+pub(crate) fn note_grow_refused() {
+    GROW_REFUSED.with(|flag| flag.set(true));
 }
 
 /// Whether a guest memory on this thread failed to grow since the last clear.
@@ -201,6 +212,10 @@ pub(crate) fn take_capped_tables() -> Vec<CappedTable> {
 struct LimitingTunables {
     limit: Pages,
     table_limit: u32,
+    /// Only Linux has memories of its own for per-run isolation; elsewhere
+    /// the guest's snapshot copies wasmer's.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    isolation: Isolation,
 }
 
 impl LimitingTunables {
@@ -222,7 +237,8 @@ impl LimitingTunables {
     }
 
     /// A linear memory of the VM, capped at `limit` pages, that records
-    /// refused growth.
+    /// refused growth: under per-run isolation on Linux, one that resets to
+    /// an image (see [`crate::image`]).
     ///
     /// # Safety
     ///
@@ -234,9 +250,16 @@ impl LimitingTunables {
         style: &MemoryStyle,
         location: NonNull<VMMemoryDefinition>,
     ) -> Result<VMMemory, MemoryError> {
+        let ty = self.limited(ty, limit)?;
+        #[cfg(target_os = "linux")]
+        if self.isolation == Isolation::PerRun {
+            // SAFETY: as below.
+            let memory = unsafe { crate::image::ImageMemory::new(&ty, style, location)? };
+            return Ok(VMMemory(Box::new(memory)));
+        }
         // SAFETY: the caller guarantees `location` is valid and owned, which
         // is all `from_definition` requires; we pass it on as is.
-        let inner = unsafe { VMMemory::from_definition(&self.limited(ty, limit)?, style, location)? };
+        let inner = unsafe { VMMemory::from_definition(&ty, style, location)? };
         Ok(VMMemory(Box::new(RecordingMemory(inner))))
     }
 }

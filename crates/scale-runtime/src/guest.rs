@@ -21,6 +21,7 @@ use crate::awaiting::{self, BoxedAsyncHandler, Interrupted};
 use crate::deadline;
 use crate::engine::{CappedTable, clear_grow_refused, grow_refused, set_grow_refused, take_capped_tables};
 use crate::error::{Error, HandlerError};
+use crate::isolation::{self, Isolation, ResetError, Snapshot, take_created_regions};
 use crate::metering;
 use crate::runtime::{Anchor, FunctionShared};
 use crate::signature::Signature;
@@ -198,6 +199,9 @@ pub(crate) struct Guest<S: Signature> {
     metering: Option<Meter>,
     /// Tables whose growth the table limit may refuse.
     capped_tables: Vec<CappedTable>,
+    /// The state right after start-up, under per-run isolation: each run
+    /// ends by going back to it.
+    snapshot: Option<Snapshot>,
     /// Encoded input for the next call.
     encoded: Vec<u8>,
     /// What follows this guest in its instance's chain; `None` while pooled,
@@ -257,7 +261,18 @@ impl<S: Signature> Guest<S> {
         }
         clear_grow_refused();
         take_capped_tables();
-        let instance = wasmer::Instance::new(&mut store, &function.module, &imports).map_err(|err| {
+        take_created_regions();
+        // Under per-run isolation, a module whose instantiation runs no code
+        // of its own starts from its function's template, once there is one.
+        let per_run = function.limits.isolation == Isolation::PerRun;
+        let templatable = per_run && function.module.info().start_function.is_none();
+        let template = if templatable { function.templates.get() } else { None };
+        isolation::start_from(template.as_deref());
+        let instance = wasmer::Instance::new(&mut store, &function.module, &imports);
+        isolation::start_from(None);
+        let regions = take_created_regions();
+        isolation::end_instantiation(&regions);
+        let instance = instance.map_err(|err| {
             if let wasmer::InstantiationError::Start(_) = &err
                 && grow_refused()
             {
@@ -300,6 +315,7 @@ impl<S: Signature> Guest<S> {
             input: (0, 0),
             metering,
             capped_tables,
+            snapshot: None,
             encoded: Vec::new(),
             next: None,
             spare: S::default(),
@@ -308,6 +324,16 @@ impl<S: Signature> Guest<S> {
             generation,
             memory_size: 0,
         };
+
+        let points = guest.metering.as_ref().map(|meter| meter.points.0);
+        if let Some(template) = template {
+            // The template holds what start-up would do.
+            guest.snapshot = Some(Snapshot::from_template(&mut guest.store, points, regions, &template).map_err(fail)?);
+            guest.env.as_mut(&mut guest.store).abi = template.abi;
+            guest.memory_size = guest.memory.view(&guest.store).data_size();
+            return Ok(guest);
+        }
+        let at_instantiation = per_run.then(|| isolation::table_contents(&mut guest.store));
 
         // Start-up runs under the run's deadline, if there is one, and
         // against the budget the compiled code starts with.
@@ -327,7 +353,26 @@ impl<S: Signature> Guest<S> {
         }
         guest.env.as_mut(&mut guest.store).abi = abi;
         guest.memory_size = guest.memory.view(&guest.store).data_size();
+        if let Some(at_instantiation) = at_instantiation {
+            let snapshot = Snapshot::take(&mut guest.store, points, regions).map_err(fail)?;
+            if templatable {
+                function.templates.offer(snapshot.template(&at_instantiation, abi));
+            }
+            guest.snapshot = Some(snapshot);
+        }
         Ok(guest)
+    }
+
+    /// Under per-run isolation, brings the guest back to its state right
+    /// after start-up; otherwise does nothing. A guest that cannot be reset
+    /// must not run again.
+    fn reset(&mut self) -> Result<(), ResetError> {
+        let Some(snapshot) = &self.snapshot else { return Ok(()) };
+        snapshot.restore()?;
+        // The input buffer the guest allocated is gone with its heap.
+        self.input = (0, 0);
+        self.memory_size = snapshot.memory_bytes();
+        Ok(())
     }
 
     /// The size of the guest's memory, in bytes, when its last run ended.
@@ -632,6 +677,31 @@ impl<S: Signature> Link<S> {
         self.poisoned = false;
         guest.encoded = encoded;
         let downstream_failure = guest.env.as_mut(&mut guest.store).downstream_failure.take();
+        let result = self.settle(outcome, ctx, downstream_failure);
+        // Under per-run isolation the run ends by going back to the state
+        // after start-up, whether the guest returned or trapped: a reset
+        // guest may run again. One that cannot be reset is discarded.
+        if self.guest.snapshot.is_some() {
+            match self.guest.reset() {
+                Ok(()) => self.poisoned = false,
+                Err(err) => {
+                    tracing::debug!(function = %self.function.name, %err, "instance replaced: it cannot be reset");
+                    self.poisoned = true;
+                }
+            }
+        }
+        result
+    }
+
+    /// The run's result from the guest's `outcome` and the first failure
+    /// further down the chain.
+    fn settle(
+        &mut self,
+        outcome: Result<Result<(), String>, Error>,
+        ctx: &mut S,
+        downstream_failure: Option<Error>,
+    ) -> Result<(), Error> {
+        let guest = &mut *self.guest;
         match outcome {
             Ok(Ok(())) => {
                 std::mem::swap(ctx, &mut guest.spare);

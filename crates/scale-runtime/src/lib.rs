@@ -37,6 +37,10 @@
 //!   takes one per function and gives them back on drop. Instances that
 //!   trapped or returned malformed output are discarded, never reused; old or
 //!   grown ones are recycled. [`Runtime::clear`] drops the idle ones.
+//! - **Isolation.** By default an instance keeps its globals and memory from
+//!   one run to the next; with [`Isolation::PerRun`] every run starts from
+//!   the state right after start-up, and an instance that trapped is reset
+//!   rather than discarded.
 //! - **Sandbox.** Guests get no files, network, arguments or environment;
 //!   WASI guests (Go) get a deny-by-default `wasi_snapshot_preview1` with real
 //!   clocks and randomness. See the project's `docs/abi.md`.
@@ -84,6 +88,9 @@ mod deadline;
 mod engine;
 mod error;
 mod guest;
+#[cfg(target_os = "linux")]
+mod image;
+mod isolation;
 mod metering;
 mod module;
 mod runtime;
@@ -91,6 +98,7 @@ mod signature;
 mod wasi;
 
 pub use error::{Error, HandlerError};
+pub use isolation::Isolation;
 pub use module::{CACHE_DIR_VAR, default_cache_dir};
 pub use runtime::{
     DEFAULT_MAX_IDLE, DEFAULT_MAX_USES, DEFAULT_MEMORY_LIMIT, DEFAULT_TABLE_LIMIT, Instance, MAX_CHAIN_LENGTH,

@@ -17,6 +17,7 @@ use crate::deadline;
 use crate::engine::{EngineSettings, build_engine};
 use crate::error::{Error, HandlerError};
 use crate::guest::{Downstream, Guest, Handler, Link};
+use crate::isolation::{Isolation, Templates};
 use crate::module;
 use crate::module::CacheSetting;
 use crate::signature::Signature;
@@ -50,6 +51,7 @@ pub(crate) struct Limits {
     pub max_idle: usize,
     pub max_uses: u64,
     pub memory_high_water: u64,
+    pub isolation: Isolation,
 }
 
 impl Limits {
@@ -110,6 +112,7 @@ impl<S: Signature> Default for RuntimeBuilder<S> {
                 max_idle: DEFAULT_MAX_IDLE,
                 max_uses: DEFAULT_MAX_USES,
                 memory_high_water: DEFAULT_MEMORY_LIMIT / 2,
+                isolation: Isolation::Pooled,
             },
             cache: None,
             _signature: std::marker::PhantomData,
@@ -208,6 +211,27 @@ impl<S: Signature> RuntimeBuilder<S> {
         self
     }
 
+    /// What each run may see of the runs before it on the same instance
+    /// (default [`Isolation::Pooled`]: everything). With
+    /// [`Isolation::PerRun`], every run starts from the state the module had
+    /// right after it started, at the cost of a reset after each run (see
+    /// [`Isolation`]). The memory limit, table limit, CPU budget and deadline
+    /// apply the same either way.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), scale_runtime::Error> {
+    /// # let function: scale_func::ScaleFunc = todo!();
+    /// use scale_runtime::{Isolation, Runtime};
+    ///
+    /// let runtime = Runtime::builder().function(function).isolation(Isolation::PerRun).build()?;
+    /// assert_eq!(runtime.isolation(), Isolation::PerRun);
+    /// # Ok(()) }
+    /// ```
+    pub fn isolation(mut self, isolation: Isolation) -> Self {
+        self.limits.isolation = isolation;
+        self
+    }
+
     /// How many idle instances to keep per function (default 64).
     pub fn max_idle(mut self, instances: usize) -> Self {
         self.limits.max_idle = instances;
@@ -282,6 +306,7 @@ impl<S: Signature> RuntimeBuilder<S> {
             metered: self.limits.metered(),
             memory_limit_pages: (self.limits.memory_limit / PAGE) as u32,
             table_limit: self.limits.table_limit(),
+            isolation: self.limits.isolation,
         };
         // One engine for all functions, except with metering, whose
         // middleware keeps per-module state: then one engine per function.
@@ -312,6 +337,7 @@ impl<S: Signature> RuntimeBuilder<S> {
                 pool_capacity: self.limits.max_idle - shards,
                 generation: AtomicU64::new(0),
                 stats: Counters::default(),
+                templates: Templates::default(),
             });
             // Instantiating once now reports instantiation problems at load
             // time, and leaves a warm instance in the pool.
@@ -382,6 +408,8 @@ pub(crate) struct FunctionShared<S: Signature> {
     /// Bumped by `clear()`: instances of an older generation are not kept.
     generation: AtomicU64,
     stats: Counters,
+    /// What new instances start from under per-run isolation.
+    pub templates: Templates,
 }
 
 /// One idle guest kept for the threads that map to this shard (usually a
@@ -668,6 +696,11 @@ impl<S: Signature> Runtime<S> {
         self.inner.limits.deadline
     }
 
+    /// What each run sees of the runs before it ([`RuntimeBuilder::isolation`]).
+    pub fn isolation(&self) -> Isolation {
+        self.inner.limits.isolation
+    }
+
     /// The memory limit of each guest instance, in bytes.
     pub fn memory_limit(&self) -> u64 {
         self.inner.limits.memory_limit
@@ -866,7 +899,8 @@ impl<S: Signature> Instance<S> {
     /// On success the context holds the chain's result. On error it holds
     /// what was set before the run, except for changes made by native
     /// handlers that ran before the failure. A guest instance that trapped
-    /// or broke the ABI is replaced by a fresh one before the next run.
+    /// or broke the ABI is replaced by a fresh one before the next run (under
+    /// [`Isolation::PerRun`], reset like after any run).
     ///
     /// # Errors
     ///

@@ -143,6 +143,7 @@ impl RuntimeArgs {
             cpu_budget: self.cpu_budget.unwrap_or(defaults.budget),
             deadline: self.deadline.unwrap_or(defaults.deadline),
             body_limit,
+            isolate: false,
         }
     }
 }
@@ -158,6 +159,9 @@ pub fn limited(functions: Vec<ScaleFunc>, limits: &Limits) -> RuntimeBuilder {
     }
     if let Deadline::After(limit) = limits.deadline {
         builder = builder.deadline(limit);
+    }
+    if limits.isolate {
+        builder = builder.isolation(scale_runtime::Isolation::PerRun);
     }
     builder
 }

@@ -97,6 +97,12 @@ pub struct Args {
     /// runs beyond go to the thread pool).
     #[arg(long, value_enum, default_value_t = DispatchArg::Auto)]
     dispatch: DispatchArg,
+    /// Give every request a function instance as it was right after start-up:
+    /// nothing one request leaves in a function's globals or memory reaches
+    /// the next (per-run isolation; instances are reset after each run
+    /// instead of keeping their state). With --config, set `isolate` in the file.
+    #[arg(long)]
+    isolate: bool,
     #[command(flatten)]
     runtime: RuntimeArgs,
 }
@@ -178,13 +184,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     init_logs(args.log_format);
     let config = match &args.config {
         Some(file) => {
-            let limits = args.runtime.limit_flags();
-            if !limits.is_empty() || args.body_limit.is_some() {
-                let mut flags = limits.join(", ");
-                if args.body_limit.is_some() {
-                    flags.push_str(if flags.is_empty() { "--body-limit" } else { ", --body-limit" });
-                }
-                bail!("{flags}: with --config, set limits in the file ([defaults] or the route)");
+            let mut flags = args.runtime.limit_flags();
+            if args.body_limit.is_some() {
+                flags.push("--body-limit");
+            }
+            if args.isolate {
+                flags.push("--isolate");
+            }
+            if !flags.is_empty() {
+                bail!("{}: with --config, set limits in the file ([defaults] or the route)", flags.join(", "));
             }
             config::load(file)?
         }
@@ -231,8 +239,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             None => "no deadline".to_string(),
         };
         let threads = if version.service.runs_inline() { "runs inline" } else { "runs on the blocking pool" };
+        let isolation =
+            if runtime.isolation() == scale_runtime::Isolation::PerRun { "isolated runs" } else { "pooled state" };
         eprintln!(
-            "route {}: {}; {budget}, {deadline}, {threads}",
+            "route {}: {}; {budget}, {deadline}, {threads}, {isolation}",
             route.config.path,
             runtime.function_names().join(" → ")
         );
@@ -257,7 +267,8 @@ fn flags_config(args: &Args) -> anyhow::Result<Config> {
         budget: Budget::Operations(DEFAULT_SERVE_BUDGET),
         deadline: Deadline::After(DEFAULT_SERVE_DEADLINE),
     };
-    let limits = args.runtime.limits(defaults, args.body_limit.unwrap_or(scale_http::DEFAULT_BODY_LIMIT));
+    let mut limits = args.runtime.limits(defaults, args.body_limit.unwrap_or(scale_http::DEFAULT_BODY_LIMIT));
+    limits.isolate = args.isolate;
     Ok(Config {
         file: PathBuf::from("(command line)"),
         listen: config::DEFAULT_LISTEN.parse().expect("the default address parses"),

@@ -77,6 +77,30 @@ fn serve_runs_the_given_chain_and_refuses_oversized_bodies() {
     assert_eq!(status, 413);
 }
 
+fn post(addr: SocketAddr, body: &str) -> (u16, String) {
+    let raw =
+        format!("POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    request(addr, &raw)
+}
+
+/// With `--isolate`, no request sees what the one before it left in the
+/// function's globals or heap. The `remember` fixture answers
+/// `"<runs>:<held>:<previous body>"`: without the flag, one request after
+/// another on the one pooled instance finds the previous one's body.
+#[test]
+fn serve_isolate_gives_every_request_a_fresh_instance() {
+    for language in ["go", "rust"] {
+        let file = fixture(language, "remember");
+        let server = start(&[arg(&file)]);
+        assert_eq!(post(server.addr, "first secret"), (200, "1:0:".to_string()), "{language}");
+        assert_eq!(post(server.addr, "second"), (200, "2:0:first secret".to_string()), "{language}");
+        let server = start(&[arg(&file), "--isolate"]);
+        for body in ["first secret", "second secret", "third"] {
+            assert_eq!(post(server.addr, body), (200, "1:0:".to_string()), "{language}");
+        }
+    }
+}
+
 #[test]
 fn serve_refuses_a_file_that_is_not_a_scale_file() {
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");

@@ -6,4 +6,5 @@ mod asynchronous;
 mod common;
 mod fixtures;
 mod hostile;
+mod isolation;
 mod reliability;

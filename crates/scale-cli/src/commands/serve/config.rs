@@ -78,6 +78,9 @@ pub struct Limits {
     pub deadline: Deadline,
     /// Bytes.
     pub body_limit: usize,
+    /// Per-run isolation: every request sees the functions as they were
+    /// right after start-up.
+    pub isolate: bool,
 }
 
 impl Default for Limits {
@@ -88,6 +91,7 @@ impl Default for Limits {
             cpu_budget: Budget::Operations(super::DEFAULT_SERVE_BUDGET),
             deadline: Deadline::After(super::DEFAULT_SERVE_DEADLINE),
             body_limit: scale_http::DEFAULT_BODY_LIMIT,
+            isolate: false,
         }
     }
 }
@@ -121,6 +125,7 @@ struct RawLimits {
     cpu_budget: Option<Spanned<BudgetValue>>,
     deadline: Option<Spanned<String>>,
     body_limit: Option<usize>,
+    isolate: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,6 +139,7 @@ struct RawRoute {
     cpu_budget: Option<Spanned<BudgetValue>>,
     deadline: Option<Spanned<String>>,
     body_limit: Option<usize>,
+    isolate: Option<bool>,
 }
 
 /// `cpu_budget = 1000000` or `cpu_budget = "none"`.
@@ -249,6 +255,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             cpu_budget: route.cpu_budget.clone(),
             deadline: route.deadline.clone(),
             body_limit: route.body_limit,
+            isolate: route.isolate,
         };
         let limits = apply(defaults, &own, &|span, message| {
             error(if span.is_empty() { spanned.span() } else { span }, message)
@@ -287,6 +294,9 @@ fn apply(
     }
     if let Some(bytes) = raw.body_limit {
         limits.body_limit = bytes;
+    }
+    if let Some(isolate) = raw.isolate {
+        limits.isolate = isolate;
     }
     Ok(limits)
 }
@@ -355,6 +365,7 @@ path = "/api/*"
 functions = ["hello.scale", "api.scale"]
 cpu_budget = "none"
 body_limit = 1024
+isolate = true
 "#,
         )
         .unwrap();
@@ -375,6 +386,7 @@ body_limit = 1024
             (Budget::Unlimited, 1024, 32)
         );
         assert!(api.methods.is_empty());
+        assert!(api.limits.isolate && !hello.limits.isolate);
     }
 
     #[test]
