@@ -19,7 +19,7 @@ use scale_http::{RunReport, ScaleService, ServeOptions};
 use scale_runtime::Runtime;
 
 use super::config::{Config, RouteConfig};
-use super::metrics::{self, Metrics};
+use super::metrics::{self, Metrics, RouteMetrics};
 
 /// How a route's runtime and service are made, besides the route's own limits.
 pub type Make = dyn Fn(&RouteConfig) -> anyhow::Result<ScaleService> + Send + Sync;
@@ -37,6 +37,7 @@ pub struct Version {
 pub struct Route {
     pub config: RouteConfig,
     pub current: ArcSwap<Version>,
+    metrics: RouteMetrics,
 }
 
 impl Route {
@@ -104,9 +105,12 @@ impl Server {
             let service = make(route).with_context(|| {
                 format!("{}:{}: route {:?}: loading its functions", config.file.display(), route.line, route.path)
             })?;
-            metrics.add_route(&route.path);
             let version = Version { runtime: service.runtime().clone(), service };
-            routes.push(Route { config: route.clone(), current: ArcSwap::from_pointee(version) });
+            routes.push(Route {
+                config: route.clone(),
+                current: ArcSwap::from_pointee(version),
+                metrics: metrics.add_route(&route.path),
+            });
         }
         Ok(Self { file: config.file.clone(), routes, router, metrics, make, draining: AtomicBool::new(false) })
     }
@@ -163,11 +167,11 @@ impl Server {
             }
             Some(route) => {
                 let name = route.config.path.as_str();
-                let _in_flight = self.metrics.enter(name);
+                let _in_flight = route.metrics.enter();
                 let version = route.current.load_full();
                 let mut response = version.service.handle(request).await;
                 if let Some(report) = response.extensions_mut().remove::<RunReport>() {
-                    self.metrics.record(name, &report);
+                    route.metrics.record(&report);
                     if let Some(failure) = &report.failure {
                         tracing::warn!(
                             route = name,
