@@ -175,25 +175,33 @@ struct Server {
     addr: SocketAddr,
 }
 
+/// Spawns a server with standard output discarded, and a thread that reads
+/// its standard error to the end (so that it never blocks on a full pipe)
+/// and hands over the lines.
+pub(crate) fn spawn_server(command: &mut Command, program: &Path) -> Result<(Child, mpsc::Receiver<String>)> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = lines.send(line);
+        }
+    });
+    Ok((child, received))
+}
+
 impl Server {
     /// Starts `program` and waits for the `http://ADDR` it prints on stderr.
     fn start(name: &str, program: &Path, args: &[&str]) -> Result<Server> {
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", program.display()))?;
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let (lines, received) = mpsc::channel();
-        // Reads the server's stderr to its end, so that the server never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let _ = lines.send(line);
-            }
-        });
+        let mut command = Command::new(program);
+        command.args(args);
+        let (child, received) = spawn_server(&mut command, program)?;
         // From here on, the guard kills the server whatever happens.
         let mut server = Server { child, addr: SocketAddr::from(([127, 0, 0, 1], 0)) };
         let deadline = Instant::now() + START_TIMEOUT;

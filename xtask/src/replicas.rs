@@ -18,7 +18,7 @@
 //! conn-failure empty-response`, `option redispatch`); `--no-retries` turns
 //! that off, to see what the health checks alone give.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -303,23 +303,9 @@ impl Replica {
     /// Starts the built-in hello function on free loopback ports, with the
     /// admin listener, and waits for both addresses.
     fn start(index: usize, binary: &Path) -> Result<Replica> {
-        let mut child = Command::new(binary)
-            .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let (lines, received) = mpsc::channel();
-        // Reads stderr to its end, so that the replica never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let _ = lines.send(line);
-            }
-        });
+        let mut command = Command::new(binary);
+        command.args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]).env("RUST_LOG", "warn");
+        let (child, received) = crate::loadtest::spawn_server(&mut command, binary)?;
         let unset = SocketAddr::from(([0, 0, 0, 0], 0));
         let mut replica = Replica { index, child, public: unset, admin: unset };
         let deadline = Instant::now() + START_TIMEOUT;
