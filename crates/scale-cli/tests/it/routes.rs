@@ -395,6 +395,6 @@ fn json_logs_have_one_access_line_per_request() {
     assert_eq!(access[0]["path"], "/hello");
     assert_eq!(access[0]["route"], "/hello");
     assert_eq!(access[0]["status"], 200);
-    assert!(access[0]["duration_ms"].as_f64().is_some(), "{}", access[0]);
+    assert!(access[0]["duration_us"].as_u64().is_some(), "{}", access[0]);
     assert_eq!((access[1]["route"].as_str(), access[1]["status"].as_u64()), (Some("-"), Some(404)));
 }

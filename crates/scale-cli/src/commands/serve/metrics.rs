@@ -1,8 +1,6 @@
 //! What `scale serve` counts, in Prometheus/OpenMetrics text on the admin
 //! listener's `/metrics`.
 
-use std::time::Duration;
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -206,13 +204,11 @@ impl Drop for InFlight {
 /// The content type of [`Metrics::encode`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// How long a run took, for logs: milliseconds with a fraction.
-pub fn millis(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
-}
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

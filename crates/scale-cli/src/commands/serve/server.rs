@@ -149,8 +149,9 @@ impl Server {
     async fn answer(self: Arc<Self>, request: http::Request<hyper::body::Incoming>) -> http::Response<Full<Bytes>> {
         let started = Instant::now();
         let method = request.method().clone();
-        let path = request.uri().path().to_string();
-        let route = self.router.at(&path).ok().map(|found| &self.routes[*found.value]);
+        let uri = request.uri().clone();
+        let path = uri.path();
+        let route = self.router.at(path).ok().map(|found| &self.routes[*found.value]);
         let (response, route_name) = match route {
             None => (plain(http::StatusCode::NOT_FOUND), "-"),
             Some(route) if !route.allows(&method) => {
@@ -187,10 +188,10 @@ impl Server {
         tracing::info!(
             target: "scale::access",
             method = %method,
-            path = %path,
+            path,
             route = route_name,
             status = response.status().as_u16(),
-            duration_ms = metrics::millis(started.elapsed()),
+            duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         );
         response
     }
