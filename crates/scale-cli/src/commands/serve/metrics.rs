@@ -204,7 +204,6 @@ impl Drop for InFlight {
 /// The content type of [`Metrics::encode`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
