@@ -723,6 +723,20 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        self.answer(request)
+    }
+}
+
+impl ScaleService {
+    /// Answers one request, as the tower `call` does, through a shared
+    /// reference: for a server that holds the service behind an `Arc` (a
+    /// router, say). A request without a body is answered at once when runs
+    /// are inline; [`handle`](Self::handle) always goes the async way.
+    pub fn answer<B>(&self, request: http::Request<B>) -> ResponseFuture
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         // A request without a body has nothing to wait for: when chains run
         // inline, it is answered here, with no future to box and no clone
         // of the service.

@@ -170,7 +170,7 @@ impl Server {
                 let name = route.config.path.as_str();
                 let _in_flight = route.metrics.enter();
                 let version = route.current.load_full();
-                let mut response = version.service.handle(request).await;
+                let Ok(mut response) = version.service.answer(request).await;
                 if let Some(report) = response.extensions_mut().remove::<RunReport>() {
                     route.metrics.record(&report);
                     if let Some(failure) = &report.failure {
