@@ -472,7 +472,8 @@ impl<S: Signature> Guest<S> {
                 )));
             }
         };
-        S::decode_result_reusing(output, &mut self.spare, input, sent)
+        self.spare
+            .decode_result_reusing(output, input, sent)
             .map_err(|err| malformed(format!("its result does not decode: {err}")))
     }
 
@@ -822,9 +823,9 @@ fn host_next<S: Signature>(
         let input = guest_bytes(memory, ptr, len)
             .ok_or_else(|| HostTrap::Malformed("next: the context lies outside the guest's memory".into()))?;
         match &mut ctx {
-            None if say_unchanged => S::validate_reusing(input, &data.sent),
+            None if say_unchanged => S::validate(input, &data.sent),
             None => S::encode_unchanged_result(input, &mut answer),
-            Some(ctx) => S::decode_into(input, ctx),
+            Some(ctx) => ctx.decode(input),
         }
         .map_err(|err| HostTrap::Malformed(format!("next was handed a context that does not decode: {err}")))?;
     }

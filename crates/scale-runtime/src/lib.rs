@@ -112,7 +112,7 @@ pub use scale_func::ScaleFunc;
 /// `SIGNATURE_NAME`/`SIGNATURE_VERSION`.
 pub use scale_signature_http;
 pub use scale_signature_http::Context;
-pub use signature::{BoxError, Signature};
+pub use signature::Signature;
 
 /// The version of the guest ABI this runtime speaks (see `docs/abi.md`).
 pub const ABI_VERSION: u32 = guest::scale_abi::VERSION;

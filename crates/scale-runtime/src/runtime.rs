@@ -20,7 +20,7 @@ use crate::guest::{Downstream, Guest, Handler, Link};
 use crate::isolation::{Isolation, Templates};
 use crate::module;
 use crate::module::CacheSetting;
-use crate::signature::Signature;
+use crate::signature::{self, Signature};
 
 /// The default memory limit of one guest instance: 64 MiB.
 pub const DEFAULT_MEMORY_LIMIT: u64 = 64 << 20;
@@ -319,8 +319,12 @@ impl<S: Signature> RuntimeBuilder<S> {
         for function in &self.functions {
             let name = function.name();
             let found = function.signature().to_string();
-            if found != S::id() {
-                return Err(Error::SignatureMismatch { function: name.to_string(), expected: S::id(), found });
+            if found != signature::id::<S>() {
+                return Err(Error::SignatureMismatch {
+                    function: name.to_string(),
+                    expected: signature::id::<S>(),
+                    found,
+                });
             }
             let engine = shared_engine.clone().unwrap_or_else(|| build_engine(settings));
             let module =
@@ -656,7 +660,10 @@ impl<S: Signature> Clone for Runtime<S> {
 
 impl<S: Signature> fmt::Debug for Runtime<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Runtime").field("signature", &S::id()).field("functions", &self.function_names()).finish()
+        f.debug_struct("Runtime")
+            .field("signature", &signature::id::<S>())
+            .field("functions", &self.function_names())
+            .finish()
     }
 }
 

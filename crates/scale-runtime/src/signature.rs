@@ -1,10 +1,6 @@
 //! Signatures: what the context is and how it crosses into a guest.
 
-use bytes::Bytes;
 use scale_signature_http::pieces;
-
-/// A boxed error, for codec failures.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The contract between host and guests: the context type and its wire
 /// format. A runtime is generic over it; [`scale_signature_http::Context`]
@@ -12,99 +8,45 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 ///
 /// A guest is built against one signature, recorded in its `.scale` file as
 /// `name@version`; the runtime refuses functions built for another.
+///
+/// Four methods carry a context across: [`encode`](Signature::encode) what
+/// the host hands a guest, [`decode`](Signature::decode) what a guest hands
+/// to `next`, [`encode_result`](Signature::encode_result) the answer to
+/// `next`, and [`decode_result`](Signature::decode_result) what a guest's
+/// `run` returns. The provided methods are shortcuts the runtime takes on
+/// every run; their defaults are built on the four, and a signature
+/// overrides them only to go faster. The project's `docs/embedding.md`
+/// walks through a signature of one's own, and `examples/custom_signature.rs`
+/// runs one.
+///
+/// Bytes handed to `decode` and `decode_result` are borrowed straight from
+/// guest memory: an implementation copies what it keeps, and must cope with
+/// any bytes at all (a guest may be hostile) by returning an error.
 pub trait Signature: Default + Send + 'static {
     /// The signature's name, as recorded in `.scale` files.
     const NAME: &'static str;
     /// The signature's version, as recorded in `.scale` files.
     const VERSION: &'static str;
 
+    /// Why bytes do not decode.
+    type Error: std::error::Error + Send + Sync + 'static;
+
     /// Appends the encoding of this context to `buf`.
     fn encode(&self, buf: &mut Vec<u8>);
 
-    /// Decodes a context.
-    fn decode(bytes: Bytes) -> Result<Self, BoxError>;
+    /// Decodes `bytes` into this context, reusing its allocations. After an
+    /// error, the context holds some valid but unspecified value.
+    fn decode(&mut self, bytes: &[u8]) -> Result<(), Self::Error>;
 
-    /// Decodes a context into `into`, reusing its allocations. `bytes` are
-    /// borrowed straight from guest memory (what a guest hands to `next`),
-    /// so an implementation copies what it keeps. After an error, `into`
-    /// holds some valid but unspecified context. The default implementation
-    /// copies `bytes` and calls [`Signature::decode`].
-    fn decode_into(bytes: &[u8], into: &mut Self) -> Result<(), BoxError> {
-        *into = Self::decode(Bytes::copy_from_slice(bytes))?;
-        Ok(())
-    }
-
-    /// Appends the encoding of a run's outcome (this context, or an error
+    /// Appends the encoding of a run's outcome (a context, or an error
     /// message) to `buf`: what the host answers a guest's `next` with.
     fn encode_result(result: Result<&Self, &str>, buf: &mut Vec<u8>);
 
-    /// Appends to `buf` the answer to a `next` call that leaves the context
-    /// unchanged (the chain ends there with no native handlers): a successful
-    /// outcome holding the context encoded in `context`, the bytes a guest
-    /// handed to `next`. Bytes that do not decode are an error.
-    ///
-    /// The default implementation decodes `context` and encodes it back. An
-    /// implementation may instead check the bytes and copy them, as the HTTP
-    /// signature does: that saves the round trip through `Self`.
-    fn encode_unchanged_result(context: &[u8], buf: &mut Vec<u8>) -> Result<(), BoxError> {
-        let mut decoded = Self::default();
-        Self::decode_into(context, &mut decoded)?;
-        Self::encode_result(Ok(&decoded), buf);
-        Ok(())
-    }
-
-    /// Checks that `context` is a valid encoding, keeping nothing: what the
-    /// runtime does with the context a guest hands to `next` when the chain
-    /// ends there and the guest is only told "unchanged".
-    ///
-    /// The default implementation decodes `context` into a fresh value.
-    fn validate(context: &[u8]) -> Result<(), BoxError> {
-        Self::decode_into(context, &mut Self::default())
-    }
-
-    /// [`Signature::validate`], where `sent` is a context the runtime
-    /// encoded itself (so valid): what the guest handing `context` to `next`
-    /// was given. Implementations may skip checking the parts of `context`
-    /// equal to `sent`'s, but must accept exactly what `validate` accepts.
-    ///
-    /// The default implementation is `validate(context)`.
-    fn validate_reusing(context: &[u8], sent: &[u8]) -> Result<(), BoxError> {
-        let _ = sent;
-        Self::validate(context)
-    }
-
-    /// Decodes a run's outcome, as a guest's `run` returns it.
-    fn decode_result(bytes: Bytes) -> Result<Result<Self, String>, BoxError>;
-
-    /// Decodes a run's outcome into `into`, reusing its allocations: `Ok(Ok(()))`
-    /// leaves the decoded context in `into`. After an error result or a decode
-    /// error, `into` holds some valid but unspecified context.
-    ///
-    /// The runtime calls this one on every run, with `bytes` borrowed
-    /// straight from guest memory, so an implementation copies what it keeps.
-    /// The default implementation copies `bytes` and calls
-    /// [`Signature::decode_result`].
-    fn decode_result_into(bytes: &[u8], into: &mut Self) -> Result<Result<(), String>, BoxError> {
-        Ok(Self::decode_result(Bytes::copy_from_slice(bytes))?.map(|context| *into = context))
-    }
-
-    /// Decodes the outcome of a run that was handed `sent`, the encoding of
-    /// `previous`, into `into`, as [`Signature::decode_result_into`] does. An
-    /// implementation may move into `into` the parts of `previous` that came
-    /// back unchanged instead of decoding them again. The runtime discards
-    /// `previous` after a successful outcome; after an error outcome or a
-    /// decode error, `previous` must be as it was.
-    ///
-    /// The default implementation calls [`Signature::decode_result_into`].
-    fn decode_result_reusing(
-        bytes: &[u8],
-        into: &mut Self,
-        sent: &[u8],
-        previous: &mut Self,
-    ) -> Result<Result<(), String>, BoxError> {
-        let _ = (sent, previous);
-        Self::decode_result_into(bytes, into)
-    }
+    /// Decodes a run's outcome, as a guest's `run` returns it, into this
+    /// context: `Ok(Ok(()))` leaves the decoded context here, `Ok(Err(message))`
+    /// is an error outcome. After an error outcome or a decode error, the
+    /// context holds some valid but unspecified value.
+    fn decode_result(&mut self, bytes: &[u8]) -> Result<Result<(), String>, Self::Error>;
 
     /// Sets this context back to the default, as `Self::default()` would.
     /// Implementations may keep allocations for reuse.
@@ -112,26 +54,69 @@ pub trait Signature: Default + Send + 'static {
         *self = Self::default();
     }
 
-    /// `name@version`.
-    fn id() -> String {
-        format!("{}@{}", Self::NAME, Self::VERSION)
+    /// Checks that `context`, what a guest handed to `next`, decodes. The
+    /// runtime asks this instead of decoding when the chain ends there with
+    /// no native handlers: the guest is told "unchanged" and nothing is
+    /// kept. `sent` is what that guest was handed (encoded by the runtime,
+    /// so valid): an implementation may skip checking the parts of `context`
+    /// equal to `sent`'s, but must accept exactly what `decode` accepts.
+    ///
+    /// The default decodes `context` into a fresh value.
+    fn validate(context: &[u8], sent: &[u8]) -> Result<(), Self::Error> {
+        let _ = sent;
+        Self::default().decode(context)
     }
+
+    /// Appends to `buf` a successful outcome holding the context encoded in
+    /// `context`: the answer to a `next` that leaves the context unchanged,
+    /// for guests of ABI version 1, which are sent their context back. Bytes
+    /// that do not decode are an error.
+    ///
+    /// The default decodes `context` and encodes it back; an implementation
+    /// may check the bytes and copy them instead.
+    fn encode_unchanged_result(context: &[u8], buf: &mut Vec<u8>) -> Result<(), Self::Error> {
+        let mut decoded = Self::default();
+        decoded.decode(context)?;
+        Self::encode_result(Ok(&decoded), buf);
+        Ok(())
+    }
+
+    /// [`decode_result`](Signature::decode_result) of the outcome of a run
+    /// that was handed `sent`, the encoding of `previous`. An implementation
+    /// may move into `self` the parts of `previous` that came back unchanged
+    /// instead of decoding them again. The runtime discards `previous` after
+    /// a successful outcome; after an error outcome or a decode error,
+    /// `previous` must be as it was.
+    ///
+    /// The default calls `decode_result`.
+    fn decode_result_reusing(
+        &mut self,
+        bytes: &[u8],
+        sent: &[u8],
+        previous: &mut Self,
+    ) -> Result<Result<(), String>, Self::Error> {
+        let _ = (sent, previous);
+        self.decode_result(bytes)
+    }
+}
+
+/// `name@version` of a signature.
+pub(crate) fn id<S: Signature>() -> String {
+    format!("{}@{}", S::NAME, S::VERSION)
 }
 
 impl Signature for scale_signature_http::Context {
     const NAME: &'static str = scale_signature_http::SIGNATURE_NAME;
     const VERSION: &'static str = scale_signature_http::SIGNATURE_VERSION;
 
+    type Error = scale_signature_http::DecodeError;
+
     fn encode(&self, buf: &mut Vec<u8>) {
         self.encode_into(buf);
     }
 
-    fn decode(bytes: Bytes) -> Result<Self, BoxError> {
-        Ok(scale_signature_http::Context::decode(bytes)?)
-    }
-
-    fn decode_into(bytes: &[u8], into: &mut Self) -> Result<(), BoxError> {
-        Ok(into.decode_in_place(pieces::Slice(bytes))?)
+    fn decode(&mut self, bytes: &[u8]) -> Result<(), Self::Error> {
+        self.decode_in_place(pieces::Slice(bytes))
     }
 
     fn encode_result(result: Result<&Self, &str>, buf: &mut Vec<u8>) {
@@ -141,39 +126,31 @@ impl Signature for scale_signature_http::Context {
         }
     }
 
-    fn encode_unchanged_result(context: &[u8], buf: &mut Vec<u8>) -> Result<(), BoxError> {
-        Ok(scale_signature_http::RunResult::encode_encoded_context_into(context, buf)?)
-    }
-
-    fn validate(context: &[u8]) -> Result<(), BoxError> {
-        Ok(scale_signature_http::Context::validate(context)?)
-    }
-
-    fn validate_reusing(context: &[u8], sent: &[u8]) -> Result<(), BoxError> {
-        Ok(scale_signature_http::Context::validate_reusing(context, sent)?)
-    }
-
-    fn decode_result(bytes: Bytes) -> Result<Result<Self, String>, BoxError> {
-        Ok(scale_signature_http::RunResult::decode(bytes)?.into_result())
-    }
-
-    fn decode_result_into(bytes: &[u8], into: &mut Self) -> Result<Result<(), String>, BoxError> {
-        Ok(run_outcome(scale_signature_http::RunResult::decode_into(pieces::Slice(bytes), into)?))
-    }
-
-    fn decode_result_reusing(
-        bytes: &[u8],
-        into: &mut Self,
-        sent: &[u8],
-        previous: &mut Self,
-    ) -> Result<Result<(), String>, BoxError> {
-        let error =
-            scale_signature_http::RunResult::decode_into_reusing_request(bytes, into, sent, &mut previous.request)?;
-        Ok(run_outcome(error))
+    fn decode_result(&mut self, bytes: &[u8]) -> Result<Result<(), String>, Self::Error> {
+        Ok(run_outcome(scale_signature_http::RunResult::decode_into(pieces::Slice(bytes), self)?))
     }
 
     fn reset(&mut self) {
         scale_signature_http::Context::reset(self);
+    }
+
+    fn validate(context: &[u8], sent: &[u8]) -> Result<(), Self::Error> {
+        scale_signature_http::Context::validate_reusing(context, sent)
+    }
+
+    fn encode_unchanged_result(context: &[u8], buf: &mut Vec<u8>) -> Result<(), Self::Error> {
+        scale_signature_http::RunResult::encode_encoded_context_into(context, buf)
+    }
+
+    fn decode_result_reusing(
+        &mut self,
+        bytes: &[u8],
+        sent: &[u8],
+        previous: &mut Self,
+    ) -> Result<Result<(), String>, Self::Error> {
+        let error =
+            scale_signature_http::RunResult::decode_into_reusing_request(bytes, self, sent, &mut previous.request)?;
+        Ok(run_outcome(error))
     }
 }
 
