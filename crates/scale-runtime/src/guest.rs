@@ -150,7 +150,7 @@ pub(crate) struct GuestEnv<S: Signature> {
     /// The ABI version the guest speaks (1 until it has said).
     pub abi: u32,
     /// The context this run was given, as encoded by the host, while the
-    /// guest runs (for `Signature::validate_reusing`).
+    /// guest runs (for `Signature::validate`).
     pub sent: Vec<u8>,
     pub stdout: Capture,
     pub stderr: Capture,
