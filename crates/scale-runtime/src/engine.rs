@@ -1,6 +1,6 @@
 //! Engines: Cranelift, optional metering, and the memory limit.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +16,7 @@ use wasmer_compiler::LinkError;
 use wasmer_types::entity::PrimaryMap;
 use wasmer_types::{LocalMemoryIndex, LocalTableIndex, MemoryIndex, ModuleInfo, TableIndex};
 
-use crate::isolation::Isolation;
+use crate::limits::{self, Isolation, PAGE_BYTES, TABLE_ELEMENT_BYTES};
 use crate::metering::Metering;
 
 /// What an engine is built with. Two engines with equal settings compile
@@ -95,41 +95,6 @@ fn perf_map_requested() -> bool {
     std::env::var_os(PERF_MAP_VAR).is_some_and(|value| !value.is_empty() && value != "0")
 }
 
-thread_local! {
-    /// Set when a guest memory on this thread failed to grow. The runtime
-    /// clears it before calling into a guest and reads it after a trap, to
-    /// tell "ran out of its memory limit" from other traps. Guests run on the
-    /// thread that calls them, so a thread-local is exact.
-    static GROW_REFUSED: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Clears the record of refused memory growth on this thread.
-pub(crate) fn clear_grow_refused() {
-    GROW_REFUSED.with(|flag| flag.set(false));
-}
-
-/// Restores the record of refused memory growth saved with [`grow_refused`].
-pub(crate) fn set_grow_refused(refused: bool) {
-    GROW_REFUSED.with(|flag| flag.set(refused));
-}
-
-/// Records that a guest memory on this thread failed to grow.
-#[cfg(target_os = "linux")]
-pub(crate) fn note_grow_refused() {
-    GROW_REFUSED.with(|flag| flag.set(true));
-}
-
-/// Whether a guest memory on this thread failed to grow since the last clear.
-pub(crate) fn grow_refused() -> bool {
-    GROW_REFUSED.with(Cell::get)
-}
-
-/// The bytes one table element takes on the host (a pointer).
-pub(crate) const TABLE_ELEMENT_BYTES: u64 = 8;
-
-/// Bytes in a wasm page.
-const PAGE_BYTES: u64 = 64 * 1024;
-
 /// How a module's tables share one instance's table limit, and what they
 /// take of its memory limit.
 ///
@@ -192,6 +157,13 @@ pub(crate) struct CappedTable {
     pub definition: NonNull<VMTableDefinition>,
     pub cap: u32,
 }
+
+// SAFETY: `definition` points into the context of the instance this table
+// belongs to, which the store of the guest holding this value owns; it is
+// read only by the thread using that guest, through `&Guest`, while no guest
+// code runs. Moving it to another thread with the guest's store changes
+// nothing.
+unsafe impl Send for CappedTable {}
 
 thread_local! {
     /// The capped tables made by instantiations on this thread since
@@ -369,7 +341,7 @@ impl LinearMemory for RecordingMemory {
     fn grow(&mut self, delta: Pages) -> Result<Pages, MemoryError> {
         let grown = self.0.grow(delta);
         if grown.is_err() {
-            GROW_REFUSED.with(|flag| flag.set(true));
+            limits::note_grow_refused();
         }
         grown
     }
@@ -377,7 +349,7 @@ impl LinearMemory for RecordingMemory {
     fn grow_at_least(&mut self, min_size: u64) -> Result<(), MemoryError> {
         let grown = self.0.grow_at_least(min_size);
         if grown.is_err() {
-            GROW_REFUSED.with(|flag| flag.set(true));
+            limits::note_grow_refused();
         }
         grown
     }
@@ -424,5 +396,28 @@ impl LinearMemory for RecordingMemory {
 
     fn thread_conditions(&self) -> Option<&ThreadConditions> {
         self.0.thread_conditions()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wasmer version in module cache keys is the one the workspace
+    /// builds: a wasmer update that forgets it would load artifacts of the
+    /// old version.
+    #[test]
+    fn the_recorded_wasmer_version_is_the_locked_one() {
+        let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock"))
+            .expect("the workspace's Cargo.lock is readable");
+        let locked: Vec<&str> = lock
+            .split("[[package]]")
+            .filter_map(|package| {
+                let mut lines = package.lines().map(str::trim);
+                lines.find(|line| *line == r#"name = "wasmer""#)?;
+                lines.next()?.strip_prefix(r#"version = ""#)?.strip_suffix('"')
+            })
+            .collect();
+        assert_eq!(locked, [WASMER_VERSION], "Cargo.lock's wasmer versions against engine::WASMER_VERSION");
     }
 }

@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use wasmer::sys::vm::{LinearMemory, MemoryError, MemoryStyle, Trap, VMMemoryDefinition, initialize_memory_with_data};
 use wasmer::{MemoryType, Pages};
 
-use crate::engine::note_grow_refused;
+use crate::limits::note_grow_refused;
 
 /// Bytes in a wasm page.
 const WASM_PAGE: usize = 64 * 1024;
@@ -799,10 +799,10 @@ mod tests {
     #[test]
     fn growth_stops_at_the_maximum_and_is_recorded() {
         let (mut memory, _definition) = memory(1, 2);
-        crate::engine::clear_grow_refused();
+        crate::limits::clear_grow_refused();
         assert_eq!(memory.grow(Pages(1)).expect("within the maximum"), Pages(1));
-        assert!(!crate::engine::grow_refused());
+        assert!(!crate::limits::grow_refused());
         assert!(memory.grow(Pages(1)).is_err(), "past the maximum");
-        assert!(crate::engine::grow_refused());
+        assert!(crate::limits::grow_refused());
     }
 }

@@ -12,55 +12,6 @@ use std::ptr::NonNull;
 use wasmer::sys::vm::{StoreObject, VMGlobalDefinition, VMTable, VMTableDefinition};
 use wasmer::{AsStoreMut, Store, Type};
 
-/// What one run of a guest instance sees of the runs before it.
-///
-/// Set with [`RuntimeBuilder::isolation`](crate::RuntimeBuilder::isolation).
-/// Instances are pooled either way; what changes is what they keep.
-///
-/// ```no_run
-/// use scale_runtime::{Isolation, Runtime, ScaleFunc};
-///
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let function = ScaleFunc::decode(&std::fs::read("hello.scale")?)?;
-/// // Every run starts from the state the module had right after it started:
-/// // nothing one request leaves in globals or on the heap reaches the next.
-/// let runtime = Runtime::builder().function(function).isolation(Isolation::PerRun).build()?;
-/// let mut instance = runtime.instance()?;
-/// instance.context_mut().request.set_body_string("for this run only");
-/// instance.run()?;
-/// # Ok(()) }
-/// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Isolation {
-    /// An instance keeps its globals, tables and memory from one run to the
-    /// next, as a long-lived process would: the fastest, for functions that
-    /// trust each other's callers (or keep caches on purpose). A guest that
-    /// stores a request's data in a global hands it to whoever runs that
-    /// instance next. The default.
-    #[default]
-    Pooled,
-    /// Each run sees the module exactly as it was right after instantiation
-    /// and initialisation (data segments, start function, `_initialize`, the
-    /// Go runtime's start-up): linear memory, mutable globals and tables are
-    /// reset after every run, and memory grown during a run shrinks back.
-    /// Values the guest drew during start-up (Go's random seeds, say) are
-    /// therefore the same in every run, and, on Linux, in every instance of
-    /// the function (they start from the first one's state).
-    ///
-    /// Instances are still pooled: the reset costs what the run changed, not
-    /// a new instantiation (on Linux, pages the run wrote are copied back
-    /// from a copy-on-write image of the memory; see `docs/benchmarks.md`).
-    /// On Linux, instances made after the first start from its image and
-    /// globals instead of running start-up again, where start-up leaves the
-    /// tables as instantiation made them (Go and Rust guests do).
-    /// A run that fails (a trap, a panic, a limit) resets its instance too,
-    /// which then stays in the pool. An instance whose tables grew during a
-    /// run, or, off Linux, whose memory grew, is replaced by a fresh one
-    /// instead.
-    PerRun,
-}
-
 /// Why an instance could not be reset; it is replaced instead.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ResetError {

@@ -83,27 +83,35 @@
 //! stripped module shows function indices) instead of bare addresses.
 #![warn(missing_docs)]
 
+mod abi;
 mod awaiting;
+mod chain;
 mod deadline;
 mod engine;
 mod error;
 mod guest;
 #[cfg(target_os = "linux")]
 mod image;
+mod instance;
 mod isolation;
+mod limits;
+mod meter;
 mod metering;
 mod module;
+mod pool;
 mod runtime;
 mod signature;
+mod trap;
 mod wasi;
 
 pub use error::{Error, HandlerError};
-pub use isolation::Isolation;
-pub use module::{CACHE_DIR_VAR, default_cache_dir};
-pub use runtime::{
-    DEFAULT_MAX_IDLE, DEFAULT_MAX_USES, DEFAULT_MEMORY_LIMIT, DEFAULT_TABLE_LIMIT, Instance, MAX_CHAIN_LENGTH,
-    PoolStats, RunAsync, Runtime, RuntimeBuilder,
+pub use instance::{Instance, RunAsync};
+pub use limits::{
+    DEFAULT_MAX_IDLE, DEFAULT_MAX_USES, DEFAULT_MEMORY_LIMIT, DEFAULT_TABLE_LIMIT, Isolation, MAX_CHAIN_LENGTH,
 };
+pub use module::{CACHE_DIR_VAR, default_cache_dir};
+pub use pool::PoolStats;
+pub use runtime::{Runtime, RuntimeBuilder};
 /// The `.scale` file format: [`ScaleFunc`], and what a host needs to check
 /// or build one ([`scale_func::Signature`], [`scale_func::Language`]).
 pub use scale_func;
@@ -115,7 +123,7 @@ pub use scale_signature_http::Context;
 pub use signature::Signature;
 
 /// The version of the guest ABI this runtime speaks (see `docs/abi.md`).
-pub const ABI_VERSION: u32 = guest::scale_abi::VERSION;
+pub const ABI_VERSION: u32 = abi::versions::VERSION;
 
 #[cfg(test)]
 mod tests {

@@ -6,11 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmer::{Engine, ExternType, FunctionType, Module, Type};
+use wasmer::{Engine, Module};
 
 use crate::engine::{EngineSettings, TablePlan};
 use crate::error::Error;
-use crate::wasi;
 
 /// The environment variable that overrides [`default_cache_dir`].
 pub const CACHE_DIR_VAR: &str = "SCALE_CACHE_DIR";
@@ -188,10 +187,10 @@ fn write_cached(path: &Path, artifact: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Checks a compiled module against the ABI: the exports it must have, the
-/// imports it may have, one memory; and against the limits: what its
-/// memory and tables declare at least must fit. Names the first offending
-/// export, import or declaration.
+/// Checks a compiled module against the limits (one memory; what its
+/// memory and tables declare at least must fit) and against the exports the
+/// ABI asks for. Names the first offending declaration or export. Imports
+/// are checked when they are resolved ([`crate::abi::ImportPlan::resolve`]).
 pub(crate) fn validate(name: &str, module: &Module, settings: EngineSettings) -> Result<(), Error> {
     let invalid = |reason: String| Error::InvalidModule { function: name.to_string(), reason };
     let info = module.info();
@@ -211,64 +210,5 @@ pub(crate) fn validate(name: &str, module: &Module, settings: EngineSettings) ->
             )));
         }
     }
-    let func = |params: &[Type], results: &[Type]| FunctionType::new(params.to_vec(), results.to_vec());
-    let required = [
-        ("scale_abi_version", func(&[], &[Type::I32])),
-        ("resize", func(&[Type::I32], &[Type::I32])),
-        ("run", func(&[Type::I32], &[Type::I64])),
-    ];
-    let mut memory = None;
-    for export in module.exports() {
-        if export.name() == "memory" {
-            memory = Some(export.ty().clone());
-        }
-    }
-    match memory {
-        Some(ExternType::Memory(ty)) if !ty.shared => {}
-        Some(ExternType::Memory(_)) => return Err(invalid("export `memory` is a shared memory".into())),
-        Some(other) => return Err(invalid(format!("export `memory` is not a memory but {other:?}"))),
-        None => return Err(invalid("missing export `memory`".into())),
-    }
-    for (export, expected) in required {
-        let found = module.exports().find(|e| e.name() == export);
-        match found.as_ref().map(|e| e.ty()) {
-            Some(ExternType::Function(ty)) if *ty == expected => {}
-            Some(ExternType::Function(ty)) => {
-                return Err(invalid(format!("export `{export}` has type {ty}, expected {expected}")));
-            }
-            Some(_) => return Err(invalid(format!("export `{export}` is not a function"))),
-            None => return Err(invalid(format!("missing export `{export}` (is this a Scale function?)"))),
-        }
-    }
-    if let Some(init) = module.exports().find(|e| e.name() == "_initialize") {
-        let expected = func(&[], &[]);
-        if !matches!(init.ty(), ExternType::Function(ty) if *ty == expected) {
-            return Err(invalid("export `_initialize` must be a function () -> ()".into()));
-        }
-    }
-    let env_imports = [
-        ("next", func(&[Type::I32; 4], &[Type::I32])),
-        ("next_result", func(&[Type::I32; 2], &[Type::I32])),
-        ("panic", func(&[Type::I32; 2], &[])),
-    ];
-    for import in module.imports() {
-        let (module_name, field) = (import.module(), import.name());
-        let expected = match module_name {
-            "env" => env_imports.iter().find(|(n, _)| *n == field).map(|(_, ty)| ty.clone()),
-            wasi::MODULE => wasi::function_type(field).map(|(params, results)| func(params, results)),
-            _ => None,
-        };
-        let Some(expected) = expected else {
-            return Err(invalid(format!(
-                "it imports `{module_name}.{field}`, which the host does not provide (guests are sandboxed: see docs/abi.md)"
-            )));
-        };
-        match import.ty() {
-            ExternType::Function(ty) if *ty == expected => {}
-            other => {
-                return Err(invalid(format!("import `{module_name}.{field}` has type {other:?}, expected {expected}")));
-            }
-        }
-    }
-    Ok(())
+    crate::abi::check_exports(module).map_err(invalid)
 }

@@ -8,11 +8,32 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use wasmer::{Function, FunctionEnv, FunctionEnvMut, MemoryView, Store, Type};
+use wasmer::{Function, FunctionEnv, FunctionEnvMut, Memory, MemoryView, Store};
 
 use crate::deadline;
-use crate::guest::{GuestEnv, HostTrap, Meter, charge};
-use crate::signature::Signature;
+use crate::meter::{Meter, charge};
+use crate::trap::{HostTrap, printable};
+
+/// The shim's state for one guest instance: what its functions reach.
+#[derive(Default)]
+pub(crate) struct WasiEnv {
+    /// The guest's memory, once instantiation has made it.
+    pub memory: Option<Memory>,
+    /// The guest's CPU budget, when it is metered.
+    pub meter: Option<Meter>,
+    pub stdout: Capture,
+    pub stderr: Capture,
+}
+
+impl WasiEnv {
+    /// Forgets the output of the previous run.
+    pub fn clear_output(&mut self) {
+        self.stdout.clear();
+        self.stderr.clear();
+    }
+}
+
+type Env<'a> = FunctionEnvMut<'a, WasiEnv>;
 
 /// The import module name.
 pub(crate) const MODULE: &str = "wasi_snapshot_preview1";
@@ -24,65 +45,6 @@ const EINVAL: i32 = 28;
 const ENOTSUP: i32 = 58;
 const ESPIPE: i32 = 70;
 const ENOTCAPABLE: i32 = 76;
-
-const I32: Type = Type::I32;
-const I64: Type = Type::I64;
-
-/// Every preview1 function the shim provides, with its wasm type
-/// (parameters, results). Modules importing anything else are refused.
-pub(crate) const FUNCTIONS: &[(&str, &[Type], &[Type])] = &[
-    ("args_get", &[I32, I32], &[I32]),
-    ("args_sizes_get", &[I32, I32], &[I32]),
-    ("environ_get", &[I32, I32], &[I32]),
-    ("environ_sizes_get", &[I32, I32], &[I32]),
-    ("clock_res_get", &[I32, I32], &[I32]),
-    ("clock_time_get", &[I32, I64, I32], &[I32]),
-    ("fd_advise", &[I32, I64, I64, I32], &[I32]),
-    ("fd_allocate", &[I32, I64, I64], &[I32]),
-    ("fd_close", &[I32], &[I32]),
-    ("fd_datasync", &[I32], &[I32]),
-    ("fd_fdstat_get", &[I32, I32], &[I32]),
-    ("fd_fdstat_set_flags", &[I32, I32], &[I32]),
-    ("fd_fdstat_set_rights", &[I32, I64, I64], &[I32]),
-    ("fd_filestat_get", &[I32, I32], &[I32]),
-    ("fd_filestat_set_size", &[I32, I64], &[I32]),
-    ("fd_filestat_set_times", &[I32, I64, I64, I32], &[I32]),
-    ("fd_pread", &[I32, I32, I32, I64, I32], &[I32]),
-    ("fd_prestat_get", &[I32, I32], &[I32]),
-    ("fd_prestat_dir_name", &[I32, I32, I32], &[I32]),
-    ("fd_pwrite", &[I32, I32, I32, I64, I32], &[I32]),
-    ("fd_read", &[I32, I32, I32, I32], &[I32]),
-    ("fd_readdir", &[I32, I32, I32, I64, I32], &[I32]),
-    ("fd_renumber", &[I32, I32], &[I32]),
-    ("fd_seek", &[I32, I64, I32, I32], &[I32]),
-    ("fd_sync", &[I32], &[I32]),
-    ("fd_tell", &[I32, I32], &[I32]),
-    ("fd_write", &[I32, I32, I32, I32], &[I32]),
-    ("path_create_directory", &[I32, I32, I32], &[I32]),
-    ("path_filestat_get", &[I32, I32, I32, I32, I32], &[I32]),
-    ("path_filestat_set_times", &[I32, I32, I32, I32, I64, I64, I32], &[I32]),
-    ("path_link", &[I32, I32, I32, I32, I32, I32, I32], &[I32]),
-    ("path_open", &[I32, I32, I32, I32, I32, I64, I64, I32, I32], &[I32]),
-    ("path_readlink", &[I32, I32, I32, I32, I32, I32], &[I32]),
-    ("path_remove_directory", &[I32, I32, I32], &[I32]),
-    ("path_rename", &[I32, I32, I32, I32, I32, I32], &[I32]),
-    ("path_symlink", &[I32, I32, I32, I32, I32], &[I32]),
-    ("path_unlink_file", &[I32, I32, I32], &[I32]),
-    ("poll_oneoff", &[I32, I32, I32, I32], &[I32]),
-    ("proc_exit", &[I32], &[]),
-    ("proc_raise", &[I32], &[I32]),
-    ("sched_yield", &[], &[I32]),
-    ("random_get", &[I32, I32], &[I32]),
-    ("sock_accept", &[I32, I32, I32], &[I32]),
-    ("sock_recv", &[I32, I32, I32, I32, I32, I32], &[I32]),
-    ("sock_send", &[I32, I32, I32, I32, I32], &[I32]),
-    ("sock_shutdown", &[I32, I32], &[I32]),
-];
-
-/// The type of preview1 function `name`, if the shim provides it.
-pub(crate) fn function_type(name: &str) -> Option<(&'static [Type], &'static [Type])> {
-    FUNCTIONS.iter().find(|(n, _, _)| *n == name).map(|(_, params, results)| (*params, *results))
-}
 
 /// At most this much of each of standard output and error is kept per run.
 pub(crate) const CAPTURE_LIMIT: usize = 64 * 1024;
@@ -122,9 +84,9 @@ impl Capture {
     }
 
     /// The text kept, lossily decoded, with control characters escaped
-    /// (`guest::printable`).
+    /// ([`printable`]).
     pub fn text(&self) -> String {
-        crate::guest::printable(&String::from_utf8_lossy(&self.kept))
+        printable(&String::from_utf8_lossy(&self.kept))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -132,40 +94,37 @@ impl Capture {
     }
 }
 
-/// Makes the shim's function `name` for one instance, if it is one the shim provides.
-pub(crate) fn function<S: Signature>(
-    name: &str,
-    store: &mut Store,
-    env: &FunctionEnv<GuestEnv<S>>,
-) -> Option<Function> {
-    type Env<'a, S> = FunctionEnvMut<'a, GuestEnv<S>>;
-    let f = match name {
-        "args_sizes_get" | "environ_sizes_get" => {
-            Function::new_typed_with_env(store, env, |mut env: Env<'_, S>, count: u32, size: u32| {
-                with_view(&mut env, |view| match (write_u32(view, count, 0), write_u32(view, size, 0)) {
-                    (Ok(()), Ok(())) => SUCCESS,
-                    _ => EFAULT,
-                })
-            })
-        }
-        "args_get" | "environ_get" => Function::new_typed(store, |_: u32, _: u32| SUCCESS),
-        "clock_res_get" => Function::new_typed_with_env(store, env, |mut env: Env<'_, S>, id: u32, out: u32| {
+/// Makes one of the shim's functions for one instance.
+pub(crate) type Make = fn(&mut Store, &FunctionEnv<WasiEnv>) -> Function;
+
+/// Every preview1 function the shim provides, by name. Modules importing
+/// anything else are refused; the type of each is the type of what its
+/// constructor makes.
+pub(crate) const FUNCTIONS: &[(&str, Make)] = &[
+    ("args_sizes_get", NO_ARGUMENTS_SIZES),
+    ("environ_sizes_get", NO_ARGUMENTS_SIZES),
+    ("args_get", NO_ARGUMENTS),
+    ("environ_get", NO_ARGUMENTS),
+    ("clock_res_get", |store, env| {
+        Function::new_typed_with_env(store, env, |mut env: Env<'_>, id: u32, out: u32| {
             if id > 3 {
                 return EINVAL;
             }
             with_view(&mut env, |view| errno(write_u64(view, out, 1)))
-        }),
-        "clock_time_get" => {
-            Function::new_typed_with_env(store, env, |mut env: Env<'_, S>, id: u32, _precision: u64, out: u32| {
-                let now = match id {
-                    0 => SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64,
-                    1..=3 => monotonic_nanos(),
-                    _ => return EINVAL,
-                };
-                with_view(&mut env, |view| errno(write_u64(view, out, now)))
-            })
-        }
-        "random_get" => Function::new_typed_with_env(store, env, |mut env: Env<'_, S>, buf: u32, len: u32| {
+        })
+    }),
+    ("clock_time_get", |store, env| {
+        Function::new_typed_with_env(store, env, |mut env: Env<'_>, id: u32, _precision: u64, out: u32| {
+            let now = match id {
+                0 => SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64,
+                1..=3 => monotonic_nanos(),
+                _ => return EINVAL,
+            };
+            with_view(&mut env, |view| errno(write_u64(view, out, now)))
+        })
+    }),
+    ("random_get", |store, env| {
+        Function::new_typed_with_env(store, env, |mut env: Env<'_>, buf: u32, len: u32| {
             charge_guest(&mut env, u64::from(len));
             with_view(&mut env, |view| {
                 if !in_bounds(view, buf, len) {
@@ -178,47 +137,44 @@ pub(crate) fn function<S: Signature>(
                 }
                 errno(view.write(u64::from(buf), &bytes).map_err(drop))
             })
-        }),
-        "fd_write" => Function::new_typed_with_env(
-            store,
-            env,
-            |mut env: Env<'_, S>, fd: u32, iovs: u32, iovs_len: u32, written: u32| {
-                if fd != 1 && fd != 2 {
-                    return EBADF;
-                }
-                if iovs_len > MAX_VECTORS {
-                    return EINVAL;
-                }
-                let (data, store) = env.data_and_store_mut();
-                let Some(memory) = data.memory.clone() else { return EFAULT };
-                let view = memory.view(&store);
-                let capture = if fd == 1 { &mut data.stdout } else { &mut data.stderr };
-                let result = write_iovs(&view, capture, iovs, iovs_len);
-                let answer = match result {
-                    Ok(total) => errno(write_u32(&view, written, total)),
-                    Err(()) => EFAULT,
-                };
-                // Every byte written counts, kept or dropped.
-                charge(
-                    data.meter.as_ref(),
-                    u64::from(*result.as_ref().unwrap_or(&0)) + IOVEC_POINTS * u64::from(iovs_len),
-                );
-                answer
-            },
-        ),
-        "fd_read" => Function::new_typed_with_env(
-            store,
-            env,
-            |mut env: Env<'_, S>, fd: u32, _iovs: u32, _iovs_len: u32, read: u32| {
-                if fd != 0 {
-                    return EBADF;
-                }
-                // Standard input is empty.
-                with_view(&mut env, |view| errno(write_u32(view, read, 0)))
-            },
-        ),
-        "fd_close" | "fd_sync" | "fd_datasync" => Function::new_typed(store, |fd: u32| stdio_or(fd, SUCCESS)),
-        "fd_fdstat_get" => Function::new_typed_with_env(store, env, |mut env: Env<'_, S>, fd: u32, out: u32| {
+        })
+    }),
+    ("fd_write", |store, env| {
+        Function::new_typed_with_env(store, env, |mut env: Env<'_>, fd: u32, iovs: u32, iovs_len: u32, written: u32| {
+            if fd != 1 && fd != 2 {
+                return EBADF;
+            }
+            if iovs_len > MAX_VECTORS {
+                return EINVAL;
+            }
+            let (data, store) = env.data_and_store_mut();
+            let Some(memory) = data.memory.clone() else { return EFAULT };
+            let view = memory.view(&store);
+            let capture = if fd == 1 { &mut data.stdout } else { &mut data.stderr };
+            let result = write_iovs(&view, capture, iovs, iovs_len);
+            let answer = match result {
+                Ok(total) => errno(write_u32(&view, written, total)),
+                Err(()) => EFAULT,
+            };
+            // Every byte written counts, kept or dropped.
+            charge(data.meter.as_ref(), u64::from(*result.as_ref().unwrap_or(&0)) + IOVEC_POINTS * u64::from(iovs_len));
+            answer
+        })
+    }),
+    ("fd_read", |store, env| {
+        Function::new_typed_with_env(store, env, |mut env: Env<'_>, fd: u32, _iovs: u32, _iovs_len: u32, read: u32| {
+            if fd != 0 {
+                return EBADF;
+            }
+            // Standard input is empty.
+            with_view(&mut env, |view| errno(write_u32(view, read, 0)))
+        })
+    }),
+    ("fd_close", STDIO_ONLY),
+    ("fd_sync", STDIO_ONLY),
+    ("fd_datasync", STDIO_ONLY),
+    ("fd_fdstat_get", |store, env| {
+        Function::new_typed_with_env(store, env, |mut env: Env<'_>, fd: u32, out: u32| {
             if fd > 2 {
                 return EBADF;
             }
@@ -227,49 +183,53 @@ pub(crate) fn function<S: Signature>(
             stat[0] = 2;
             stat[8..16].copy_from_slice(&(FD_READ | FD_WRITE).to_le_bytes());
             with_view(&mut env, |view| errno(view.write(u64::from(out), &stat).map_err(drop)))
-        }),
-        "fd_filestat_get" => Function::new_typed_with_env(store, env, |mut env: Env<'_, S>, fd: u32, out: u32| {
+        })
+    }),
+    ("fd_filestat_get", |store, env| {
+        Function::new_typed_with_env(store, env, |mut env: Env<'_>, fd: u32, out: u32| {
             if fd > 2 {
                 return EBADF;
             }
             let mut stat = [0u8; 64];
             stat[16] = 2;
             with_view(&mut env, |view| errno(view.write(u64::from(out), &stat).map_err(drop)))
-        }),
-        "fd_seek" => Function::new_typed(store, |fd: u32, _: i64, _: u32, _: u32| stdio_or(fd, ESPIPE)),
-        "fd_tell" => Function::new_typed(store, |fd: u32, _: u32| stdio_or(fd, ESPIPE)),
-        "fd_fdstat_set_flags" => Function::new_typed(store, |fd: u32, _: u32| stdio_or(fd, ENOTSUP)),
-        "fd_fdstat_set_rights" => Function::new_typed(store, |fd: u32, _: i64, _: i64| stdio_or(fd, ENOTSUP)),
-        "fd_prestat_get" => Function::new_typed(store, |_: u32, _: u32| EBADF),
-        "fd_prestat_dir_name" => Function::new_typed(store, |_: u32, _: u32, _: u32| EBADF),
-        "fd_advise" => Function::new_typed(store, |_: u32, _: i64, _: i64, _: u32| EBADF),
-        "fd_allocate" => Function::new_typed(store, |_: u32, _: i64, _: i64| EBADF),
-        "fd_filestat_set_size" => Function::new_typed(store, |_: u32, _: i64| EBADF),
-        "fd_filestat_set_times" => Function::new_typed(store, |_: u32, _: i64, _: i64, _: u32| EBADF),
-        "fd_pread" | "fd_pwrite" => Function::new_typed(store, |_: u32, _: u32, _: u32, _: i64, _: u32| EBADF),
-        "fd_readdir" => Function::new_typed(store, |_: u32, _: u32, _: u32, _: i64, _: u32| EBADF),
-        "fd_renumber" => Function::new_typed(store, |_: u32, _: u32| EBADF),
-        "path_create_directory" | "path_remove_directory" | "path_unlink_file" => {
-            Function::new_typed(store, |_: u32, _: u32, _: u32| ENOTCAPABLE)
-        }
-        "path_filestat_get" => Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: u32| ENOTCAPABLE),
-        "path_filestat_set_times" => {
-            Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: i64, _: i64, _: u32| ENOTCAPABLE)
-        }
-        "path_link" => Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32| ENOTCAPABLE),
-        "path_open" => {
-            Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: u32, _: i64, _: i64, _: u32, _: u32| {
-                ENOTCAPABLE
-            })
-        }
-        "path_readlink" | "path_rename" => {
-            Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: u32, _: u32| ENOTCAPABLE)
-        }
-        "path_symlink" => Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: u32| ENOTCAPABLE),
-        "poll_oneoff" => Function::new_typed_with_env(
+        })
+    }),
+    ("fd_seek", |store, _| Function::new_typed(store, |fd: u32, _: i64, _: u32, _: u32| stdio_or(fd, ESPIPE))),
+    ("fd_tell", |store, _| Function::new_typed(store, |fd: u32, _: u32| stdio_or(fd, ESPIPE))),
+    ("fd_fdstat_set_flags", |store, _| Function::new_typed(store, |fd: u32, _: u32| stdio_or(fd, ENOTSUP))),
+    ("fd_fdstat_set_rights", |store, _| Function::new_typed(store, |fd: u32, _: i64, _: i64| stdio_or(fd, ENOTSUP))),
+    ("fd_prestat_get", |store, _| Function::new_typed(store, |_: u32, _: u32| EBADF)),
+    ("fd_prestat_dir_name", |store, _| Function::new_typed(store, |_: u32, _: u32, _: u32| EBADF)),
+    ("fd_advise", |store, _| Function::new_typed(store, |_: u32, _: i64, _: i64, _: u32| EBADF)),
+    ("fd_allocate", |store, _| Function::new_typed(store, |_: u32, _: i64, _: i64| EBADF)),
+    ("fd_filestat_set_size", |store, _| Function::new_typed(store, |_: u32, _: i64| EBADF)),
+    ("fd_filestat_set_times", |store, _| Function::new_typed(store, |_: u32, _: i64, _: i64, _: u32| EBADF)),
+    ("fd_pread", NOT_SEEKABLE),
+    ("fd_pwrite", NOT_SEEKABLE),
+    ("fd_readdir", |store, _| Function::new_typed(store, |_: u32, _: u32, _: u32, _: i64, _: u32| EBADF)),
+    ("fd_renumber", |store, _| Function::new_typed(store, |_: u32, _: u32| EBADF)),
+    ("path_create_directory", NO_PATHS),
+    ("path_remove_directory", NO_PATHS),
+    ("path_unlink_file", NO_PATHS),
+    ("path_filestat_get", |store, _| Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: u32| ENOTCAPABLE)),
+    ("path_filestat_set_times", |store, _| {
+        Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: i64, _: i64, _: u32| ENOTCAPABLE)
+    }),
+    ("path_link", |store, _| {
+        Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32| ENOTCAPABLE)
+    }),
+    ("path_open", |store, _| {
+        Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: u32, _: i64, _: i64, _: u32, _: u32| ENOTCAPABLE)
+    }),
+    ("path_readlink", NO_PATH_PAIRS),
+    ("path_rename", NO_PATH_PAIRS),
+    ("path_symlink", |store, _| Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: u32| ENOTCAPABLE)),
+    ("poll_oneoff", |store, env| {
+        Function::new_typed_with_env(
             store,
             env,
-            |mut env: Env<'_, S>, subs: u32, events: u32, count: u32, written: u32| -> Result<i32, HostTrap> {
+            |mut env: Env<'_>, subs: u32, events: u32, count: u32, written: u32| -> Result<i32, HostTrap> {
                 if count > MAX_VECTORS {
                     return Ok(EINVAL);
                 }
@@ -283,20 +243,46 @@ pub(crate) fn function<S: Signature>(
                 sleep(data.meter.as_ref(), wait)?;
                 Ok(clock_fired(&memory.view(&store), events, written, userdata))
             },
-        ),
-        "proc_exit" => Function::new_typed(store, |code: u32| -> Result<(), HostTrap> { Err(HostTrap::Exit(code)) }),
-        "proc_raise" => {
-            Function::new_typed(store, |signal: u32| -> Result<i32, HostTrap> { Err(HostTrap::Exit(128 + signal)) })
-        }
-        "sched_yield" => Function::new_typed(store, || SUCCESS),
-        "sock_accept" => Function::new_typed(store, |_: u32, _: u32, _: u32| ENOTSUP),
-        "sock_recv" => Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: u32, _: u32| ENOTSUP),
-        "sock_send" => Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: u32| ENOTSUP),
-        "sock_shutdown" => Function::new_typed(store, |_: u32, _: u32| ENOTSUP),
-        _ => return None,
-    };
-    Some(f)
-}
+        )
+    }),
+    ("proc_exit", |store, _| {
+        Function::new_typed(store, |code: u32| -> Result<(), HostTrap> { Err(HostTrap::Exit(code)) })
+    }),
+    ("proc_raise", |store, _| {
+        Function::new_typed(store, |signal: u32| -> Result<i32, HostTrap> { Err(HostTrap::Exit(128 + signal)) })
+    }),
+    ("sched_yield", |store, _| Function::new_typed(store, || SUCCESS)),
+    ("sock_accept", |store, _| Function::new_typed(store, |_: u32, _: u32, _: u32| ENOTSUP)),
+    ("sock_recv", |store, _| Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: u32, _: u32| ENOTSUP)),
+    ("sock_send", |store, _| Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: u32| ENOTSUP)),
+    ("sock_shutdown", |store, _| Function::new_typed(store, |_: u32, _: u32| ENOTSUP)),
+];
+
+/// `args_sizes_get`, `environ_sizes_get`.
+const NO_ARGUMENTS_SIZES: Make = |store, env| {
+    Function::new_typed_with_env(store, env, |mut env: Env<'_>, count: u32, size: u32| {
+        with_view(&mut env, |view| match (write_u32(view, count, 0), write_u32(view, size, 0)) {
+            (Ok(()), Ok(())) => SUCCESS,
+            _ => EFAULT,
+        })
+    })
+};
+
+/// `args_get`, `environ_get`.
+const NO_ARGUMENTS: Make = |store, _| Function::new_typed(store, |_: u32, _: u32| SUCCESS);
+
+/// `fd_close`, `fd_sync`, `fd_datasync`.
+const STDIO_ONLY: Make = |store, _| Function::new_typed(store, |fd: u32| stdio_or(fd, SUCCESS));
+
+/// `fd_pread`, `fd_pwrite`.
+const NOT_SEEKABLE: Make = |store, _| Function::new_typed(store, |_: u32, _: u32, _: u32, _: i64, _: u32| EBADF);
+
+/// `path_create_directory`, `path_remove_directory`, `path_unlink_file`.
+const NO_PATHS: Make = |store, _| Function::new_typed(store, |_: u32, _: u32, _: u32| ENOTCAPABLE);
+
+/// `path_readlink`, `path_rename`.
+const NO_PATH_PAIRS: Make =
+    |store, _| Function::new_typed(store, |_: u32, _: u32, _: u32, _: u32, _: u32, _: u32| ENOTCAPABLE);
 
 const FD_READ: u64 = 1 << 1;
 const FD_WRITE: u64 = 1 << 6;
@@ -319,11 +305,11 @@ fn monotonic_nanos() -> u64 {
 }
 
 /// Charges the guest's budget `points` for work done on its behalf.
-fn charge_guest<S: Signature>(env: &mut FunctionEnvMut<'_, GuestEnv<S>>, points: u64) {
+fn charge_guest(env: &mut Env<'_>, points: u64) {
     charge(env.data().meter.as_ref(), points);
 }
 
-fn with_view<S: Signature>(env: &mut FunctionEnvMut<'_, GuestEnv<S>>, f: impl FnOnce(&MemoryView<'_>) -> i32) -> i32 {
+fn with_view(env: &mut Env<'_>, f: impl FnOnce(&MemoryView<'_>) -> i32) -> i32 {
     let (data, store) = env.data_and_store_mut();
     match &data.memory {
         Some(memory) => f(&memory.view(&store)),
