@@ -14,11 +14,9 @@
 //! before it is stopped.
 //!
 //! `wasmer-middlewares`'s `Metering` checks and subtracts at every branch and
-//! block boundary. On a request to `scale serve`'s built-in hello function
-//! (counted with callgrind) it added about 11.7 K instructions to the 38.9 K
-//! of an unmetered one; this middleware adds about 4 K. The price is the
-//! overcharge of stretches left early: 1.15× the executed operators for our
-//! Go fixtures, 1.5× for the Rust ones.
+//! block boundary; checking only where control can come back costs a run
+//! far fewer instructions. The price is the overcharge of stretches left
+//! early (docs/benchmarks.md measures both).
 //!
 //! A bulk operator (`memory.fill`, `memory.copy`, `memory.init` and their
 //! table counterparts) costs a point per byte or element it moves, charged

@@ -89,7 +89,7 @@ fn compile(name: &str, wasm: &[u8], engine: &Engine) -> Result<Module, Error> {
 
 /// Compiling slower than this, in seconds per MiB of wasm, means Cranelift
 /// itself was built without optimisation: an optimised Cranelift compiles
-/// about ten times faster, and the threshold sits between the two with room
+/// many times faster, and the threshold sits between the two with room
 /// on both sides for slow or busy machines.
 const UNOPTIMISED_SECS_PER_MIB: f64 = 4.0;
 
@@ -125,8 +125,8 @@ fn warn_if_unoptimised(name: &str, wasm_len: usize, took: Duration) {
 ///
 /// The check guards against torn or damaged files, not against someone who
 /// can write the cache directory (they could write a matching checksum as
-/// well), so a fast non-cryptographic hash does: over a Go guest's 8 MiB
-/// artifact, XXH3 takes about 1 ms where SHA-256 took about 6.
+/// well), so a fast non-cryptographic hash does: a Go guest's artifact is
+/// several MiB, read on every start.
 const CACHE_MAGIC: &[u8; 8] = b"SCALEMC2";
 
 /// The integrity check of a cached artifact.

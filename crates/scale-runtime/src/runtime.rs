@@ -123,8 +123,8 @@ impl<S: Signature> RuntimeBuilder<S> {
     /// whole run's: every guest of the chain (through `next`) and every call
     /// into them (`resize` and `run`) draws on it. Instantiation (a start
     /// function, `_initialize`) has a budget of the same size. Off by
-    /// default: metering costs some speed (about a tenth of the
-    /// instructions of a request to `scale serve`'s built-in function).
+    /// default: metering costs some speed (docs/benchmarks.md gives the
+    /// figures).
     ///
     /// Host calls are paid for too: each call of an import costs 1,000
     /// points, and host functions charge a point for each byte they read or
@@ -135,8 +135,8 @@ impl<S: Signature> RuntimeBuilder<S> {
     /// stretch of code that control can only enter at its start, the guest
     /// pays for all of that stretch, so a branch that leaves it early leaves
     /// the rest paid for. A run is thus charged for at least every operator
-    /// it executes; in our fixtures about 1.15× that count for Go guests and
-    /// 1.5× for Rust ones. The points left are checked when a function starts
+    /// it executes, and somewhat more (docs/benchmarks.md measures it for
+    /// Go and Rust guests). The points left are checked when a function starts
     /// and when a loop starts an iteration, so a run that never ends is always
     /// stopped, at most one loop-free stretch of a function past its budget.
     /// Budgets above `i64::MAX` count as `i64::MAX`.

@@ -65,32 +65,32 @@ const SLEEP_SLICE: Duration = Duration::from_millis(10);
 /// to [`CAPTURE_LIMIT`]; the rest is counted and dropped.
 #[derive(Debug, Default)]
 pub(crate) struct Capture {
-    pub kept: Vec<u8>,
+    pub bytes: Vec<u8>,
     pub dropped: u64,
 }
 
 impl Capture {
     fn push(&mut self, bytes: &[u8]) {
-        let room = CAPTURE_LIMIT.saturating_sub(self.kept.len());
+        let room = CAPTURE_LIMIT.saturating_sub(self.bytes.len());
         let take = room.min(bytes.len());
-        self.kept.extend_from_slice(&bytes[..take]);
+        self.bytes.extend_from_slice(&bytes[..take]);
         self.dropped = self.dropped.saturating_add((bytes.len() - take) as u64);
     }
 
     /// Empties the capture, keeping its allocation.
     pub fn clear(&mut self) {
-        self.kept.clear();
+        self.bytes.clear();
         self.dropped = 0;
     }
 
     /// The text kept, lossily decoded, with control characters escaped
     /// ([`printable`]).
     pub fn text(&self) -> String {
-        printable(&String::from_utf8_lossy(&self.kept))
+        printable(&String::from_utf8_lossy(&self.bytes))
     }
 
     pub fn is_empty(&self) -> bool {
-        self.kept.is_empty() && self.dropped == 0
+        self.bytes.is_empty() && self.dropped == 0
     }
 }
 
@@ -353,7 +353,7 @@ fn write_iovs(view: &MemoryView<'_>, capture: &mut Capture, iovs: u32, iovs_len:
         if !in_bounds(view, buf, len) {
             return Err(());
         }
-        let room = CAPTURE_LIMIT.saturating_sub(capture.kept.len()).min(len as usize);
+        let room = CAPTURE_LIMIT.saturating_sub(capture.bytes.len()).min(len as usize);
         chunk.resize(room, 0);
         view.read(u64::from(buf), &mut chunk).map_err(drop)?;
         capture.push(&chunk);

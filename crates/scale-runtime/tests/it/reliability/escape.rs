@@ -313,8 +313,8 @@ fn a_long_chain_nests_without_overflowing_the_host_stack() {
 
 #[test]
 fn a_chain_too_deep_for_the_stack_is_refused_at_load() {
-    // Each link costs the host ~12 KiB of stack in a debug build: 512 links
-    // would overflow a 2 MiB thread and abort the process.
+    // Each link costs the host stack: hundreds of links would overflow a
+    // 2 MiB thread and abort the process.
     let too_long = scale_runtime::MAX_CHAIN_LENGTH + 1;
     let err = builder().functions((0..too_long).map(|_| fixture(Lang::Rust, "next"))).build().unwrap_err();
     assert!(
