@@ -122,23 +122,7 @@ pub use scale_signature_http;
 pub use scale_signature_http::Context;
 pub use signature::Signature;
 
-/// The version of the guest ABI this runtime speaks (see `docs/abi.md`).
-pub const ABI_VERSION: u32 = abi::versions::VERSION;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn assert_send_sync<T: Send + Sync>() {}
-    fn assert_send<T: Send>() {}
-
-    #[test]
-    fn thread_story_holds() {
-        assert_send_sync::<Runtime>();
-        assert_send::<Instance>();
-        assert_send::<RunAsync<'static>>();
-    }
-}
+pub use abi::versions::VERSION as ABI_VERSION;
 
 /// The Rust snippets of the embedding guide and of this crate's README
 /// compile (`cargo test --doc`), so the docs keep up with the API.

@@ -438,6 +438,19 @@ impl<S: Signature> Runtime<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::instance::RunAsync;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+    fn assert_send<T: Send>() {}
+
+    /// The thread story the crate documents: runtimes are shared, instances
+    /// and their runs move between threads.
+    #[test]
+    fn thread_story_holds() {
+        assert_send_sync::<Runtime>();
+        assert_send::<Instance>();
+        assert_send::<RunAsync<'static>>();
+    }
 
     /// The smallest module the runtime accepts: `run` answers with the
     /// default context, stored at address 8.

@@ -19,7 +19,8 @@ use crate::wasi::{self, WasiEnv};
 
 /// The ABI versions this host speaks.
 pub(crate) mod versions {
-    /// The newest version.
+    /// The version of the guest ABI this runtime speaks, the newest (see
+    /// `docs/abi.md`); it also serves guests of versions down to 1.
     pub const VERSION: u32 = 2;
     /// The oldest version still served.
     pub const OLDEST: u32 = 1;
