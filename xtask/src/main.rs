@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use scale_build::{GoBuild, RustTarget};
-use scale_func::{Language, Signature};
+use scale_func::{Language, ScaleFunc, Signature};
 use sha2::{Digest, Sha256};
 use xshell::{Shell, cmd};
 
@@ -189,6 +189,11 @@ fn fixture_names(dir: &Path) -> Result<Vec<String>> {
 /// Fixtures built for `wasm32-wasip1` instead of `wasm32-unknown-unknown`.
 const WASIP1_RUST_FIXTURES: &[&str] = &["file", "escape"];
 
+/// Rust fixtures of a signature other than HTTP: fixture, then the
+/// signature's name and version, as its host side declares them (for
+/// `tally`, crates/scale-runtime/examples/custom_signature/signature.rs).
+const RUST_FIXTURE_SIGNATURES: &[(&str, &str, &str)] = &[("tally", "tally", "v1")];
+
 fn rust_fixtures(sh: &Shell, root: &Path, out: &Path) -> Result<()> {
     step("Rust fixtures");
     let cargo = cargo();
@@ -215,7 +220,12 @@ fn rust_fixtures(sh: &Shell, root: &Path, out: &Path) -> Result<()> {
         let wasm_path =
             target_dir.join(target.triple()).join("release").join(format!("fixture_{}.wasm", name.replace('-', "_")));
         let wasm = std::fs::read(&wasm_path).with_context(|| format!("reading {}", wasm_path.display()))?;
-        let func = scale_build::pack(wasm, &name, "test", Language::Rust)?;
+        let func = match RUST_FIXTURE_SIGNATURES.iter().find(|(fixture, ..)| *fixture == name) {
+            Some(&(_, signature, version)) => {
+                ScaleFunc::new(&name, "test", Signature::new(signature, version)?, Language::Rust, wasm)?
+            }
+            None => scale_build::pack(wasm, &name, "test", Language::Rust)?,
+        };
         write_if_changed(&out.join(format!("{name}.scale")), &func.encode())?;
     }
     Ok(())

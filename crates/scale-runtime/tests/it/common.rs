@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use scale_runtime::{Runtime, RuntimeBuilder, ScaleFunc};
+use scale_runtime::{Runtime, RuntimeBuilder, ScaleFunc, Signature};
 
 /// The guest languages every fixture exists in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +41,12 @@ pub fn fixture(lang: Lang, name: &str) -> ScaleFunc {
 /// A builder whose modules go through a shared on-disk cache, so each
 /// fixture is compiled once per engine setting for the whole test run.
 pub fn builder() -> RuntimeBuilder {
-    Runtime::builder().cache_dir(workspace_target().join("test-module-cache"))
+    builder_for()
+}
+
+/// [`builder`], for a runtime of signature `S`.
+pub fn builder_for<S: Signature>() -> RuntimeBuilder<S> {
+    Runtime::with_signature().cache_dir(workspace_target().join("test-module-cache"))
 }
 
 /// A runtime with the default settings running `names` of `lang` as a chain.

@@ -4,6 +4,7 @@
 mod abi;
 mod asynchronous;
 mod common;
+mod custom_signature;
 mod fixtures;
 mod hostile;
 mod isolation;
