@@ -326,20 +326,26 @@ macro_rules! export_abi {
     ($handler:expr) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
-            #[unsafe(no_mangle)]
-            pub extern "C" fn scale_abi_version() -> u32 {
-                $crate::ABI_VERSION
-            }
+            // The handler is named before the exports exist, in a scope
+            // they are not in: a handler called `run` or `resize` is the
+            // caller's function, not the export of the same name.
+            const HANDLER: fn(&[u8], &mut $crate::__Vec<u8>) = $handler;
+            const _: () = {
+                #[unsafe(no_mangle)]
+                pub extern "C" fn scale_abi_version() -> u32 {
+                    $crate::ABI_VERSION
+                }
 
-            #[unsafe(no_mangle)]
-            pub extern "C" fn resize(size: u32) -> u32 {
-                $crate::resize_export(size)
-            }
+                #[unsafe(no_mangle)]
+                pub extern "C" fn resize(size: u32) -> u32 {
+                    $crate::resize_export(size)
+                }
 
-            #[unsafe(no_mangle)]
-            pub extern "C" fn run(len: u32) -> u64 {
-                $crate::run_export(len, $handler)
-            }
+                #[unsafe(no_mangle)]
+                pub extern "C" fn run(len: u32) -> u64 {
+                    $crate::run_export(len, HANDLER)
+                }
+            };
         };
         // Keep the handler "used" on native targets too.
         #[cfg(not(target_arch = "wasm32"))]
