@@ -70,8 +70,9 @@
 //! long run. Where each run happens is the service's [`Dispatch`]:
 //!
 //! - [`Dispatch::Inline`] runs the chain on the tokio worker that polls the
-//!   request, with no hand-off. This is the fast path: a short run costs a
-//!   few microseconds, and moving it to another thread costs more than that.
+//!   request, with no hand-off. This is the fast path: a short run takes
+//!   less time than moving it to another thread and back would
+//!   (`docs/benchmarks.md`, *Dispatch modes*).
 //!   It is only safe when something bounds a run, which is what the runtime's
 //!   CPU budget ([`scale_runtime::RuntimeBuilder::cpu_budget`]) does.
 //! - [`Dispatch::Blocking`] runs each chain on tokio's blocking pool
