@@ -105,6 +105,7 @@
 //! client that leaves (the request's future dropped) abandons its run: the
 //! downstream's future is dropped, the guests stop at once and are
 //! discarded.
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 use std::convert::Infallible;
