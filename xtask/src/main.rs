@@ -1,6 +1,7 @@
 //! Project automation. `cargo xtask fixtures` builds the test fixtures;
 //! `cargo xtask test` checks formatting and lints, builds the fixtures and
 //! runs every test (Rust and Go).
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 

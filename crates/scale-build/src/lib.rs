@@ -15,6 +15,7 @@
 //! std::fs::write("hello.scale", func.encode())?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 use std::ffi::OsString;

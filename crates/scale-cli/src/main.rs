@@ -3,6 +3,7 @@
 //! One module per command under `commands/`; each defines its clap `Args`
 //! and a `run` function. A new command (such as `serve`) is a new module,
 //! a new variant of [`Command`] and one line in [`main`].
+#![forbid(unsafe_code)]
 
 use std::io::Write;
 use std::process::ExitCode;

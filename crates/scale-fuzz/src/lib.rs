@@ -8,6 +8,7 @@
 //! invariant) is a finding.
 //!
 //! See the `## Fuzzing` section of `docs/reliability.md`.
+#![forbid(unsafe_code)]
 
 use std::sync::OnceLock;
 

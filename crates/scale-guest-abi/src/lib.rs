@@ -1,4 +1,5 @@
-//! The guest side of the Scale Functions WebAssembly ABI (version 1).
+//! The guest side of the Scale Functions WebAssembly ABI (version 2,
+//! [`ABI_VERSION`]).
 //!
 //! The ABI is written down in the project's `docs/abi.md`. In short, a guest
 //! exports `memory`, `scale_abi_version`, `resize` and `run`, and may import

@@ -252,26 +252,26 @@ impl Context {
         let mut spare = NEXT_SPARE.take().unwrap_or_default();
         let answer = scale_guest_abi::next(context, |answer| match answer {
             // The chain ended with no native handlers: this context is the answer.
-            scale_guest_abi::Answer::Unchanged => Ok(Answer::Unchanged),
+            scale_guest_abi::Answer::Unchanged => Ok(NextOutcome::Unchanged),
             scale_guest_abi::Answer::Result(bytes) => {
                 signature::RunResult::decode_into(signature::pieces::Slice(bytes), &mut spare).map(
                     |error| match error {
-                        None => Answer::Decoded,
-                        Some(message) => Answer::Failed(message),
+                        None => NextOutcome::Decoded,
+                        Some(message) => NextOutcome::Failed(message),
                     },
                 )
             }
         });
-        let unchanged = matches!(answer, Ok(Ok(Answer::Unchanged)));
+        let unchanged = matches!(answer, Ok(Ok(NextOutcome::Unchanged)));
         let outcome = match answer {
-            Ok(Ok(Answer::Unchanged)) => Ok(()),
-            Ok(Ok(Answer::Decoded)) => {
+            Ok(Ok(NextOutcome::Unchanged)) => Ok(()),
+            Ok(Ok(NextOutcome::Decoded)) => {
                 // Every field comes from the answer, the request included.
                 std::mem::swap(self.inner.get_mut(), &mut spare);
                 self.request_pending.set(false);
                 Ok(())
             }
-            Ok(Ok(Answer::Failed(message))) => Err(Error::from(message)),
+            Ok(Ok(NextOutcome::Failed(message))) => Err(Error::from(message)),
             Ok(Err(decode)) => Err(Error::new(format_args!("next: the host's answer is malformed: {decode}"))),
             Err(abi) => Err(Error::new(abi)),
         };
@@ -392,13 +392,14 @@ pub mod testing {
     }
 }
 
-/// What the host answered a `next` with.
-enum Answer {
+/// What the rest of the chain made of the context a `next` sent, once the
+/// host's answer ([`scale_guest_abi::Answer`]) is decoded.
+enum NextOutcome {
     /// The context that was sent, unchanged.
     Unchanged,
-    /// A context, now in the spare.
+    /// A changed context, decoded into the spare.
     Decoded,
-    /// An error message.
+    /// The error message of whatever failed further down.
     Failed(String),
 }
 

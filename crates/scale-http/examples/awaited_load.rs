@@ -2,8 +2,8 @@
 //! front of an axum app whose handler awaits a 1 ms tokio timer, served two
 //! ways in one process, one after the other, each driven by `wrk`:
 //!
-//! - `block_on`: what a downstream service took before `run_async`: runs on
-//!   the blocking pool (`Dispatch::Blocking`), the native handler waiting for
+//! - `block_on`: a downstream service without `run_async`: runs on the
+//!   blocking pool (`Dispatch::Blocking`), the native handler waiting for
 //!   the app with `Handle::block_on`;
 //! - `run_async`: `ScaleService::with_downstream(app)`, the app awaited
 //!   through `Instance::run_async`.

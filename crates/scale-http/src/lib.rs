@@ -70,8 +70,9 @@
 //! long run. Where each run happens is the service's [`Dispatch`]:
 //!
 //! - [`Dispatch::Inline`] runs the chain on the tokio worker that polls the
-//!   request, with no hand-off. This is the fast path: a short run costs a
-//!   few microseconds, and moving it to another thread costs more than that.
+//!   request, with no hand-off. This is the fast path: a short run takes
+//!   less time than moving it to another thread and back would
+//!   (`docs/benchmarks.md`, *Dispatch modes*).
 //!   It is only safe when something bounds a run, which is what the runtime's
 //!   CPU budget ([`scale_runtime::RuntimeBuilder::cpu_budget`]) does.
 //! - [`Dispatch::Blocking`] runs each chain on tokio's blocking pool
@@ -104,6 +105,7 @@
 //! client that leaves (the request's future dropped) abandons its run: the
 //! downstream's future is dropped, the guests stop at once and are
 //! discarded.
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 use std::convert::Infallible;
@@ -139,7 +141,8 @@ pub const DEFAULT_BODY_LIMIT: usize = 10 << 20;
 /// default 64 MiB limit use at most 4 GiB of guest memory.
 pub const DEFAULT_MAX_RUNS: usize = 64;
 
-/// A boxed error.
+/// The boxed error of a tower service: what the errors of a downstream
+/// service and of a request body are turned into.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -160,19 +163,23 @@ type SharedAsyncHandler = Arc<dyn Fn(Context) -> BoxFuture<Result<Context, Handl
 type SharedService =
     Arc<dyn Fn(http::Request<Bytes>) -> BoxFuture<Result<http::Response<Bytes>, BoxError>> + Send + Sync>;
 
-/// What the chain's native handler is.
+/// What runs when the last function calls `next`: the chain's native handler.
 #[derive(Clone)]
-enum Downstream {
+enum ChainEnd {
+    /// Nothing: `next` gives the context back unchanged.
     None,
+    /// A closure on the context ([`ScaleService::with_handler`]).
     Handler(SharedHandler),
+    /// An async closure on the context ([`ScaleService::with_async_handler`]).
     AsyncHandler(SharedAsyncHandler),
+    /// A tower service ([`ScaleService::with_downstream`]).
     Service(SharedService),
 }
 
-impl Downstream {
+impl ChainEnd {
     /// Whether it is awaited: then runs go through `Instance::run_async`.
     fn is_async(&self) -> bool {
-        matches!(self, Downstream::AsyncHandler(_) | Downstream::Service(_))
+        matches!(self, ChainEnd::AsyncHandler(_) | ChainEnd::Service(_))
     }
 }
 
@@ -198,7 +205,7 @@ pub struct ScaleService {
     runtime: Runtime,
     body_limit: usize,
     body_pace: pace::Pace,
-    downstream: Downstream,
+    end: ChainEnd,
     dispatch: Dispatch,
     inline: Arc<InlineRuns>,
     /// A place for each run that may go on at once.
@@ -261,7 +268,7 @@ impl ScaleService {
             runtime,
             body_limit: DEFAULT_BODY_LIMIT,
             body_pace: pace::Pace { total: Some(DEFAULT_BODY_TIMEOUT), min_rate: Some(MinRate::default()) },
-            downstream: Downstream::None,
+            end: ChainEnd::None,
             dispatch: Dispatch::Auto,
             inline: Arc::default(),
             runs: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_RUNS)),
@@ -293,7 +300,7 @@ impl ScaleService {
     /// Whether runs happen on the request's tokio worker, with this service's
     /// settings and runtime.
     pub fn runs_inline(&self) -> bool {
-        if self.downstream.is_async() {
+        if self.end.is_async() {
             return false;
         }
         match self.dispatch {
@@ -334,7 +341,7 @@ impl ScaleService {
     where
         F: Fn(&mut Context) -> Result<(), HandlerError> + Send + Sync + 'static,
     {
-        self.downstream = Downstream::Handler(Arc::new(handler));
+        self.end = ChainEnd::Handler(Arc::new(handler));
         self
     }
 
@@ -359,7 +366,7 @@ impl ScaleService {
         F: Fn(Context) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Context, HandlerError>> + Send + 'static,
     {
-        self.downstream = Downstream::AsyncHandler(Arc::new(move |ctx| Box::pin(handler(ctx))));
+        self.end = ChainEnd::AsyncHandler(Arc::new(move |ctx| Box::pin(handler(ctx))));
         self
     }
 
@@ -388,7 +395,7 @@ impl ScaleService {
                 Ok(http::Response::from_parts(parts, body))
             })
         };
-        self.downstream = Downstream::Service(Arc::new(call));
+        self.end = ChainEnd::Service(Arc::new(call));
         self
     }
 
@@ -400,40 +407,40 @@ impl ScaleService {
     {
         let (parts, body) = request.into_parts();
         if content_length(&parts.headers).is_some_and(|len| len > self.body_limit as u64) {
-            return plain(http::StatusCode::PAYLOAD_TOO_LARGE);
+            return plain_response(http::StatusCode::PAYLOAD_TOO_LARGE);
         }
         let body = match Limited::new(pace::Paced::new(body, self.body_pace), self.body_limit).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
-                return plain(http::StatusCode::PAYLOAD_TOO_LARGE);
+                return plain_response(http::StatusCode::PAYLOAD_TOO_LARGE);
             }
             Err(err) if err.downcast_ref::<pace::BodyTimeout>().is_some() => {
                 tracing::debug!(error = %err, "the request body arrived too slowly");
-                let mut response = plain(http::StatusCode::REQUEST_TIMEOUT);
+                let mut response = plain_response(http::StatusCode::REQUEST_TIMEOUT);
                 response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
                 return response;
             }
             Err(err) => {
                 tracing::debug!(error = %err, "reading the request body failed");
-                return plain(http::StatusCode::BAD_REQUEST);
+                return plain_response(http::StatusCode::BAD_REQUEST);
             }
         };
         // The semaphore is never closed.
         let Ok(place) = Arc::clone(&self.runs).acquire_owned().await else {
-            return plain(http::StatusCode::SERVICE_UNAVAILABLE);
+            return plain_response(http::StatusCode::SERVICE_UNAVAILABLE);
         };
         if let Some(_run) = self.inline_run() {
             return self.respond_inline(&parts, body);
         }
         let remote = parts.extensions.get::<RemoteAddr>().copied();
-        if self.downstream.is_async() {
-            return run_chain_async(&self.runtime, &self.downstream, place, &parts, body, remote).await;
+        if self.end.is_async() {
+            return run_chain_async(&self.runtime, &self.end, place, &parts, body, remote).await;
         }
         let runtime = self.runtime.clone();
-        let downstream = self.downstream.clone();
+        let end = self.end.clone();
         // The place goes with the run: a client that leaves does not end it.
         let run = move || {
-            let response = run_chain(&runtime, &downstream, &parts, body, remote);
+            let response = run_chain(&runtime, &end, &parts, body, remote);
             drop(place);
             response
         };
@@ -441,7 +448,7 @@ impl ScaleService {
             Ok(response) => response,
             Err(join) => {
                 tracing::error!(error = %join, "the run's thread failed");
-                plain(http::StatusCode::INTERNAL_SERVER_ERROR)
+                plain_response(http::StatusCode::INTERNAL_SERVER_ERROR)
             }
         }
     }
@@ -462,7 +469,7 @@ impl ScaleService {
     /// this thread.
     fn respond_inline(&self, parts: &http::request::Parts, body: Bytes) -> http::Response<Full<Bytes>> {
         let remote = parts.extensions.get::<RemoteAddr>().copied();
-        run_chain(&self.runtime, &self.downstream, parts, body, remote)
+        run_chain(&self.runtime, &self.end, parts, body, remote)
     }
 }
 
@@ -474,13 +481,13 @@ impl ScaleService {
 /// read from there: a warm instance allocates little for either.
 fn run_chain(
     runtime: &Runtime,
-    downstream: &Downstream,
+    end: &ChainEnd,
     parts: &http::request::Parts,
     body: Bytes,
     remote: Option<RemoteAddr>,
 ) -> http::Response<Full<Bytes>> {
     let started = Instant::now();
-    let mut instance = match prepare(runtime, downstream, None, parts, body, remote) {
+    let mut instance = match prepare(runtime, end, None, parts, body, remote) {
         Ok(instance) => instance,
         Err(refused) => return refused.answer(started),
     };
@@ -495,14 +502,14 @@ fn run_chain(
 /// the run is abandoned (this future dropped).
 async fn run_chain_async(
     runtime: &Runtime,
-    downstream: &Downstream,
+    end: &ChainEnd,
     place: tokio::sync::OwnedSemaphorePermit,
     parts: &http::request::Parts,
     body: Bytes,
     remote: Option<RemoteAddr>,
 ) -> http::Response<Full<Bytes>> {
     let started = Instant::now();
-    let mut instance = match prepare(runtime, downstream, Some(place), parts, body, remote) {
+    let mut instance = match prepare(runtime, end, Some(place), parts, body, remote) {
         Ok(instance) => instance,
         Err(refused) => return refused.answer(started),
     };
@@ -521,7 +528,7 @@ enum Refused {
 impl Refused {
     fn answer(self, started: Instant) -> http::Response<Full<Bytes>> {
         match self {
-            Refused::Unhandable => plain(http::StatusCode::BAD_REQUEST),
+            Refused::Unhandable => plain_response(http::StatusCode::BAD_REQUEST),
             Refused::NoInstance(err) => reported(chain_failed(&err), started, Some(RunFailure::of(&err))),
         }
     }
@@ -542,27 +549,27 @@ fn reported(
 /// async downstream's handler holds `place` (see [`run_chain_async`]).
 fn prepare(
     runtime: &Runtime,
-    downstream: &Downstream,
+    end: &ChainEnd,
     place: Option<tokio::sync::OwnedSemaphorePermit>,
     parts: &http::request::Parts,
     body: Bytes,
     remote: Option<RemoteAddr>,
 ) -> Result<scale_runtime::Instance, Refused> {
     let mut instance = runtime.instance().map_err(Refused::NoInstance)?;
-    match downstream {
-        Downstream::None => {}
-        Downstream::Handler(handler) => {
+    match end {
+        ChainEnd::None => {}
+        ChainEnd::Handler(handler) => {
             let handler = Arc::clone(handler);
             instance = instance.with_handler(move |ctx| handler(ctx));
         }
-        Downstream::AsyncHandler(handler) => {
+        ChainEnd::AsyncHandler(handler) => {
             let handler = Arc::clone(handler);
             instance = instance.with_async_handler(move |ctx| {
                 let _place = &place;
                 handler(ctx)
             });
         }
-        Downstream::Service(call) => {
+        ChainEnd::Service(call) => {
             let call = Arc::clone(call);
             instance = instance.with_async_handler(move |mut ctx: Context| {
                 let _place = &place;
@@ -611,11 +618,11 @@ fn respond(
         }
         Ok(response) => {
             tracing::error!(status = %response.status(), "the function chain answered with an informational status");
-            reported(plain(http::StatusCode::INTERNAL_SERVER_ERROR), started, invalid)
+            reported(plain_response(http::StatusCode::INTERNAL_SERVER_ERROR), started, invalid)
         }
         Err(err) => {
             tracing::error!(error = %err, "the function chain produced an invalid response");
-            reported(plain(http::StatusCode::INTERNAL_SERVER_ERROR), started, invalid)
+            reported(plain_response(http::StatusCode::INTERNAL_SERVER_ERROR), started, invalid)
         }
     }
 }
@@ -646,7 +653,7 @@ fn push_ip(out: &mut String, ip: std::net::IpAddr) {
 /// The answer to a failed run; the details go to `tracing` only.
 fn chain_failed(err: &Error) -> http::Response<Full<Bytes>> {
     tracing::error!(error = %err, function = err.function().unwrap_or("-"), "function chain failed");
-    plain(status_for(err))
+    plain_response(status_for(err))
 }
 
 /// The status answering a failed run.
@@ -665,8 +672,11 @@ fn content_length(headers: &http::HeaderMap) -> Option<u64> {
     headers.get(http::header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
-/// A response with a generic text body naming the status.
-fn plain(status: http::StatusCode) -> http::Response<Full<Bytes>> {
+/// A `text/plain` response whose body names the status and nothing else
+/// (`Not Found` and a newline): how the adapter answers the requests it
+/// refuses and the runs that fail, details going to `tracing` only. A server
+/// built around a [`ScaleService`] can answer its own refusals the same way.
+pub fn plain_response(status: http::StatusCode) -> http::Response<Full<Bytes>> {
     let text = format!("{}\n", status.canonical_reason().unwrap_or("Error"));
     let mut response = http::Response::new(Full::new(Bytes::from(text)));
     *response.status_mut() = status;
@@ -678,10 +688,13 @@ fn plain(status: http::StatusCode) -> http::Response<Full<Bytes>> {
 
 /// The future of [`ScaleService`]'s `call`: the response, ready at once for
 /// a request with no body on a service that runs chains inline.
-pub struct ResponseFuture(Answer);
+pub struct ResponseFuture(ResponseState);
 
-enum Answer {
+/// Where a [`ResponseFuture`] stands.
+enum ResponseState {
+    /// Answered inline; `None` once the response has been taken.
     Ready(Option<http::Response<Full<Bytes>>>),
+    /// Still to be answered by the async path.
     Waiting(BoxFuture<http::Response<Full<Bytes>>>),
 }
 
@@ -690,10 +703,10 @@ impl Future for ResponseFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         match &mut self.get_mut().0 {
-            Answer::Ready(response) => {
+            ResponseState::Ready(response) => {
                 Poll::Ready(Ok(response.take().expect("ResponseFuture polled after it completed")))
             }
-            Answer::Waiting(future) => future.as_mut().poll(cx).map(Ok),
+            ResponseState::Waiting(future) => future.as_mut().poll(cx).map(Ok),
         }
     }
 }
@@ -701,9 +714,9 @@ impl Future for ResponseFuture {
 impl std::fmt::Debug for ResponseFuture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match self.0 {
-            Answer::Ready(Some(_)) => "ready",
-            Answer::Ready(None) => "done",
-            Answer::Waiting(_) => "waiting",
+            ResponseState::Ready(Some(_)) => "ready",
+            ResponseState::Ready(None) => "done",
+            ResponseState::Waiting(_) => "waiting",
         };
         f.debug_tuple("ResponseFuture").field(&state).finish()
     }
@@ -748,10 +761,10 @@ impl ScaleService {
             let (parts, _) = request.into_parts();
             let response = self.respond_inline(&parts, Bytes::new());
             drop((run, place));
-            return ResponseFuture(Answer::Ready(Some(response)));
+            return ResponseFuture(ResponseState::Ready(Some(response)));
         }
         let this = self.clone();
-        ResponseFuture(Answer::Waiting(Box::pin(async move { this.handle(request).await })))
+        ResponseFuture(ResponseState::Waiting(Box::pin(async move { this.handle(request).await })))
     }
 }
 

@@ -116,30 +116,45 @@ struct RawConfig {
     routes: Vec<Spanned<RawRoute>>,
 }
 
-/// The limit keys, in `[defaults]` and in each route.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    memory_limit: Option<u64>,
-    table_limit: Option<u32>,
-    cpu_budget: Option<Spanned<BudgetValue>>,
-    deadline: Option<Spanned<String>>,
-    body_limit: Option<usize>,
-    isolate: Option<bool>,
+/// Declares the tables that hold the limit keys, `[defaults]` and
+/// `[[route]]`, from one list of the keys, so that both accept the same ones.
+/// (Not `#[serde(flatten)]`: it cannot be combined with
+/// `deny_unknown_fields`, and it loses the spans of `Spanned` values.)
+macro_rules! limit_keys {
+    ($($key:ident: $value:ty,)*) => {
+        /// `[defaults]`: the limit keys, each optional.
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct RawLimits {
+            $($key: Option<$value>,)*
+        }
+
+        /// A `[[route]]`: where it answers, its chain, and the limit keys.
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct RawRoute {
+            path: Spanned<String>,
+            methods: Option<Vec<Spanned<String>>>,
+            functions: Vec<Spanned<String>>,
+            $($key: Option<$value>,)*
+        }
+
+        impl RawRoute {
+            /// The limit keys the route sets.
+            fn limits(&self) -> RawLimits {
+                RawLimits { $($key: self.$key.clone(),)* }
+            }
+        }
+    };
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRoute {
-    path: Spanned<String>,
-    methods: Option<Vec<Spanned<String>>>,
-    functions: Vec<Spanned<String>>,
-    memory_limit: Option<u64>,
-    table_limit: Option<u32>,
-    cpu_budget: Option<Spanned<BudgetValue>>,
-    deadline: Option<Spanned<String>>,
-    body_limit: Option<usize>,
-    isolate: Option<bool>,
+limit_keys! {
+    memory_limit: u64,
+    table_limit: u32,
+    cpu_budget: Spanned<BudgetValue>,
+    deadline: Spanned<String>,
+    body_limit: usize,
+    isolate: bool,
 }
 
 /// `cpu_budget = 1000000` or `cpu_budget = "none"`.
@@ -249,15 +264,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             }
             functions.push(std::path::absolute(&path).unwrap_or(path));
         }
-        let own = RawLimits {
-            memory_limit: route.memory_limit,
-            table_limit: route.table_limit,
-            cpu_budget: route.cpu_budget.clone(),
-            deadline: route.deadline.clone(),
-            body_limit: route.body_limit,
-            isolate: route.isolate,
-        };
-        let limits = apply(defaults, &own, &|span, message| {
+        let limits = apply(defaults, &route.limits(), &|span, message| {
             error(if span.is_empty() { spanned.span() } else { span }, message)
         })?;
         routes.push(RouteConfig { path, methods, functions, limits, line });

@@ -15,7 +15,7 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::Full;
-use scale_http::{RunReport, ScaleService, ServeOptions};
+use scale_http::{RunReport, ScaleService, ServeOptions, plain_response};
 use scale_runtime::Runtime;
 
 use super::config::{Config, RouteConfig};
@@ -153,9 +153,9 @@ impl Server {
         let path = uri.path();
         let route = self.router.at(path).ok().map(|found| &self.routes[*found.value]);
         let (response, route_name) = match route {
-            None => (plain(http::StatusCode::NOT_FOUND), "-"),
+            None => (plain_response(http::StatusCode::NOT_FOUND), "-"),
             Some(route) if !route.allows(&method) => {
-                let mut response = plain(http::StatusCode::METHOD_NOT_ALLOWED);
+                let mut response = plain_response(http::StatusCode::METHOD_NOT_ALLOWED);
                 let mut allowed = route.config.methods.join(", ");
                 if route.config.methods.iter().any(|m| m == "GET") && !route.config.methods.iter().any(|m| m == "HEAD")
                 {
@@ -199,7 +199,7 @@ impl Server {
     /// Answers one admin request: `/metrics`, `/healthz`, `/readyz`.
     fn admin(&self, request: &http::Request<hyper::body::Incoming>) -> http::Response<Full<Bytes>> {
         if request.method() != http::Method::GET && request.method() != http::Method::HEAD {
-            return plain(http::StatusCode::METHOD_NOT_ALLOWED);
+            return plain_response(http::StatusCode::METHOD_NOT_ALLOWED);
         }
         match request.uri().path() {
             "/metrics" => {
@@ -219,22 +219,15 @@ impl Server {
                 text(http::StatusCode::SERVICE_UNAVAILABLE, "draining\n")
             }
             "/readyz" => text(http::StatusCode::OK, "ready\n"),
-            _ => plain(http::StatusCode::NOT_FOUND),
+            _ => plain_response(http::StatusCode::NOT_FOUND),
         }
     }
 }
 
-/// A response with a generic text body naming the status.
-fn plain(status: http::StatusCode) -> http::Response<Full<Bytes>> {
-    text(status, &format!("{}\n", status.canonical_reason().unwrap_or("Error")))
-}
-
-fn text(status: http::StatusCode, body: &str) -> http::Response<Full<Bytes>> {
-    let mut response = http::Response::new(Full::new(Bytes::from(body.to_string())));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+/// A `text/plain` response of `status` with `body`.
+fn text(status: http::StatusCode, body: &'static str) -> http::Response<Full<Bytes>> {
+    let mut response = plain_response(status);
+    *response.body_mut() = Full::new(Bytes::from_static(body.as_bytes()));
     response
 }
 
