@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use scale_build::{GoBuild, RustTarget};
-use scale_func::{Language, Signature};
+use scale_func::{Language, SignatureId};
 use sha2::{Digest, Sha256};
 use xshell::{Shell, cmd};
 
@@ -241,7 +241,7 @@ fn go_fixtures(root: &Path, out: &Path) -> Result<()> {
         let mut build =
             GoBuild::new(&dir).name(&name).tag("test").work_dir(root.join("target/fixtures-build/go").join(&name));
         if BAD_SIGNATURE_FIXTURES.contains(&name.as_str()) {
-            build = build.record_signature(Signature::new("not-http", "v9.9.9")?);
+            build = build.record_signature(SignatureId::new("not-http", "v9.9.9")?);
         }
         let func = build.build().with_context(|| format!("building Go fixture {name}"))?;
         std::fs::write(&scale_path, func.encode())?;

@@ -91,7 +91,7 @@ fn dirtying(pages: u32) -> ScaleFunc {
                 i64.const 0x0000000800000006))"#
     );
     let wasm = wasmer::wat2wasm(wat.as_bytes()).expect("valid WAT").into_owned();
-    let signature = scale_func::Signature::new("http", "v0.1.0").expect("a valid signature");
+    let signature = scale_func::SignatureId::new("http", "v0.1.0").expect("a valid signature");
     ScaleFunc::new("dirty", "bench", signature, scale_func::Language::Rust, wasm).expect("a valid function")
 }
 

@@ -105,7 +105,7 @@ pub use runtime::{
     PoolStats, RunAsync, Runtime, RuntimeBuilder,
 };
 /// The `.scale` file format: [`ScaleFunc`], and what a host needs to check
-/// or build one ([`scale_func::Signature`], [`scale_func::Language`]).
+/// or build one ([`scale_func::SignatureId`], [`scale_func::Language`]).
 pub use scale_func;
 pub use scale_func::ScaleFunc;
 /// The HTTP signature: [`Context`], its request and response, and
