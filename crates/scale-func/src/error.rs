@@ -150,7 +150,7 @@ impl fmt::Display for NotScaleHint {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecodeError {
-    /// The input does not start with [`MAGIC`](crate::MAGIC).
+    /// The input does not start with [`MAGIC`].
     #[error("not a .scale file: {hint}")]
     NotAScaleFile {
         /// What the input looks like instead.

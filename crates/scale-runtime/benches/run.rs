@@ -21,7 +21,7 @@
 //!   on a bare wasmer instance, no codec and no memory traffic: the floor.
 //! - `copy_64KiB/{whole,pieces}/{0,16}`: copying 64 KiB in one call or in
 //!   the 2 KiB pieces the codec and the runtime use
-//!   (`scale_signature_http::pieces`), to a target 0 or 16 bytes past the
+//!   (`scale_signature_http::raw::chunked_copy`), to a target 0 or 16 bytes past the
 //!   source modulo 4 KiB (see `docs/benchmarks.md`, *Large copies*).
 
 use std::path::PathBuf;
@@ -29,7 +29,7 @@ use std::path::PathBuf;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use scale_runtime::{Isolation, Runtime, ScaleFunc};
-use scale_signature_http::pieces::PIECE;
+use scale_signature_http::raw::chunked_copy::CHUNK;
 use wasmer::{Instance, Module, Store, TypedFunction, imports};
 
 fn fixture(lang: &str, name: &str) -> ScaleFunc {
@@ -199,7 +199,7 @@ fn copy(c: &mut Criterion) {
             .bench_function(format!("whole/{distance}"), |b| b.iter(|| to.copy_from_slice(std::hint::black_box(from))));
         group.bench_function(format!("pieces/{distance}"), |b| {
             b.iter(|| {
-                for (to, from) in to.chunks_mut(PIECE).zip(std::hint::black_box(from).chunks(PIECE)) {
+                for (to, from) in to.chunks_mut(CHUNK).zip(std::hint::black_box(from).chunks(CHUNK)) {
                     to.copy_from_slice(from);
                 }
             })

@@ -10,7 +10,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use scale_signature_http::pieces;
+use scale_signature_http::raw::chunked_copy;
 
 use wasmer::{
     AsStoreMut, Function, FunctionEnv, FunctionEnvMut, Global, Imports, Memory, MemoryView, RuntimeError, Store,
@@ -749,8 +749,8 @@ fn read_vec(view: &MemoryView<'_>, ptr: u32, len: u32) -> Result<Vec<u8>, wasmer
     Ok(bytes)
 }
 
-/// Writes `bytes` at `ptr` of a guest's memory, a piece at a time
-/// (`scale_signature_http::pieces` says why). wasmer's own `write` copies
+/// Writes `bytes` at `ptr` of a guest's memory, a chunk at a time
+/// (`scale_signature_http::raw::chunked_copy` says why). wasmer's own `write` copies
 /// eight bytes per volatile store, several times slower for large contexts.
 ///
 /// # Safety
@@ -767,7 +767,7 @@ unsafe fn write_guest(view: &MemoryView<'_>, ptr: u32, bytes: &[u8]) -> Result<(
         .get_mut(ptr as usize..)
         .and_then(|rest| rest.get_mut(..bytes.len()))
         .ok_or(wasmer::MemoryAccessError::HeapOutOfBounds)?;
-    for (to, from) in target.chunks_mut(pieces::PIECE).zip(bytes.chunks(pieces::PIECE)) {
+    for (to, from) in target.chunks_mut(chunked_copy::CHUNK).zip(bytes.chunks(chunked_copy::CHUNK)) {
         to.copy_from_slice(from);
     }
     Ok(())

@@ -1,0 +1,163 @@
+//! Validation without decoding: the same checks as the [`Message`] impls
+//! (wire types, lengths, UTF-8, the status range, the size of header maps),
+//! walking the bytes instead of filling a context.
+//!
+//! [`Context::validate`] must accept exactly what [`Context::decode`]
+//! accepts; a property test holds the two together.
+//!
+//! [`Message`]: prost::Message
+
+use prost::encoding::{DecodeContext, WireType, check_wire_type, decode_key, decode_varint, skip_field};
+
+use crate::error::{DecodeError, buffer_underflow, not_utf8, status_out_of_range, too_many_headers};
+use crate::types::{Context, MAX_HEADER_ITEMS};
+
+impl Context {
+    /// Checks that `bytes` decode as a context without building one (so
+    /// without allocating): `Ok` exactly when [`Context::decode`] succeeds.
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::decode`].
+    pub fn validate(bytes: &[u8]) -> Result<(), DecodeError> {
+        check_or_decode(bytes, bytes, Shape::Context)
+    }
+}
+
+/// Checks that `message`, of shape `shape` and part of the encoded context
+/// `context`, decodes; where only the decoder can tell, decodes `context`.
+pub(crate) fn check_or_decode(context: &[u8], message: &[u8], shape: Shape) -> Result<(), DecodeError> {
+    match check_message(message, shape) {
+        Ok(()) => Ok(()),
+        Err(Unchecked::Invalid(err)) => Err(err.into()),
+        // Rare: let the decoder itself decide.
+        Err(Unchecked::Group) => Context::decode(context).map(drop),
+    }
+}
+
+/// Why [`check_message`] stopped.
+enum Unchecked {
+    /// The bytes do not decode.
+    Invalid(prost::DecodeError),
+    /// An unknown group field: whether it decodes depends on prost's
+    /// recursion limit at its depth, which only the decoder tracks.
+    Group,
+}
+
+impl From<prost::DecodeError> for Unchecked {
+    fn from(err: prost::DecodeError) -> Self {
+        Unchecked::Invalid(err)
+    }
+}
+
+/// Takes a length-delimited field's contents off the front of `buf`.
+#[inline]
+pub(crate) fn take_delimited<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], prost::DecodeError> {
+    // Most lengths fit one byte: read those here, the rest through prost.
+    let len = match buf.split_first() {
+        Some((&len, rest)) if len < 0x80 => {
+            *buf = rest;
+            u64::from(len)
+        }
+        _ => decode_varint(buf)?,
+    };
+    let len = usize::try_from(len).ok().filter(|&len| len <= buf.len()).ok_or_else(buffer_underflow)?;
+    let (field, rest) = buf.split_at(len);
+    *buf = rest;
+    Ok(field)
+}
+
+fn check_message(buf: &[u8], shape: Shape) -> Result<(), Unchecked> {
+    check_fields(buf, shape, &mut 0)
+}
+
+/// The messages of the signature, for [`check_message`].
+#[derive(Clone, Copy)]
+pub(crate) enum Shape {
+    Context,
+    Request,
+    Response,
+    HeaderEntry,
+    HeaderValues,
+}
+
+/// What a field of a [`Shape`] holds.
+enum Field {
+    Message(Shape),
+    String,
+    Bytes,
+    Varint,
+    Status,
+    Unknown,
+}
+
+fn field_of(shape: Shape, tag: u32) -> Field {
+    match (shape, tag) {
+        (Shape::Context, 1) => Field::Message(Shape::Request),
+        (Shape::Context, 2) => Field::Message(Shape::Response),
+        (Shape::Request, 1 | 2 | 4 | 5) => Field::String,
+        (Shape::Request, 3) => Field::Varint,
+        (Shape::Request, 6) | (Shape::Response, 2) => Field::Bytes,
+        (Shape::Request, 7) | (Shape::Response, 3) => Field::Message(Shape::HeaderEntry),
+        (Shape::Response, 1) => Field::Status,
+        (Shape::HeaderEntry, 1) | (Shape::HeaderValues, 1) => Field::String,
+        (Shape::HeaderEntry, 2) => Field::Message(Shape::HeaderValues),
+        _ => Field::Unknown,
+    }
+}
+
+/// [`check_message`], counting the header names and values of the map the
+/// message belongs to in `items` (each request and response starts a count
+/// of its own, as each decode of one does).
+fn check_fields(mut buf: &[u8], shape: Shape, items: &mut usize) -> Result<(), Unchecked> {
+    while !buf.is_empty() {
+        let (tag, wire_type) = decode_key(&mut buf)?;
+        match field_of(shape, tag) {
+            Field::Message(inner) => {
+                check_wire_type(WireType::LengthDelimited, wire_type)?;
+                let message = take_delimited(&mut buf)?;
+                match inner {
+                    Shape::Request | Shape::Response => check_fields(message, inner, &mut 0)?,
+                    Shape::HeaderEntry => {
+                        count_item(items)?;
+                        check_fields(message, inner, items)?;
+                    }
+                    Shape::Context | Shape::HeaderValues => check_fields(message, inner, items)?,
+                }
+            }
+            Field::String => {
+                check_wire_type(WireType::LengthDelimited, wire_type)?;
+                core::str::from_utf8(take_delimited(&mut buf)?).map_err(|_| not_utf8())?;
+                if matches!(shape, Shape::HeaderValues) {
+                    count_item(items)?;
+                }
+            }
+            Field::Bytes => {
+                check_wire_type(WireType::LengthDelimited, wire_type)?;
+                take_delimited(&mut buf)?;
+            }
+            Field::Varint => {
+                check_wire_type(WireType::Varint, wire_type)?;
+                decode_varint(&mut buf)?;
+            }
+            Field::Status => {
+                check_wire_type(WireType::Varint, wire_type)?;
+                // As `uint32::merge` then the range check of the status field.
+                let status = decode_varint(&mut buf)? as u32;
+                u16::try_from(status).map_err(|_| status_out_of_range())?;
+            }
+            Field::Unknown if wire_type == WireType::StartGroup => return Err(Unchecked::Group),
+            Field::Unknown => skip_field(wire_type, tag, &mut buf, DecodeContext::default())?,
+        }
+    }
+    Ok(())
+}
+
+/// Counts one header name or value; an error past [`MAX_HEADER_ITEMS`].
+fn count_item(items: &mut usize) -> Result<(), Unchecked> {
+    *items += 1;
+    if *items > MAX_HEADER_ITEMS {
+        return Err(Unchecked::Invalid(too_many_headers()));
+    }
+    Ok(())
+}
