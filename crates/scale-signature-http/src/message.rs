@@ -7,7 +7,8 @@
 //! reasons: the defaults of the signature (`GET`, `HTTP/1.1`, 200) are not
 //! protobuf zero values, and the Go guest codec must produce the same
 //! bytes, so the canonical form (documented in the `.proto` file) is spelled
-//! out here field by field.
+//! out here, in one table of fields for each of the request and the
+//! response.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -15,11 +16,11 @@ use alloc::vec::Vec;
 use bytes::{Buf, BufMut};
 use prost::Message;
 use prost::encoding::{
-    DecodeContext, WireType, bytes as pbytes, check_wire_type, decode_key, encode_varint, encoded_len_varint, key_len,
-    message, skip_field, string, uint32, uint64,
+    DecodeContext, WireType, check_wire_type, decode_key, encode_varint, encoded_len_varint, key_len, message,
+    skip_field, string,
 };
 
-use crate::error::{DecodeError, status_out_of_range, too_many_headers};
+use crate::error::{DecodeError, too_many_headers};
 use crate::raw::chunked_copy;
 use crate::types::{
     Context, DEFAULT_METHOD, DEFAULT_PROTOCOL, DEFAULT_STATUS, Headers, MAX_HEADER_ITEMS, Request, Response,
@@ -63,6 +64,7 @@ impl Context {
     /// The lengths of the nested messages, each computed once. (prost's
     /// `message::encode` computes a nested message's length again at every
     /// level; contexts are encoded twice per run, so this pays.)
+    #[inline]
     pub(crate) fn nested_lens(&self) -> NestedLens {
         let request = Message::encoded_len(&self.request);
         let response = Message::encoded_len(&self.response);
@@ -76,6 +78,7 @@ impl Context {
     }
 
     /// Appends the encoding of this context, whose lengths are `lens`.
+    #[inline]
     pub(crate) fn encode_with(&self, lens: NestedLens, buf: &mut Vec<u8>) {
         put_delimited_start(1, lens.request, buf);
         Message::encode_raw(&self.request, buf);
@@ -144,177 +147,261 @@ impl Message for Context {
     }
 }
 
-impl Message for Request {
-    fn encode_raw(&self, buf: &mut impl BufMut) {
-        if self.method != DEFAULT_METHOD {
-            string::encode(1, &self.method, buf);
-        }
-        if !self.uri.is_empty() {
-            string::encode(2, &self.uri, buf);
-        }
-        if self.content_length != 0 {
-            uint64::encode(3, &self.content_length, buf);
-        }
-        if self.protocol != DEFAULT_PROTOCOL {
-            string::encode(4, &self.protocol, buf);
-        }
-        if !self.ip.is_empty() {
-            string::encode(5, &self.ip, buf);
-        }
-        if !self.body.is_empty() {
-            encode_body(6, &self.body, buf);
-        }
-        encode_headers(7, &self.headers, buf);
-    }
-
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wire_type: WireType,
-        buf: &mut impl Buf,
-        ctx: DecodeContext,
-    ) -> Result<(), prost::DecodeError> {
-        match tag {
-            1 => string::merge(wire_type, &mut self.method, buf, ctx),
-            2 => string::merge(wire_type, &mut self.uri, buf, ctx),
-            3 => uint64::merge(wire_type, &mut self.content_length, buf, ctx),
-            4 => string::merge(wire_type, &mut self.protocol, buf, ctx),
-            5 => string::merge(wire_type, &mut self.ip, buf, ctx),
-            6 => pbytes::merge(wire_type, &mut self.body, buf, ctx),
-            7 => merge_header(wire_type, &mut self.headers, buf, ctx),
-            _ => skip_field(wire_type, tag, buf, ctx),
-        }
-    }
-
-    // Decoding a request or response on its own ends by sorting its header
-    // entries (see `Headers::finish_decoding`), as decoding one inside a
-    // context does.
-    fn merge(&mut self, mut buf: impl Buf) -> Result<(), prost::DecodeError> {
-        sorted(merge_fields(self, &mut buf), &mut self.headers)
-    }
-
-    fn merge_length_delimited(&mut self, mut buf: impl Buf) -> Result<(), prost::DecodeError> {
-        let merged = message::merge(WireType::LengthDelimited, self, &mut buf, DecodeContext::default());
-        sorted(merged, &mut self.headers)
-    }
-
-    fn encoded_len(&self) -> usize {
-        let mut len = 0;
-        if self.method != DEFAULT_METHOD {
-            len += string::encoded_len(1, &self.method);
-        }
-        if !self.uri.is_empty() {
-            len += string::encoded_len(2, &self.uri);
-        }
-        if self.content_length != 0 {
-            len += uint64::encoded_len(3, &self.content_length);
-        }
-        if self.protocol != DEFAULT_PROTOCOL {
-            len += string::encoded_len(4, &self.protocol);
-        }
-        if !self.ip.is_empty() {
-            len += string::encoded_len(5, &self.ip);
-        }
-        if !self.body.is_empty() {
-            len += pbytes::encoded_len(6, &self.body);
-        }
-        len + headers_encoded_len(7, &self.headers)
-    }
-
-    fn clear(&mut self) {
-        *self = Self::default();
-    }
+/// The messages of the signature, as the validation walk
+/// (`crate::validate`) tells them apart.
+#[derive(Clone, Copy)]
+pub(crate) enum Shape {
+    Context,
+    Request,
+    Response,
+    HeaderEntry,
+    HeaderValues,
 }
 
-impl Message for Response {
-    fn encode_raw(&self, buf: &mut impl BufMut) {
-        if self.status_code != DEFAULT_STATUS {
-            uint32::encode(1, &u32::from(self.status_code), buf);
-        }
-        if !self.body.is_empty() {
-            encode_body(2, &self.body, buf);
-        }
-        encode_headers(3, &self.headers, buf);
-    }
+/// What a field of a [`Shape`] holds, for the validation walk.
+pub(crate) enum FieldKind {
+    Message(Shape),
+    String,
+    Bytes,
+    Varint,
+    Status,
+    Unknown,
+}
 
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wire_type: WireType,
-        buf: &mut impl Buf,
-        ctx: DecodeContext,
-    ) -> Result<(), prost::DecodeError> {
-        match tag {
-            1 => {
-                let mut status = 0u32;
-                uint32::merge(wire_type, &mut status, buf, ctx)?;
-                self.status_code = u16::try_from(status).map_err(|_| status_out_of_range())?;
-                Ok(())
+/// Whether a field of a part table is written: always, when it is not
+/// empty, or when it is not its default.
+macro_rules! written {
+    ($value:expr) => {
+        true
+    };
+    ($value:expr, empty) => {
+        !$value.is_empty()
+    };
+    ($value:expr, $default:tt) => {
+        $value != $default
+    };
+}
+
+/// Implements [`Message`] for a part of the context (the request or the
+/// response) from one table of its fields, so that encoding, the encoded
+/// length, decoding and the validation walk (through `field_kind`) cannot
+/// disagree on them.
+///
+/// A row `tag => field: kind unless default` says that `self.field` is
+/// field `tag` on the wire, encoded, measured and merged by the functions of
+/// the module `kind` below, and left out of the encoding when it equals
+/// `default`, or is empty for `unless empty` (proto3's rule, with this
+/// signature's defaults). A row without `unless` is always written (a
+/// header map writes one field per entry, so none when empty).
+///
+/// Decoding a part on its own ends by sorting its header entries, as
+/// decoding one inside a context does (see `Headers::finish_decoding`).
+macro_rules! part_message {
+    ($part:ty { $($tag:literal => $field:ident: $kind:ident $(unless $default:tt)?,)* }) => {
+        impl Message for $part {
+            fn encode_raw(&self, buf: &mut impl BufMut) {
+                $(
+                    if written!(self.$field $(, $default)?) {
+                        $kind::encode($tag, &self.$field, buf);
+                    }
+                )*
             }
-            2 => pbytes::merge(wire_type, &mut self.body, buf, ctx),
-            3 => merge_header(wire_type, &mut self.headers, buf, ctx),
-            _ => skip_field(wire_type, tag, buf, ctx),
+
+            fn merge_field(
+                &mut self,
+                tag: u32,
+                wire_type: WireType,
+                buf: &mut impl Buf,
+                ctx: DecodeContext,
+            ) -> Result<(), prost::DecodeError> {
+                match tag {
+                    $($tag => $kind::merge(wire_type, &mut self.$field, buf, ctx),)*
+                    _ => skip_field(wire_type, tag, buf, ctx),
+                }
+            }
+
+            fn merge(&mut self, mut buf: impl Buf) -> Result<(), prost::DecodeError> {
+                sorted(merge_fields(self, &mut buf), &mut self.headers)
+            }
+
+            fn merge_length_delimited(&mut self, mut buf: impl Buf) -> Result<(), prost::DecodeError> {
+                let merged = message::merge(WireType::LengthDelimited, self, &mut buf, DecodeContext::default());
+                sorted(merged, &mut self.headers)
+            }
+
+            fn encoded_len(&self) -> usize {
+                let mut len = 0;
+                $(
+                    if written!(self.$field $(, $default)?) {
+                        len += $kind::encoded_len($tag, &self.$field);
+                    }
+                )*
+                len
+            }
+
+            fn clear(&mut self) {
+                *self = Self::default();
+            }
         }
-    }
 
-    // Decoding a request or response on its own ends by sorting its header
-    // entries (see `Headers::finish_decoding`), as decoding one inside a
-    // context does.
-    fn merge(&mut self, mut buf: impl Buf) -> Result<(), prost::DecodeError> {
-        sorted(merge_fields(self, &mut buf), &mut self.headers)
-    }
-
-    fn merge_length_delimited(&mut self, mut buf: impl Buf) -> Result<(), prost::DecodeError> {
-        let merged = message::merge(WireType::LengthDelimited, self, &mut buf, DecodeContext::default());
-        sorted(merged, &mut self.headers)
-    }
-
-    fn encoded_len(&self) -> usize {
-        let mut len = 0;
-        if self.status_code != DEFAULT_STATUS {
-            len += uint32::encoded_len(1, &u32::from(self.status_code));
+        impl $part {
+            /// What field `tag` holds, for the validation walk.
+            #[inline]
+            pub(crate) fn field_kind(tag: u32) -> FieldKind {
+                match tag {
+                    $($tag => $kind::KIND,)*
+                    _ => FieldKind::Unknown,
+                }
+            }
         }
-        if !self.body.is_empty() {
-            len += pbytes::encoded_len(2, &self.body);
-        }
-        len + headers_encoded_len(3, &self.headers)
-    }
+    };
+}
 
-    fn clear(&mut self) {
-        *self = Self::default();
+part_message!(Request {
+    1 => method: text unless DEFAULT_METHOD,
+    2 => uri: text unless empty,
+    3 => content_length: uint64 unless 0,
+    4 => protocol: text unless DEFAULT_PROTOCOL,
+    5 => ip: text unless empty,
+    6 => body: body unless empty,
+    7 => headers: header_map,
+});
+
+part_message!(Response {
+    1 => status_code: status unless DEFAULT_STATUS,
+    2 => body: body unless empty,
+    3 => headers: header_map,
+});
+
+// The kinds of field of the part tables: how each is encoded, measured and
+// merged, and what the validation walk checks it as.
+
+/// A `string` field.
+mod text {
+    pub(super) use prost::encoding::string::{encode, encoded_len, merge};
+
+    pub(super) const KIND: super::FieldKind = super::FieldKind::String;
+}
+
+/// A `uint64` field.
+mod uint64 {
+    pub(super) use prost::encoding::uint64::{encode, encoded_len, merge};
+
+    pub(super) const KIND: super::FieldKind = super::FieldKind::Varint;
+}
+
+/// A `bytes` field holding a body, written a chunk at a time
+/// ([`chunked_copy`]).
+mod body {
+    use bytes::{BufMut, Bytes};
+    pub(super) use prost::encoding::bytes::{encoded_len, merge};
+
+    use super::{chunked_copy, put_delimited_start};
+
+    pub(super) const KIND: super::FieldKind = super::FieldKind::Bytes;
+
+    /// As prost's `bytes::encode`, copying in chunks.
+    pub(super) fn encode(tag: u32, body: &Bytes, buf: &mut impl BufMut) {
+        put_delimited_start(tag, body.len(), buf);
+        chunked_copy::put_slice(buf, body);
     }
 }
 
-// Header maps: `map<string, HeaderValues>`, each entry a message with the
-// name at tag 1 and a `HeaderValues { repeated string values = 1; }` at tag 2.
+/// The status code: a `uint32` on the wire that must fit in a `u16`.
+mod status {
+    use bytes::{Buf, BufMut};
+    use prost::encoding::{DecodeContext, WireType, uint32};
+
+    use crate::error::status_out_of_range;
+
+    pub(super) const KIND: super::FieldKind = super::FieldKind::Status;
+
+    #[inline(always)]
+    pub(super) fn encode(tag: u32, status: &u16, buf: &mut impl BufMut) {
+        uint32::encode(tag, &u32::from(*status), buf);
+    }
+
+    #[inline(always)]
+    pub(super) fn encoded_len(tag: u32, status: &u16) -> usize {
+        uint32::encoded_len(tag, &u32::from(*status))
+    }
+
+    #[inline]
+    pub(super) fn merge(
+        wire_type: WireType,
+        status_code: &mut u16,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        let mut status = 0u32;
+        uint32::merge(wire_type, &mut status, buf, ctx)?;
+        *status_code = u16::try_from(status).map_err(|_| status_out_of_range())?;
+        Ok(())
+    }
+}
+
+/// A header map: `map<string, HeaderValues>`, each entry a message with the
+/// name at tag 1 and a `HeaderValues { repeated string values = 1; }` at
+/// tag 2.
+mod header_map {
+    use alloc::string::String;
+
+    use bytes::{Buf, BufMut};
+    use prost::encoding::{DecodeContext, WireType, encoded_len_varint, key_len, message, string};
+
+    use super::{HeaderEntry, HeaderValuesMsg, put_delimited_start, values_len};
+    use crate::error::too_many_headers;
+    use crate::types::Headers;
+
+    pub(super) const KIND: super::FieldKind = super::FieldKind::Message(super::Shape::HeaderEntry);
+
+    fn entry_len(name: &String, values: &[String]) -> usize {
+        let values_len = values_len(values);
+        string::encoded_len(1, name) + key_len(2) + encoded_len_varint(values_len as u64) + values_len
+    }
+
+    pub(super) fn encoded_len(tag: u32, headers: &Headers) -> usize {
+        headers
+            .entries
+            .iter()
+            .map(|(name, values)| {
+                let len = entry_len(name, values);
+                key_len(tag) + encoded_len_varint(len as u64) + len
+            })
+            .sum()
+    }
+
+    pub(super) fn encode(tag: u32, headers: &Headers, buf: &mut impl BufMut) {
+        for (name, values) in &headers.entries {
+            put_delimited_start(tag, entry_len(name, values), buf);
+            string::encode(1, name, buf);
+            put_delimited_start(2, values_len(values), buf);
+            string::encode_repeated(1, values, buf);
+        }
+    }
+
+    /// Decodes one entry into `headers`.
+    pub(super) fn merge(
+        wire_type: WireType,
+        headers: &mut Headers,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        // An entry without a name field has the empty name, as when decoding
+        // into a fresh entry; `string::merge` replaces the contents otherwise.
+        let (name, values) = headers.take_spare();
+        let mut entry = HeaderEntry { name, values: HeaderValuesMsg::recycled(values) };
+        message::merge(wire_type, &mut entry, buf, ctx)?;
+        if !headers.count_decoded(1 + entry.values.used) {
+            return Err(too_many_headers());
+        }
+        headers.insert_entry(entry.name, entry.values.into_values());
+        Ok(())
+    }
+}
 
 fn values_len(values: &[String]) -> usize {
     values.iter().map(|value| string::encoded_len(1, value)).sum()
-}
-
-fn entry_len(name: &String, values: &[String]) -> usize {
-    let values_len = values_len(values);
-    string::encoded_len(1, name) + key_len(2) + encoded_len_varint(values_len as u64) + values_len
-}
-
-fn headers_encoded_len(tag: u32, headers: &Headers) -> usize {
-    headers
-        .entries
-        .iter()
-        .map(|(name, values)| {
-            let len = entry_len(name, values);
-            key_len(tag) + encoded_len_varint(len as u64) + len
-        })
-        .sum()
-}
-
-fn encode_headers(tag: u32, headers: &Headers, buf: &mut impl BufMut) {
-    for (name, values) in &headers.entries {
-        put_delimited_start(tag, entry_len(name, values), buf);
-        string::encode(1, name, buf);
-        put_delimited_start(2, values_len(values), buf);
-        string::encode_repeated(1, values, buf);
-    }
 }
 
 /// One decoded header entry; only used while decoding. It is filled in
@@ -415,12 +502,6 @@ impl Message for HeaderValuesMsg {
     }
 }
 
-/// Encodes a body field (as prost's `bytes::encode`, copying in chunks).
-fn encode_body(tag: u32, body: &[u8], buf: &mut impl BufMut) {
-    put_delimited_start(tag, body.len(), buf);
-    chunked_copy::put_slice(buf, body);
-}
-
 /// Ends decoding a message that holds `headers`, whether or not it
 /// succeeded: the entries the decoder appended out of order are sorted
 /// (`Headers::finish_decoding`). Returns what the decoder returned.
@@ -436,24 +517,6 @@ fn merge_fields(message: &mut impl Message, buf: &mut impl Buf) -> Result<(), pr
         let (tag, wire_type) = decode_key(buf)?;
         message.merge_field(tag, wire_type, buf, ctx.clone())?;
     }
-    Ok(())
-}
-
-fn merge_header(
-    wire_type: WireType,
-    headers: &mut Headers,
-    buf: &mut impl Buf,
-    ctx: DecodeContext,
-) -> Result<(), prost::DecodeError> {
-    // An entry without a name field has the empty name, as when decoding
-    // into a fresh entry; `string::merge` replaces the contents otherwise.
-    let (name, values) = headers.take_spare();
-    let mut entry = HeaderEntry { name, values: HeaderValuesMsg::recycled(values) };
-    message::merge(wire_type, &mut entry, buf, ctx)?;
-    if !headers.count_decoded(1 + entry.values.used) {
-        return Err(too_many_headers());
-    }
-    headers.insert_entry(entry.name, entry.values.into_values());
     Ok(())
 }
 

@@ -143,6 +143,7 @@ pub fn encode_error_result_into(error: &str, buf: &mut Vec<u8>) {
 
 /// Starts a result's context field (tag 1) of `len` bytes, reserving room
 /// for all of it.
+#[inline]
 pub(crate) fn start_context_field(len: usize, buf: &mut Vec<u8>) {
     buf.reserve(key_len(1) + encoded_len_varint(len as u64) + len);
     put_delimited_start(1, len, buf);

@@ -10,7 +10,8 @@
 use prost::encoding::{DecodeContext, WireType, check_wire_type, decode_key, decode_varint, skip_field};
 
 use crate::error::{DecodeError, buffer_underflow, not_utf8, status_out_of_range, too_many_headers};
-use crate::types::{Context, MAX_HEADER_ITEMS};
+use crate::message::{FieldKind, Shape};
+use crate::types::{Context, MAX_HEADER_ITEMS, Request, Response};
 
 impl Context {
     /// Checks that `bytes` decode as a context without building one (so
@@ -26,6 +27,7 @@ impl Context {
 
 /// Checks that `message`, of shape `shape` and part of the encoded context
 /// `context`, decodes; where only the decoder can tell, decodes `context`.
+#[inline]
 pub(crate) fn check_or_decode(context: &[u8], message: &[u8], shape: Shape) -> Result<(), DecodeError> {
     match check_message(message, shape) {
         Ok(()) => Ok(()),
@@ -71,38 +73,17 @@ fn check_message(buf: &[u8], shape: Shape) -> Result<(), Unchecked> {
     check_fields(buf, shape, &mut 0)
 }
 
-/// The messages of the signature, for [`check_message`].
-#[derive(Clone, Copy)]
-pub(crate) enum Shape {
-    Context,
-    Request,
-    Response,
-    HeaderEntry,
-    HeaderValues,
-}
-
-/// What a field of a [`Shape`] holds.
-enum Field {
-    Message(Shape),
-    String,
-    Bytes,
-    Varint,
-    Status,
-    Unknown,
-}
-
-fn field_of(shape: Shape, tag: u32) -> Field {
+/// What field `tag` of a message of shape `shape` holds. The request's and
+/// the response's come from their field tables (`crate::message`).
+fn field_of(shape: Shape, tag: u32) -> FieldKind {
     match (shape, tag) {
-        (Shape::Context, 1) => Field::Message(Shape::Request),
-        (Shape::Context, 2) => Field::Message(Shape::Response),
-        (Shape::Request, 1 | 2 | 4 | 5) => Field::String,
-        (Shape::Request, 3) => Field::Varint,
-        (Shape::Request, 6) | (Shape::Response, 2) => Field::Bytes,
-        (Shape::Request, 7) | (Shape::Response, 3) => Field::Message(Shape::HeaderEntry),
-        (Shape::Response, 1) => Field::Status,
-        (Shape::HeaderEntry, 1) | (Shape::HeaderValues, 1) => Field::String,
-        (Shape::HeaderEntry, 2) => Field::Message(Shape::HeaderValues),
-        _ => Field::Unknown,
+        (Shape::Context, 1) => FieldKind::Message(Shape::Request),
+        (Shape::Context, 2) => FieldKind::Message(Shape::Response),
+        (Shape::Request, _) => Request::field_kind(tag),
+        (Shape::Response, _) => Response::field_kind(tag),
+        (Shape::HeaderEntry, 1) | (Shape::HeaderValues, 1) => FieldKind::String,
+        (Shape::HeaderEntry, 2) => FieldKind::Message(Shape::HeaderValues),
+        _ => FieldKind::Unknown,
     }
 }
 
@@ -113,7 +94,7 @@ fn check_fields(mut buf: &[u8], shape: Shape, items: &mut usize) -> Result<(), U
     while !buf.is_empty() {
         let (tag, wire_type) = decode_key(&mut buf)?;
         match field_of(shape, tag) {
-            Field::Message(inner) => {
+            FieldKind::Message(inner) => {
                 check_wire_type(WireType::LengthDelimited, wire_type)?;
                 let message = take_delimited(&mut buf)?;
                 match inner {
@@ -125,29 +106,29 @@ fn check_fields(mut buf: &[u8], shape: Shape, items: &mut usize) -> Result<(), U
                     Shape::Context | Shape::HeaderValues => check_fields(message, inner, items)?,
                 }
             }
-            Field::String => {
+            FieldKind::String => {
                 check_wire_type(WireType::LengthDelimited, wire_type)?;
                 core::str::from_utf8(take_delimited(&mut buf)?).map_err(|_| not_utf8())?;
                 if matches!(shape, Shape::HeaderValues) {
                     count_item(items)?;
                 }
             }
-            Field::Bytes => {
+            FieldKind::Bytes => {
                 check_wire_type(WireType::LengthDelimited, wire_type)?;
                 take_delimited(&mut buf)?;
             }
-            Field::Varint => {
+            FieldKind::Varint => {
                 check_wire_type(WireType::Varint, wire_type)?;
                 decode_varint(&mut buf)?;
             }
-            Field::Status => {
+            FieldKind::Status => {
                 check_wire_type(WireType::Varint, wire_type)?;
                 // As `uint32::merge` then the range check of the status field.
                 let status = decode_varint(&mut buf)? as u32;
                 u16::try_from(status).map_err(|_| status_out_of_range())?;
             }
-            Field::Unknown if wire_type == WireType::StartGroup => return Err(Unchecked::Group),
-            Field::Unknown => skip_field(wire_type, tag, &mut buf, DecodeContext::default())?,
+            FieldKind::Unknown if wire_type == WireType::StartGroup => return Err(Unchecked::Group),
+            FieldKind::Unknown => skip_field(wire_type, tag, &mut buf, DecodeContext::default())?,
         }
     }
     Ok(())

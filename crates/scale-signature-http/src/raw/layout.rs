@@ -12,10 +12,10 @@ use prost::encoding::{WireType, decode_key, decode_varint, encoded_len_varint, k
 
 use super::chunked_copy::{self, ChunkedSlice};
 use crate::error::DecodeError;
-use crate::message::put_delimited_start;
+use crate::message::{Shape, put_delimited_start};
 use crate::run_result::{RunResult, start_context_field};
 use crate::types::{Context, Request, Response};
-use crate::validate::{Shape, check_or_decode, take_delimited};
+use crate::validate::{check_or_decode, take_delimited};
 
 /// The bytes of an encoded context, unchecked until a method checks them.
 ///
