@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use scale_build::{GoBuild, RustTarget};
-use scale_func::{Language, ScaleFunc, Signature};
+use scale_func::{Language, ScaleFunc, SignatureId};
 use sha2::{Digest, Sha256};
 use xshell::{Shell, cmd};
 
@@ -223,7 +223,7 @@ fn rust_fixtures(sh: &Shell, root: &Path, out: &Path) -> Result<()> {
         let wasm = std::fs::read(&wasm_path).with_context(|| format!("reading {}", wasm_path.display()))?;
         let func = match RUST_FIXTURE_SIGNATURES.iter().find(|(fixture, ..)| *fixture == name) {
             Some(&(_, signature, version)) => {
-                ScaleFunc::new(&name, "test", Signature::new(signature, version)?, Language::Rust, wasm)?
+                ScaleFunc::new(&name, "test", SignatureId::new(signature, version)?, Language::Rust, wasm)?
             }
             None => scale_build::pack(wasm, &name, "test", Language::Rust)?,
         };
@@ -252,7 +252,7 @@ fn go_fixtures(root: &Path, out: &Path) -> Result<()> {
         let mut build =
             GoBuild::new(&dir).name(&name).tag("test").work_dir(root.join("target/fixtures-build/go").join(&name));
         if BAD_SIGNATURE_FIXTURES.contains(&name.as_str()) {
-            build = build.record_signature(Signature::new("not-http", "v9.9.9")?);
+            build = build.record_signature(SignatureId::new("not-http", "v9.9.9")?);
         }
         let func = build.build().with_context(|| format!("building Go fixture {name}"))?;
         std::fs::write(&scale_path, func.encode())?;

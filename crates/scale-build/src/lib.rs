@@ -23,7 +23,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use scale_func::{Language, ScaleFunc, Signature};
+use scale_func::{Language, ScaleFunc, SignatureId};
 
 /// The oldest standard Go that can build guests (`//go:wasmexport`).
 pub const MIN_GO: (u32, u32) = (1, 24);
@@ -83,8 +83,8 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
 }
 
 /// The HTTP signature as recorded in `.scale` files.
-pub fn http_signature() -> Signature {
-    Signature::new(scale_signature_http::SIGNATURE_NAME, scale_signature_http::SIGNATURE_VERSION)
+pub fn http_signature() -> SignatureId {
+    SignatureId::new(scale_signature_http::SIGNATURE_NAME, scale_signature_http::SIGNATURE_VERSION)
         .expect("the HTTP signature's name and version are valid")
 }
 
@@ -193,7 +193,7 @@ pub struct GoBuild {
     tag: String,
     compiler: GoCompiler,
     program: Option<PathBuf>,
-    signature: Option<Signature>,
+    signature: Option<SignatureId>,
     work_dir: Option<PathBuf>,
     echo: bool,
 }
@@ -248,7 +248,7 @@ impl GoBuild {
     /// Records another signature than HTTP's in the `.scale` file. The code is
     /// still built against the HTTP package; this exists to make functions a
     /// runtime must refuse, for tests.
-    pub fn record_signature(mut self, signature: Signature) -> Self {
+    pub fn record_signature(mut self, signature: SignatureId) -> Self {
         self.signature = Some(signature);
         self
     }

@@ -1,172 +1,16 @@
-//! The error types of the crate and the small enums they use to say where
-//! a problem is.
+//! The errors of building and decoding a function, and the small enums
+//! they use to say where a problem is.
+//!
+//! Above the rules, the language and the signature id, whose errors these
+//! wrap; below the format, which gives them.
 
 use std::fmt;
 
-use crate::Language;
-use crate::format::MAGIC;
-
-/// Longest excerpt of an offending value that an error message shows.
-///
-/// The error itself keeps the whole value; only its `Display` is shortened,
-/// so a corrupted file with a megabyte-long "name" gives a readable message.
-const SHOWN_CHARS: usize = 64;
-
-/// Shows a value quoted and escaped, cut to [`SHOWN_CHARS`] characters.
-fn quoted(value: &str) -> impl fmt::Display + '_ {
-    struct Quoted<'a>(&'a str);
-    impl fmt::Display for Quoted<'_> {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            match self.0.char_indices().nth(SHOWN_CHARS) {
-                None => write!(f, "{:?}", self.0),
-                Some((cut, _)) => {
-                    write!(f, "{:?}... ({} bytes in all)", &self.0[..cut], self.0.len())
-                }
-            }
-        }
-    }
-    Quoted(value)
-}
-
-/// Shows bytes as space-separated lowercase hex pairs.
-fn hex_bytes(bytes: &[u8]) -> impl fmt::Display + '_ {
-    struct Hex<'a>(&'a [u8]);
-    impl fmt::Display for Hex<'_> {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            for (i, b) in self.0.iter().enumerate() {
-                if i > 0 {
-                    f.write_str(" ")?;
-                }
-                write!(f, "{b:02x}")?;
-            }
-            Ok(())
-        }
-    }
-    Hex(bytes)
-}
-
-/// Why a function name, a tag, or one half of a [`Signature`](crate::Signature)
-/// was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Malformed {
-    /// The value is the empty string.
-    #[error("it is empty")]
-    Empty,
-    /// The value is longer than the limit.
-    #[error("it is {len} bytes long, more than the {max} allowed")]
-    TooLong {
-        /// Length of the value, in bytes.
-        len: usize,
-        /// The limit, in bytes.
-        max: usize,
-    },
-    /// The value contains a character outside its allowed set.
-    #[error("it contains {ch:?} at byte {index}, but only {allowed} are allowed")]
-    ForbiddenChar {
-        /// The first offending character.
-        ch: char,
-        /// Byte index of `ch` in the value.
-        index: usize,
-        /// Human description of the characters the value may contain.
-        allowed: &'static str,
-    },
-}
-
-/// Why the function bytes are not a WebAssembly core module.
-///
-/// A module must start with the 8-byte header `00 61 73 6d 01 00 00 00`:
-/// the magic `\0asm` followed by the binary format version 1.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum NotWasm {
-    /// Fewer than 8 bytes: not even a complete header.
-    #[error("it is only {len} bytes long, shorter than the 8-byte WebAssembly header")]
-    TooShort {
-        /// Length of the function bytes.
-        len: usize,
-    },
-    /// The first four bytes are not `\0asm`.
-    #[error(
-        "it starts with {} instead of the WebAssembly magic 00 61 73 6d (\"\\0asm\")",
-        hex_bytes(.found)
-    )]
-    BadMagic {
-        /// The first four bytes found.
-        found: [u8; 4],
-    },
-    /// The magic is right but the version is not 1.
-    #[error("{}", describe_wasm_version(.found))]
-    UnsupportedVersion {
-        /// Bytes 4 to 7 of the function, the version field.
-        found: [u8; 4],
-    },
-}
-
-fn describe_wasm_version(found: &[u8; 4]) -> String {
-    // Bytes 4..6 are the version, 6..8 the layer; layer 1 is a component.
-    if found[2..] == [1, 0] {
-        format!(
-            "it is a WebAssembly component (version/layer bytes {}), not a core module; \
-             only core modules (version 1) can be packed",
-            hex_bytes(found)
-        )
-    } else {
-        format!(
-            "its WebAssembly version bytes are {} instead of 01 00 00 00; \
-             only core modules of version 1 can be packed",
-            hex_bytes(found)
-        )
-    }
-}
-
-/// A string that names no [`Language`].
-///
-/// Returned by `Language::from_str`; the accepted names are those of
-/// [`Language::as_str`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown language {}: expected one of go, tinygo, rust, ts, js", quoted(&self.value))]
-pub struct ParseLanguageError {
-    pub(crate) value: String,
-}
-
-impl ParseLanguageError {
-    /// The string that was not recognised.
-    pub fn value(&self) -> &str {
-        &self.value
-    }
-}
-
-/// A malformed [`Signature`](crate::Signature).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SignatureError {
-    /// The text has no `@` separating name and version.
-    #[error(
-        "signature {} has no '@': expected name@version, e.g. http@v0.1.0",
-        quoted(.value)
-    )]
-    MissingAt {
-        /// The text that was parsed.
-        value: String,
-    },
-    /// The part before the `@` is not a valid signature name.
-    #[error("invalid signature name {}: {problem}", quoted(.name))]
-    InvalidName {
-        /// The offending name.
-        name: String,
-        /// What is wrong with it.
-        problem: Malformed,
-    },
-    /// The part after the `@` is not a valid signature version.
-    #[error("invalid signature version {}: {problem}", quoted(.version))]
-    InvalidVersion {
-        /// The offending version.
-        version: String,
-        /// What is wrong with it.
-        problem: Malformed,
-    },
-}
+use crate::constants::{FORMAT_VERSION, MAGIC};
+use crate::display::{hex_bytes, quoted};
+use crate::language::{Language, ParseLanguageError};
+use crate::rules::{Malformed, NotWasm};
+use crate::signature_id::SignatureIdError;
 
 /// Why [`ScaleFunc::new`](crate::ScaleFunc::new) refused its arguments.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -306,7 +150,7 @@ impl fmt::Display for NotScaleHint {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecodeError {
-    /// The input does not start with [`MAGIC`](crate::MAGIC).
+    /// The input does not start with [`MAGIC`].
     #[error("not a .scale file: {hint}")]
     NotAScaleFile {
         /// What the input looks like instead.
@@ -315,7 +159,7 @@ pub enum DecodeError {
     /// The format version is not one this crate reads.
     #[error(
         "unsupported .scale format version {0}: this build reads version {v}",
-        v = crate::FORMAT_VERSION.as_u16()
+        v = FORMAT_VERSION.as_u16()
     )]
     UnknownVersion(u16),
     /// The input ends before a part it must contain, or a length prefix
@@ -379,7 +223,7 @@ pub enum DecodeError {
     },
     /// The stored signature is malformed.
     #[error("invalid signature in .scale file: {0}")]
-    InvalidSignature(SignatureError),
+    InvalidSignature(SignatureIdError),
     /// The stored language names no known language.
     #[error("in .scale file: {0}")]
     UnknownLanguage(ParseLanguageError),
@@ -402,18 +246,5 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.len() < 300, "{msg}");
         assert!(msg.contains("1000 bytes in all"), "{msg}");
-    }
-
-    #[test]
-    fn cutting_respects_char_boundaries() {
-        let value = "é".repeat(100);
-        let shown = quoted(&value).to_string();
-        assert!(shown.starts_with("\"éé"));
-    }
-
-    #[test]
-    fn components_are_named_as_such() {
-        let err = NotWasm::UnsupportedVersion { found: [0x0d, 0, 1, 0] };
-        assert!(err.to_string().contains("component"));
     }
 }

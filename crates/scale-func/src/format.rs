@@ -1,148 +1,101 @@
 //! The binary layout of a `.scale` file: encoding and decoding.
 //!
 //! See `docs/scale-format.md` in the repository for the layout, byte by byte.
-
-use std::fmt;
+//! This module works on the fields of a function; [`ScaleFunc`](crate::ScaleFunc),
+//! above it, packs them into its public type.
 
 use sha2::{Digest, Sha256};
 
+use crate::constants::{CHECKSUM_LEN, FormatVersion, MAGIC};
+use crate::display::to_hex;
 use crate::error::{DecodeError, Field, NotScaleHint, Section};
-use crate::func::{ScaleFunc, to_hex};
+use crate::language::Language;
 use crate::rules::{check_name, check_wasm};
-use crate::{Language, Signature};
+use crate::signature_id::SignatureId;
 
-/// The 8 bytes every `.scale` file starts with: `89 53 43 41 4c 45 0d 0a`,
-/// that is `\x89`, `SCALE`, `\r\n`.
+/// The fields of a function, in the order the format lays them out, with
+/// the text and bytes borrowed: from a function being encoded, or from the
+/// input being decoded. `S` holds the signature id: borrowed when encoding,
+/// owned (parsed from the input) when decoding.
+pub(crate) struct Fields<'a, S> {
+    pub(crate) version: FormatVersion,
+    pub(crate) name: &'a str,
+    pub(crate) tag: &'a str,
+    pub(crate) signature: S,
+    pub(crate) language: Language,
+    pub(crate) function: &'a [u8],
+}
+
+/// Writes `fields` as a `.scale` file, in the layout of their version.
 ///
-/// Like PNG's signature, the non-ASCII first byte and the CR LF pair make a
-/// file that went through a text-mode transfer fail the magic check (with
-/// [`NotScaleHint::Mangled`]) rather than a later, more confusing one.
-pub const MAGIC: [u8; 8] = *b"\x89SCALE\r\n";
-
-/// The format version [`ScaleFunc::encode`] writes.
-pub const FORMAT_VERSION: FormatVersion = FormatVersion::V1;
-
-/// Length of the SHA-256 checksum that ends a file.
-pub const CHECKSUM_LEN: usize = 32;
-
-/// A version of the `.scale` container layout, stored as a little-endian
-/// `u16` right after [`MAGIC`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum FormatVersion {
-    /// Version 1, the only one so far.
-    V1 = 1,
+/// Names, tags and signature halves are at most 255 bytes; the caller
+/// guarantees the function is at most `u32::MAX` bytes.
+pub(crate) fn encode(fields: &Fields<'_, &SignatureId>) -> Vec<u8> {
+    let signature = fields.signature.to_string();
+    let framed: [&[u8]; 5] = [
+        fields.name.as_bytes(),
+        fields.tag.as_bytes(),
+        signature.as_bytes(),
+        fields.language.as_str().as_bytes(),
+        fields.function,
+    ];
+    let len = MAGIC.len() + 2 + framed.iter().map(|f| 4 + f.len()).sum::<usize>() + CHECKSUM_LEN;
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&fields.version.as_u16().to_le_bytes());
+    for field in framed {
+        let field_len = u32::try_from(field.len()).expect("field lengths are checked on construction");
+        out.extend_from_slice(&field_len.to_le_bytes());
+        out.extend_from_slice(field);
+    }
+    let checksum = Sha256::digest(&out);
+    out.extend_from_slice(&checksum);
+    debug_assert_eq!(out.len(), len);
+    out
 }
 
-impl FormatVersion {
-    /// The number stored in files.
-    pub const fn as_u16(self) -> u16 {
-        self as u16
+/// Reads a `.scale` file into its fields, checked in the order
+/// [`ScaleFunc::decode`](crate::ScaleFunc::decode) documents. Never panics;
+/// copies nothing out of `bytes` before the checksum is verified, and then
+/// only the signature id.
+pub(crate) fn decode(bytes: &[u8]) -> Result<Fields<'_, SignatureId>, DecodeError> {
+    check_magic(bytes)?;
+    let mut input = Reader { bytes, pos: MAGIC.len() };
+    let version = u16::from_le_bytes(input.take_array(Section::Version)?);
+    let version = FormatVersion::from_u16(version).ok_or(DecodeError::UnknownVersion(version))?;
+    // Version 1 is the only layout so far.
+    let name = input.field(Field::Name)?;
+    let tag = input.field(Field::Tag)?;
+    let signature = input.field(Field::Signature)?;
+    let language = input.field(Field::Language)?;
+    let function = input.field(Field::Function)?;
+    let (covered, _) = bytes.split_at(input.pos);
+    let stored: [u8; CHECKSUM_LEN] = input.take_array(Section::Checksum)?;
+
+    let actual: [u8; CHECKSUM_LEN] = Sha256::digest(covered).into();
+    if stored != actual {
+        return Err(DecodeError::ChecksumMismatch { expected_hex: to_hex(&stored), actual_hex: to_hex(&actual) });
+    }
+    if input.pos != bytes.len() {
+        return Err(DecodeError::TrailingBytes { offset: input.pos, count: bytes.len() - input.pos });
     }
 
-    /// The version stored as `value`, if this crate knows it.
-    pub const fn from_u16(value: u16) -> Option<Self> {
-        match value {
-            1 => Some(FormatVersion::V1),
-            _ => None,
-        }
+    let name = name.text()?;
+    if let Err(problem) = check_name(name) {
+        return Err(DecodeError::InvalidName { value: name.to_owned(), problem });
     }
-}
-
-impl fmt::Display for FormatVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.as_u16())
+    let tag = tag.text()?;
+    if let Err(problem) = check_name(tag) {
+        return Err(DecodeError::InvalidTag { value: tag.to_owned(), problem });
     }
-}
-
-impl ScaleFunc {
-    /// Writes this function as a `.scale` file, in the layout of its
-    /// [`version`](Self::version).
-    pub fn encode(&self) -> Vec<u8> {
-        let signature = self.signature.to_string();
-        let fields: [&[u8]; 5] = [
-            self.name.as_bytes(),
-            self.tag.as_bytes(),
-            signature.as_bytes(),
-            self.language.as_str().as_bytes(),
-            &self.function,
-        ];
-        let len = MAGIC.len() + 2 + fields.iter().map(|f| 4 + f.len()).sum::<usize>() + CHECKSUM_LEN;
-        let mut out = Vec::with_capacity(len);
-        out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&self.version.as_u16().to_le_bytes());
-        for field in fields {
-            // Names, tags and signature halves are at most 255 bytes and
-            // `new` refuses functions over `u32::MAX` bytes.
-            let field_len = u32::try_from(field.len()).expect("field lengths are checked on construction");
-            out.extend_from_slice(&field_len.to_le_bytes());
-            out.extend_from_slice(field);
-        }
-        let checksum = Sha256::digest(&out);
-        out.extend_from_slice(&checksum);
-        debug_assert_eq!(out.len(), len);
-        out
+    let signature: SignatureId = signature.text()?.parse().map_err(DecodeError::InvalidSignature)?;
+    let language: Language = language.text()?.parse().map_err(DecodeError::UnknownLanguage)?;
+    if !language.is_supported() {
+        return Err(DecodeError::UnsupportedLanguage(language));
     }
+    check_wasm(function.bytes).map_err(DecodeError::NotWasm)?;
 
-    /// Reads a `.scale` file.
-    ///
-    /// Checks, in order: the [`MAGIC`] ([`DecodeError::NotAScaleFile`], with
-    /// a hint at what the input looks like instead), the format version
-    /// ([`DecodeError::UnknownVersion`]), that every length-prefixed field
-    /// and the checksum fit in the input ([`DecodeError::Truncated`]), the
-    /// checksum ([`DecodeError::ChecksumMismatch`]), that nothing follows it
-    /// ([`DecodeError::TrailingBytes`]), and then the same rules as
-    /// [`ScaleFunc::new`] on every field.
-    ///
-    /// Never panics. Every length prefix is checked against the bytes that
-    /// remain before it is used, and nothing is copied out of the input
-    /// before the checksum is verified.
-    pub fn decode(bytes: &[u8]) -> Result<ScaleFunc, DecodeError> {
-        check_magic(bytes)?;
-        let mut input = Reader { bytes, pos: MAGIC.len() };
-        let version = u16::from_le_bytes(input.take_array(Section::Version)?);
-        let version = FormatVersion::from_u16(version).ok_or(DecodeError::UnknownVersion(version))?;
-        // Version 1 is the only layout so far.
-        let name = input.field(Field::Name)?;
-        let tag = input.field(Field::Tag)?;
-        let signature = input.field(Field::Signature)?;
-        let language = input.field(Field::Language)?;
-        let function = input.field(Field::Function)?;
-        let (covered, _) = bytes.split_at(input.pos);
-        let stored: [u8; CHECKSUM_LEN] = input.take_array(Section::Checksum)?;
-
-        let actual: [u8; CHECKSUM_LEN] = Sha256::digest(covered).into();
-        if stored != actual {
-            return Err(DecodeError::ChecksumMismatch { expected_hex: to_hex(&stored), actual_hex: to_hex(&actual) });
-        }
-        if input.pos != bytes.len() {
-            return Err(DecodeError::TrailingBytes { offset: input.pos, count: bytes.len() - input.pos });
-        }
-
-        let name = name.text()?;
-        if let Err(problem) = check_name(name) {
-            return Err(DecodeError::InvalidName { value: name.to_owned(), problem });
-        }
-        let tag = tag.text()?;
-        if let Err(problem) = check_name(tag) {
-            return Err(DecodeError::InvalidTag { value: tag.to_owned(), problem });
-        }
-        let signature: Signature = signature.text()?.parse().map_err(DecodeError::InvalidSignature)?;
-        let language: Language = language.text()?.parse().map_err(DecodeError::UnknownLanguage)?;
-        if !language.is_supported() {
-            return Err(DecodeError::UnsupportedLanguage(language));
-        }
-        check_wasm(function.bytes).map_err(DecodeError::NotWasm)?;
-
-        Ok(ScaleFunc::from_checked(
-            version,
-            name.to_owned(),
-            tag.to_owned(),
-            signature,
-            language,
-            function.bytes.to_vec(),
-        ))
-    }
+    Ok(Fields { version, name, tag, signature, language, function: function.bytes })
 }
 
 /// Checks `bytes` starts with [`MAGIC`]; if not, says what it looks like.
@@ -247,11 +200,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn magic_is_documented_bytes() {
-        assert_eq!(MAGIC, [0x89, 0x53, 0x43, 0x41, 0x4c, 0x45, 0x0d, 0x0a]);
-    }
-
-    #[test]
     fn sniffing() {
         assert_eq!(sniff(b""), NotScaleHint::Empty);
         assert_eq!(sniff(b"\0asm\x01\0\0\0"), NotScaleHint::Wasm);
@@ -264,13 +212,5 @@ mod tests {
         assert_eq!(sniff(b"\xef\xbf\xbdSCALE\r\n"), NotScaleHint::Mangled);
         assert_eq!(sniff(b"hello"), NotScaleHint::Unrecognized);
         assert_eq!(sniff(b"   "), NotScaleHint::Unrecognized);
-    }
-
-    #[test]
-    fn version_numbers() {
-        assert_eq!(FormatVersion::from_u16(1), Some(FormatVersion::V1));
-        assert_eq!(FormatVersion::from_u16(0), None);
-        assert_eq!(FormatVersion::from_u16(2), None);
-        assert_eq!(FORMAT_VERSION.as_u16(), 1);
     }
 }

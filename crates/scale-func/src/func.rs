@@ -1,13 +1,17 @@
-//! The [`ScaleFunc`] type.
+//! The [`ScaleFunc`] type: the top of the crate, built on every other
+//! module.
 
 use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-use crate::error::Error;
-use crate::format::FormatVersion;
+use crate::constants::{FORMAT_VERSION, FormatVersion};
+use crate::display::to_hex;
+use crate::error::{DecodeError, Error};
+use crate::format::{self, Fields};
+use crate::language::Language;
 use crate::rules::{check_name, check_wasm};
-use crate::{FORMAT_VERSION, Language, Signature};
+use crate::signature_id::SignatureId;
 
 /// One compiled Scale function and its metadata: the contents of a `.scale`
 /// file.
@@ -21,14 +25,14 @@ use crate::{FORMAT_VERSION, Language, Signature};
 /// `Debug` shows the size and checksum of the function, not its bytes.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ScaleFunc {
-    pub(crate) version: FormatVersion,
-    pub(crate) name: String,
-    pub(crate) tag: String,
-    pub(crate) signature: Signature,
-    pub(crate) language: Language,
-    pub(crate) function: Vec<u8>,
+    version: FormatVersion,
+    name: String,
+    tag: String,
+    signature: SignatureId,
+    language: Language,
+    function: Vec<u8>,
     /// SHA-256 of `function`; kept in step by every constructor.
-    pub(crate) checksum: [u8; 32],
+    checksum: [u8; 32],
 }
 
 impl ScaleFunc {
@@ -47,7 +51,7 @@ impl ScaleFunc {
     pub fn new(
         name: impl Into<String>,
         tag: impl Into<String>,
-        signature: Signature,
+        signature: SignatureId,
         language: Language,
         function: impl Into<Vec<u8>>,
     ) -> Result<Self, Error> {
@@ -66,13 +70,45 @@ impl ScaleFunc {
         Ok(ScaleFunc::from_checked(FORMAT_VERSION, name, tag, signature, language, function))
     }
 
+    /// Writes this function as a `.scale` file, in the layout of its
+    /// [`version`](Self::version).
+    pub fn encode(&self) -> Vec<u8> {
+        format::encode(&Fields {
+            version: self.version,
+            name: &self.name,
+            tag: &self.tag,
+            signature: &self.signature,
+            language: self.language,
+            function: &self.function,
+        })
+    }
+
+    /// Reads a `.scale` file.
+    ///
+    /// Checks, in order: the [`MAGIC`](crate::MAGIC)
+    /// ([`DecodeError::NotAScaleFile`], with a hint at what the input looks
+    /// like instead), the format version ([`DecodeError::UnknownVersion`]),
+    /// that every length-prefixed field and the checksum fit in the input
+    /// ([`DecodeError::Truncated`]), the checksum
+    /// ([`DecodeError::ChecksumMismatch`]), that nothing follows it
+    /// ([`DecodeError::TrailingBytes`]), and then the same rules as
+    /// [`ScaleFunc::new`] on every field.
+    ///
+    /// Never panics. Every length prefix is checked against the bytes that
+    /// remain before it is used, and nothing is copied out of the input
+    /// before the checksum is verified.
+    pub fn decode(bytes: &[u8]) -> Result<ScaleFunc, DecodeError> {
+        let Fields { version, name, tag, signature, language, function } = format::decode(bytes)?;
+        Ok(ScaleFunc::from_checked(version, name.to_owned(), tag.to_owned(), signature, language, function.to_vec()))
+    }
+
     /// Assembles a `ScaleFunc` from fields the caller has already checked,
     /// computing the checksum.
-    pub(crate) fn from_checked(
+    fn from_checked(
         version: FormatVersion,
         name: String,
         tag: String,
-        signature: Signature,
+        signature: SignatureId,
         language: Language,
         function: Vec<u8>,
     ) -> Self {
@@ -96,7 +132,7 @@ impl ScaleFunc {
     }
 
     /// The signature the function implements.
-    pub fn signature(&self) -> &Signature {
+    pub fn signature(&self) -> &SignatureId {
         &self.signature
     }
 
@@ -151,25 +187,9 @@ fn check_function_len(len: usize) -> Result<(), Error> {
     }
 }
 
-/// Lowercase hex of `bytes`.
-pub(crate) fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hex_is_lowercase_and_padded() {
-        assert_eq!(to_hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
-    }
 
     #[test]
     fn function_length_limit() {

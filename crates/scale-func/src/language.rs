@@ -1,9 +1,11 @@
-//! The source language of a function.
+//! The source language of a function, and the error of parsing one.
+//!
+//! Uses only [`display`](crate::display) from the crate.
 
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::ParseLanguageError;
+use crate::display::quoted;
 
 /// The language a function was written in.
 ///
@@ -83,6 +85,23 @@ impl FromStr for Language {
             .into_iter()
             .find(|lang| lang.as_str() == s)
             .ok_or_else(|| ParseLanguageError { value: s.to_owned() })
+    }
+}
+
+/// A string that names no [`Language`].
+///
+/// Returned by `Language::from_str`; the accepted names are those of
+/// [`Language::as_str`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown language {}: expected one of go, tinygo, rust, ts, js", quoted(&self.value))]
+pub struct ParseLanguageError {
+    pub(crate) value: String,
+}
+
+impl ParseLanguageError {
+    /// The string that was not recognised.
+    pub fn value(&self) -> &str {
+        &self.value
     }
 }
 

@@ -3,11 +3,11 @@
 //! sealed with a SHA-256 checksum.
 //!
 //! ```
-//! use scale_func::{Language, ScaleFunc, Signature};
+//! use scale_func::{Language, ScaleFunc, SignatureId};
 //!
 //! // The smallest WebAssembly module there is: the bare 8-byte header.
 //! let wasm = b"\0asm\x01\0\0\0".to_vec();
-//! let signature: Signature = "http@v0.1.0".parse()?;
+//! let signature: SignatureId = "http@v0.1.0".parse()?;
 //! let func = ScaleFunc::new("hello-world", "latest", signature, Language::Rust, wasm)?;
 //!
 //! // What goes into the `.scale` file, and back.
@@ -53,20 +53,30 @@
 //!
 //! The repository's `docs/scale-format.md` describes it in full, with the
 //! validation rules and the error each failure gives.
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+// The modules in layers, each using only those of the layers below it:
+//
+// 1. `constants` (magic, versions, lengths) and `display` (how values are
+//    shown in messages);
+// 2. `rules` (names, tags, the wasm header) and `language`;
+// 3. `signature_id`;
+// 4. `error` (what building or decoding a function reports);
+// 5. `format` (the byte layout of a `.scale` file);
+// 6. `func` (`ScaleFunc`, the public type).
+mod constants;
+mod display;
 mod error;
 mod format;
 mod func;
 mod language;
 mod rules;
-mod signature;
+mod signature_id;
 
-pub use error::{
-    DecodeError, Error, Field, Malformed, NotScaleHint, NotWasm, ParseLanguageError, Section, SignatureError,
-};
-pub use format::{CHECKSUM_LEN, FORMAT_VERSION, FormatVersion, MAGIC};
+pub use constants::{CHECKSUM_LEN, FORMAT_VERSION, FormatVersion, MAGIC, MAX_NAME_LEN, WASM_HEADER};
+pub use error::{DecodeError, Error, Field, NotScaleHint, Section};
 pub use func::ScaleFunc;
-pub use language::Language;
-pub use rules::{MAX_NAME_LEN, WASM_HEADER};
-pub use signature::Signature;
+pub use language::{Language, ParseLanguageError};
+pub use rules::{Malformed, NotWasm};
+pub use signature_id::{SignatureId, SignatureIdError};

@@ -1,13 +1,86 @@
-//! The character-set and length rules for names, tags and signatures.
+//! The character-set and length rules for names, tags and signatures, the
+//! header check of the function bytes, and the errors they give.
+//!
+//! Uses only the bottom of the crate: [`constants`](crate::constants) and
+//! [`display`](crate::display).
 
-use crate::error::{Malformed, NotWasm};
+use crate::constants::{MAX_NAME_LEN, WASM_HEADER};
+use crate::display::hex_bytes;
 
-/// Longest function name, tag, signature name or signature version, in bytes.
-pub const MAX_NAME_LEN: usize = 255;
+/// Why a function name, a tag, or one half of a [`SignatureId`](crate::SignatureId)
+/// was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Malformed {
+    /// The value is the empty string.
+    #[error("it is empty")]
+    Empty,
+    /// The value is longer than the limit.
+    #[error("it is {len} bytes long, more than the {max} allowed")]
+    TooLong {
+        /// Length of the value, in bytes.
+        len: usize,
+        /// The limit, in bytes.
+        max: usize,
+    },
+    /// The value contains a character outside its allowed set.
+    #[error("it contains {ch:?} at byte {index}, but only {allowed} are allowed")]
+    ForbiddenChar {
+        /// The first offending character.
+        ch: char,
+        /// Byte index of `ch` in the value.
+        index: usize,
+        /// Human description of the characters the value may contain.
+        allowed: &'static str,
+    },
+}
 
-/// The 8-byte header every WebAssembly core module starts with: the magic
-/// `\0asm` and the binary format version 1 (little-endian `u32`).
-pub const WASM_HEADER: [u8; 8] = *b"\0asm\x01\0\0\0";
+/// Why the function bytes are not a WebAssembly core module.
+///
+/// A module must start with the 8-byte header `00 61 73 6d 01 00 00 00`:
+/// the magic `\0asm` followed by the binary format version 1.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotWasm {
+    /// Fewer than 8 bytes: not even a complete header.
+    #[error("it is only {len} bytes long, shorter than the 8-byte WebAssembly header")]
+    TooShort {
+        /// Length of the function bytes.
+        len: usize,
+    },
+    /// The first four bytes are not `\0asm`.
+    #[error(
+        "it starts with {} instead of the WebAssembly magic 00 61 73 6d (\"\\0asm\")",
+        hex_bytes(.found)
+    )]
+    BadMagic {
+        /// The first four bytes found.
+        found: [u8; 4],
+    },
+    /// The magic is right but the version is not 1.
+    #[error("{}", describe_wasm_version(.found))]
+    UnsupportedVersion {
+        /// Bytes 4 to 7 of the function, the version field.
+        found: [u8; 4],
+    },
+}
+
+fn describe_wasm_version(found: &[u8; 4]) -> String {
+    // Bytes 4..6 are the version, 6..8 the layer; layer 1 is a component.
+    if found[2..] == [1, 0] {
+        format!(
+            "it is a WebAssembly component (version/layer bytes {}), not a core module; \
+             only core modules (version 1) can be packed",
+            hex_bytes(found)
+        )
+    } else {
+        format!(
+            "its WebAssembly version bytes are {} instead of 01 00 00 00; \
+             only core modules of version 1 can be packed",
+            hex_bytes(found)
+        )
+    }
+}
 
 /// Checks `value` is non-empty, at most [`MAX_NAME_LEN`] bytes, and made of
 /// characters accepted by `allowed` (described for humans by `described`).
@@ -88,5 +161,11 @@ mod tests {
         assert_eq!(check_wasm(b"\0asm"), Err(NotWasm::TooShort { len: 4 }));
         assert_eq!(check_wasm(b"\0ASM\x01\0\0\0"), Err(NotWasm::BadMagic { found: *b"\0ASM" }));
         assert_eq!(check_wasm(b"\0asm\x0d\0\x01\0"), Err(NotWasm::UnsupportedVersion { found: [0x0d, 0, 1, 0] }));
+    }
+
+    #[test]
+    fn components_are_named_as_such() {
+        let err = NotWasm::UnsupportedVersion { found: [0x0d, 0, 1, 0] };
+        assert!(err.to_string().contains("component"));
     }
 }

@@ -13,7 +13,7 @@
 use std::sync::OnceLock;
 
 use arbitrary::{Arbitrary, Unstructured};
-use scale_func::{Language, ScaleFunc, Signature, WASM_HEADER};
+use scale_func::{Language, ScaleFunc, SignatureId, WASM_HEADER};
 use scale_runtime::{Runtime, RuntimeBuilder};
 use scale_signature_http::{Bytes, Context, RunResult};
 use sha2::{Digest, Sha256};
@@ -86,7 +86,7 @@ fn limited() -> RuntimeBuilder {
 }
 
 fn scale_func(name: &str, language: Language, wasm: Vec<u8>) -> Result<ScaleFunc, scale_func::Error> {
-    let signature = Signature::new(scale_signature_http::SIGNATURE_NAME, scale_signature_http::SIGNATURE_VERSION)
+    let signature = SignatureId::new(scale_signature_http::SIGNATURE_NAME, scale_signature_http::SIGNATURE_VERSION)
         .expect("the HTTP signature's own name is valid");
     ScaleFunc::new(name, "fuzz", signature, language, wasm)
 }

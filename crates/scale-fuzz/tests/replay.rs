@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use scale_func::{Language, ScaleFunc, Signature, WASM_HEADER};
+use scale_func::{Language, ScaleFunc, SignatureId, WASM_HEADER};
 use scale_fuzz::{CONTROL_LEN, Outcome, TARGETS, controls, generate_module, guest_output_input, load_and_run};
 use scale_runtime::{Error, Runtime};
 use scale_signature_http::Context;
@@ -33,8 +33,8 @@ fn every_committed_input_replays() {
     }
 }
 
-fn signature() -> Signature {
-    Signature::new("http", "v0.1.0").unwrap()
+fn signature() -> SignatureId {
+    SignatureId::new("http", "v0.1.0").unwrap()
 }
 
 fn function(name: &str, wasm: Vec<u8>) -> ScaleFunc {

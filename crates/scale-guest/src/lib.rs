@@ -146,7 +146,7 @@ impl Context {
     /// encoded until it is looked at.
     fn load(&mut self, input: &[u8]) -> Result<(), signature::DecodeError> {
         self.request_error.set(None);
-        match signature::Context::split_encoded(input) {
+        match signature::raw::EncodedContext::new(input).parts() {
             Some((request, response)) => {
                 let inner = self.inner.get_mut();
                 // The last run's request goes now, under `&mut self`: the
@@ -159,9 +159,9 @@ impl Context {
                 }
                 let raw = self.raw_request.get_mut();
                 raw.clear();
-                signature::pieces::extend(raw, request);
+                signature::raw::chunked_copy::extend(raw, request);
                 self.request_pending.set(true);
-                inner.response.decode_in_place(response)
+                signature::raw::decode_response_in_place(&mut inner.response, response)
             }
             None => {
                 self.request_pending.set(false);
@@ -180,10 +180,10 @@ impl Context {
             // `decode_pending_request`, which is not running.
             let response = unsafe { &(*self.inner.get()).response };
             let raw = self.raw_request.take();
-            signature::RunResult::encode_parts_into(&raw, response, buf);
+            signature::raw::EncodedContext::encode_parts_as_result_into(&raw, response, buf);
             self.raw_request.set(raw);
         } else {
-            signature::RunResult::encode_context_into(self.inner(), buf);
+            signature::raw::encode_context_result_into(self.inner(), buf);
         }
     }
 
@@ -198,7 +198,7 @@ impl Context {
     /// that stopped its request from decoding.
     fn encode_result_into(&mut self, output: &mut Vec<u8>) {
         if let Some(message) = self.request_error.take() {
-            signature::RunResult::encode_error_into(&message, output);
+            signature::raw::encode_error_result_into(&message, output);
             return;
         }
         match self.encoded.take() {
@@ -209,7 +209,7 @@ impl Context {
                 scale_guest_abi::return_request_buffer(encoded);
             }
             Some(encoded) => {
-                signature::pieces::extend(output, &encoded);
+                signature::raw::chunked_copy::extend(output, &encoded);
                 scale_guest_abi::return_request_buffer(encoded);
             }
             None => self.encode_as_result_into(output),
@@ -246,7 +246,9 @@ impl Context {
                 request
             }
         };
-        let context = signature::RunResult::context_of(&request).expect("a result encoded here holds one context");
+        let context = signature::raw::EncodedContext::of_result(&request)
+            .expect("a result encoded here holds one context")
+            .as_bytes();
         // The answer is decoded into a spare context, which trades places
         // with this one on success: a warm guest allocates little.
         let mut spare = NEXT_SPARE.take().unwrap_or_default();
@@ -254,7 +256,7 @@ impl Context {
             // The chain ended with no native handlers: this context is the answer.
             scale_guest_abi::Answer::Unchanged => Ok(NextOutcome::Unchanged),
             scale_guest_abi::Answer::Result(bytes) => {
-                signature::RunResult::decode_into(signature::pieces::Slice(bytes), &mut spare).map(
+                signature::RunResult::decode_into(signature::raw::chunked_copy::ChunkedSlice(bytes), &mut spare).map(
                     |error| match error {
                         None => NextOutcome::Decoded,
                         Some(message) => NextOutcome::Failed(message),
@@ -409,11 +411,11 @@ enum NextOutcome {
 /// copied, so that it does not keep a large encoding of mostly headers.
 fn decode_request(request: &mut Request, raw: Vec<u8>) -> (Result<(), signature::DecodeError>, Option<Vec<u8>>) {
     if raw.len() < SHARE_REQUEST_FROM {
-        let decoded = request.decode_in_place(&raw);
+        let decoded = signature::raw::decode_request_in_place(request, &raw);
         return (decoded, Some(raw));
     }
     let raw = signature::Bytes::from(raw);
-    let decoded = request.decode_in_place_shared(raw.clone());
+    let decoded = signature::raw::decode_request_in_place_shared(request, raw.clone());
     if request.body.len() >= SHARE_REQUEST_FROM {
         return (decoded, None);
     }
@@ -554,13 +556,13 @@ pub mod __private {
             Ok(()) => match handler(&mut ctx) {
                 // A request that did not decode is reported first.
                 Err(err) if ctx.request_error.get_mut().is_none() => {
-                    signature::RunResult::encode_error_into(&err.to_string(), output);
+                    signature::raw::encode_error_result_into(&err.to_string(), output);
                 }
                 _ => ctx.encode_result_into(output),
             },
             Err(err) => {
                 let message = format!("the guest could not decode its input: {err}");
-                signature::RunResult::encode_error_into(&message, output);
+                signature::raw::encode_error_result_into(&message, output);
             }
         }
         CONTEXT.set(Some(ctx));
@@ -680,7 +682,7 @@ mod tests {
         let mut ctx = Context::default();
         ctx.response().set_body_string("sent to next");
         let mut encoded = Vec::new();
-        signature::RunResult::encode_context_into(ctx.inner(), &mut encoded);
+        signature::raw::encode_context_result_into(ctx.inner(), &mut encoded);
         ctx.encoded = Some(encoded);
         ctx
     }
@@ -695,10 +697,10 @@ mod tests {
     fn an_untouched_context_answers_with_the_bytes_it_sent() {
         let mut ctx = kept_after_next();
         let kept = ctx.encoded.clone().unwrap();
-        let sent = signature::RunResult::context_of(&kept).unwrap();
+        let sent = signature::raw::EncodedContext::of_result(&kept).unwrap();
         let mut output = Vec::new();
         ctx.encode_result_into(&mut output);
-        assert!(signature::RunResult::holds_encoded_context(&output, sent));
+        assert!(sent.is_context_of(&output));
         // Also into an output that already holds something.
         let mut ctx = kept_after_next();
         let mut output = b"before".to_vec();
@@ -760,9 +762,9 @@ mod tests {
         expected.response.set_body_string("answered");
         assert_eq!(signature::RunResult::decode(&output[..]).unwrap(), signature::RunResult::Context(expected));
         // The request's bytes are the ones sent.
-        let (sent_request, _) = signature::Context::split_encoded(&input).unwrap();
+        let (sent_request, _) = signature::raw::EncodedContext::new(&input).parts().unwrap();
         let result = signature::RunResult::decode(&output[..]).unwrap().into_result().unwrap().encode_to_vec();
-        assert_eq!(signature::Context::split_encoded(&result).unwrap().0, sent_request);
+        assert_eq!(signature::raw::EncodedContext::new(&result).parts().unwrap().0, sent_request);
     }
 
     #[test]
@@ -868,7 +870,7 @@ mod tests {
         // A request field whose string is not UTF-8, inside a well-formed context.
         let response = signature::Response::default();
         let mut input = Vec::new();
-        signature::Context::encode_parts_into(&[0x0a, 0x01, 0xff], &response, &mut input);
+        signature::raw::EncodedContext::encode_parts_into(&[0x0a, 0x01, 0xff], &response, &mut input);
         for handler in [look as fn(&mut Context) -> Result<(), Error>, look_then_fail] {
             let result = run_result(&input, handler);
             assert!(

@@ -19,9 +19,9 @@
 //!   an async handler and a run on a runner thread cost.
 //! - `baseline/wasmer_call`: one typed call of an exported identity function
 //!   on a bare wasmer instance, no codec and no memory traffic: the floor.
-//! - `copy_64KiB/{whole,pieces}/{0,16}`: copying 64 KiB in one call or in
-//!   the 2 KiB pieces the codec and the runtime use
-//!   (`scale_signature_http::pieces`), to a target 0 or 16 bytes past the
+//! - `copy_64KiB/{whole,chunks}/{0,16}`: copying 64 KiB in one call or in
+//!   the 2 KiB chunks the codec and the runtime use
+//!   (`scale_signature_http::raw::chunked_copy`), to a target 0 or 16 bytes past the
 //!   source modulo 4 KiB (see `docs/benchmarks.md`, *Large copies*).
 
 use std::path::PathBuf;
@@ -29,7 +29,7 @@ use std::path::PathBuf;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use scale_runtime::{Isolation, Runtime, ScaleFunc};
-use scale_signature_http::pieces::PIECE;
+use scale_signature_http::raw::chunked_copy::CHUNK;
 use wasmer::{Instance, Module, Store, TypedFunction, imports};
 
 fn fixture(lang: &str, name: &str) -> ScaleFunc {
@@ -91,7 +91,7 @@ fn dirtying(pages: u32) -> ScaleFunc {
                 i64.const 0x0000000800000006))"#
     );
     let wasm = wasmer::wat2wasm(wat.as_bytes()).expect("valid WAT").into_owned();
-    let signature = scale_func::Signature::new("http", "v0.1.0").expect("a valid signature");
+    let signature = scale_func::SignatureId::new("http", "v0.1.0").expect("a valid signature");
     ScaleFunc::new("dirty", "bench", signature, scale_func::Language::Rust, wasm).expect("a valid function")
 }
 
@@ -197,9 +197,9 @@ fn copy(c: &mut Criterion) {
         let (from, to) = (&from[source..source + LEN], &mut to[..LEN]);
         group
             .bench_function(format!("whole/{distance}"), |b| b.iter(|| to.copy_from_slice(std::hint::black_box(from))));
-        group.bench_function(format!("pieces/{distance}"), |b| {
+        group.bench_function(format!("chunks/{distance}"), |b| {
             b.iter(|| {
-                for (to, from) in to.chunks_mut(PIECE).zip(std::hint::black_box(from).chunks(PIECE)) {
+                for (to, from) in to.chunks_mut(CHUNK).zip(std::hint::black_box(from).chunks(CHUNK)) {
                     to.copy_from_slice(from);
                 }
             })

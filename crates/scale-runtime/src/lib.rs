@@ -113,7 +113,7 @@ pub use module::{CACHE_DIR_VAR, default_cache_dir};
 pub use pool::PoolStats;
 pub use runtime::{Runtime, RuntimeBuilder};
 /// The `.scale` file format: [`ScaleFunc`], and what a host needs to check
-/// or build one ([`scale_func::Signature`], [`scale_func::Language`]).
+/// or build one ([`scale_func::SignatureId`], [`scale_func::Language`]).
 pub use scale_func;
 pub use scale_func::ScaleFunc;
 /// The HTTP signature: [`Context`], its request and response, and

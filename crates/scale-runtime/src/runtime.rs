@@ -463,7 +463,7 @@ mod tests {
 
     fn runtime() -> Runtime {
         let wasm = wasmer::wat2wasm(MODULE.as_bytes()).expect("the test module is valid WAT");
-        let signature = scale_func::Signature::new("http", "v0.1.0").expect("a valid signature");
+        let signature = scale_func::SignatureId::new("http", "v0.1.0").expect("a valid signature");
         let function = ScaleFunc::new("tiny", "test", signature, scale_func::Language::Rust, wasm.into_owned())
             .expect("a valid function");
         Runtime::new([function]).expect("the module loads")

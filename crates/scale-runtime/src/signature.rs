@@ -1,6 +1,7 @@
 //! Signatures: what the context is and how it crosses into a guest.
 
-use scale_signature_http::pieces;
+use scale_signature_http::raw::chunked_copy::ChunkedSlice;
+use scale_signature_http::raw::{self, EncodedContext};
 
 /// The contract between host and guests: the context type and its wire
 /// format. A runtime is generic over it; [`scale_signature_http::Context`]
@@ -116,18 +117,18 @@ impl Signature for scale_signature_http::Context {
     }
 
     fn decode(&mut self, bytes: &[u8]) -> Result<(), Self::Error> {
-        self.decode_in_place(pieces::Slice(bytes))
+        self.decode_in_place(ChunkedSlice(bytes))
     }
 
     fn encode_result(result: Result<&Self, &str>, buf: &mut Vec<u8>) {
         match result {
-            Ok(context) => scale_signature_http::RunResult::encode_context_into(context, buf),
-            Err(message) => scale_signature_http::RunResult::encode_error_into(message, buf),
+            Ok(context) => raw::encode_context_result_into(context, buf),
+            Err(message) => raw::encode_error_result_into(message, buf),
         }
     }
 
     fn decode_result(&mut self, bytes: &[u8]) -> Result<Result<(), String>, Self::Error> {
-        Ok(run_outcome(scale_signature_http::RunResult::decode_into(pieces::Slice(bytes), self)?))
+        Ok(run_outcome(scale_signature_http::RunResult::decode_into(ChunkedSlice(bytes), self)?))
     }
 
     fn reset(&mut self) {
@@ -135,11 +136,11 @@ impl Signature for scale_signature_http::Context {
     }
 
     fn validate(context: &[u8], sent: &[u8]) -> Result<(), Self::Error> {
-        scale_signature_http::Context::validate_reusing(context, sent)
+        EncodedContext::new(context).validate_against(EncodedContext::new(sent))
     }
 
     fn encode_unchanged_result(context: &[u8], buf: &mut Vec<u8>) -> Result<(), Self::Error> {
-        scale_signature_http::RunResult::encode_encoded_context_into(context, buf)
+        EncodedContext::new(context).encode_result_into(buf)
     }
 
     fn decode_result_reusing(
@@ -148,8 +149,7 @@ impl Signature for scale_signature_http::Context {
         sent: &[u8],
         previous: &mut Self,
     ) -> Result<Result<(), String>, Self::Error> {
-        let error =
-            scale_signature_http::RunResult::decode_into_reusing_request(bytes, self, sent, &mut previous.request)?;
+        let error = EncodedContext::new(sent).decode_result_reusing(bytes, self, &mut previous.request)?;
         Ok(run_outcome(error))
     }
 }

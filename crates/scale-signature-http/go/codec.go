@@ -2,7 +2,7 @@ package signature
 
 // The protobuf codec of the HTTP signature, written by hand against
 // proto/http_signature.proto. It must produce exactly the bytes of the Rust
-// codec (src/wire.rs), and accept and refuse exactly what that codec (prost)
+// codec (src/message.rs), and accept and refuse exactly what that codec (prost)
 // accepts and refuses; the shared vectors in testdata/vectors hold the two
 // together.
 //

@@ -22,6 +22,6 @@
 //
 // The codec is written by hand, without reflection or the encoding packages,
 // and produces exactly the canonical bytes of the Rust codec
-// (crates/scale-signature-http/src/wire.rs); the shared vectors in
+// (crates/scale-signature-http/src/message.rs); the shared vectors in
 // testdata/vectors hold the two together.
 package signature

@@ -36,6 +36,10 @@
 //! can be embedded in other prost messages; [`RunResult`] wraps the
 //! context-or-error answer of a run.
 //!
+//! The module `raw`, hidden from these docs, holds what the Scale runtime
+//! and the guest SDKs use besides: the fast paths that work on encoded
+//! contexts, and the chunked copies. It is for them, not a stable API.
+//!
 //! # Features
 //!
 //! - `std` (default): `std::error::Error` for the error types.
@@ -44,22 +48,37 @@
 //! - `go-sources`: the sources of the Go guest package (in `go/` beside
 //!   this crate), for tools that build Go functions.
 #![cfg_attr(not(feature = "std"), no_std)]
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 extern crate alloc;
 
+// The modules in layers, each using only those of the layers below it:
+//
+// 1. `types` (the context and its accessors), `error` (`DecodeError`) and
+//    `raw::chunked_copy`;
+// 2. `message` (the prost codec of the context's messages) and `http_conv`;
+// 3. `validate` (checking an encoding without decoding it) and
+//    `run_result` (`RunResult`);
+// 4. `raw::layout` (`EncodedContext`: the fast paths on encoded bytes);
+// 5. `raw` (what the runtime and the SDKs use besides the public API).
+mod error;
 #[cfg(feature = "go-sources")]
 pub mod go_sources;
 #[cfg(feature = "http")]
 mod http_conv;
-pub mod pieces;
+mod message;
+#[doc(hidden)]
+pub mod raw;
+mod run_result;
 mod types;
-mod wire;
+mod validate;
 
+pub use error::DecodeError;
 #[cfg(feature = "http")]
 pub use http_conv::ConversionError;
+pub use run_result::RunResult;
 pub use types::{Context, HeaderValues, Headers, HeadersIter, InvalidStatusCode, MAX_HEADER_ITEMS, Request, Response};
-pub use wire::{DecodeError, RunResult};
 
 pub use bytes::Bytes;
 

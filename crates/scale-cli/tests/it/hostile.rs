@@ -137,7 +137,7 @@ fn trickle(addr: SocketAddr, stop: &AtomicBool) {
 fn good_requests_are_answered_while_hostile_ones_run() {
     let dir = temp_dir("hostile_serve");
     let file = dir.join("hostile.scale");
-    let signature = scale_func::Signature::new("http", "v0.1.0").unwrap();
+    let signature = scale_func::SignatureId::new("http", "v0.1.0").unwrap();
     let function =
         scale_func::ScaleFunc::new("hostile", "test", signature, scale_func::Language::Rust, hostile_guest()).unwrap();
     std::fs::write(&file, function.encode()).unwrap();

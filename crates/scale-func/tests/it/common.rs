@@ -1,7 +1,7 @@
 //! Helpers shared by the test modules.
 
 use proptest::prelude::*;
-use scale_func::{Language, MAGIC, ScaleFunc, Signature, WASM_HEADER};
+use scale_func::{Language, MAGIC, ScaleFunc, SignatureId, WASM_HEADER};
 use sha2::{Digest, Sha256};
 
 /// A small valid function.
@@ -65,8 +65,8 @@ pub fn names() -> impl Strategy<Value = String> {
     "[A-Za-z0-9.-]{1,255}"
 }
 
-pub fn signatures() -> impl Strategy<Value = Signature> {
-    ("[a-z0-9-]{1,255}", "[A-Za-z0-9.-]{1,255}").prop_map(|(name, version)| Signature::new(name, version).unwrap())
+pub fn signatures() -> impl Strategy<Value = SignatureId> {
+    ("[a-z0-9-]{1,255}", "[A-Za-z0-9.-]{1,255}").prop_map(|(name, version)| SignatureId::new(name, version).unwrap())
 }
 
 pub fn languages() -> impl Strategy<Value = Language> {

@@ -1,13 +1,13 @@
 //! One test per error variant, matching on the variant.
 
 use scale_func::{
-    DecodeError, Error, Field, Language, MAX_NAME_LEN, Malformed, NotScaleHint, NotWasm, ScaleFunc, Section, Signature,
-    SignatureError, WASM_HEADER,
+    DecodeError, Error, Field, Language, MAX_NAME_LEN, Malformed, NotScaleHint, NotWasm, ScaleFunc, Section,
+    SignatureId, SignatureIdError, WASM_HEADER,
 };
 
 use crate::common::{Raw, sample, seal};
 
-fn sig() -> Signature {
+fn sig() -> SignatureId {
     "http@v0.1.0".parse().unwrap()
 }
 
@@ -100,32 +100,32 @@ mod signature {
     #[test]
     fn missing_at() {
         assert!(matches!(
-            "http-v0.1.0".parse::<Signature>(),
-            Err(SignatureError::MissingAt { value }) if value == "http-v0.1.0"
+            "http-v0.1.0".parse::<SignatureId>(),
+            Err(SignatureIdError::MissingAt { value }) if value == "http-v0.1.0"
         ));
     }
 
     #[test]
     fn invalid_name() {
         assert!(matches!(
-            "Http@v0.1.0".parse::<Signature>(),
-            Err(SignatureError::InvalidName { problem: Malformed::ForbiddenChar { ch: 'H', index: 0, .. }, .. })
+            "Http@v0.1.0".parse::<SignatureId>(),
+            Err(SignatureIdError::InvalidName { problem: Malformed::ForbiddenChar { ch: 'H', index: 0, .. }, .. })
         ));
         assert!(matches!(
-            Signature::new("a".repeat(MAX_NAME_LEN + 1), "v1"),
-            Err(SignatureError::InvalidName { problem: Malformed::TooLong { .. }, .. })
+            SignatureId::new("a".repeat(MAX_NAME_LEN + 1), "v1"),
+            Err(SignatureIdError::InvalidName { problem: Malformed::TooLong { .. }, .. })
         ));
     }
 
     #[test]
     fn invalid_version() {
         assert!(matches!(
-            "http@v0.1.0+build".parse::<Signature>(),
-            Err(SignatureError::InvalidVersion { problem: Malformed::ForbiddenChar { ch: '+', .. }, .. })
+            "http@v0.1.0+build".parse::<SignatureId>(),
+            Err(SignatureIdError::InvalidVersion { problem: Malformed::ForbiddenChar { ch: '+', .. }, .. })
         ));
         assert!(matches!(
-            Signature::new("http", ""),
-            Err(SignatureError::InvalidVersion { problem: Malformed::Empty, .. })
+            SignatureId::new("http", ""),
+            Err(SignatureIdError::InvalidVersion { problem: Malformed::Empty, .. })
         ));
     }
 }
@@ -301,7 +301,7 @@ mod decode {
     #[test]
     fn invalid_signature() {
         let bytes = Raw { signature: b"http", ..Raw::default() }.encode();
-        assert!(matches!(decode(&bytes), DecodeError::InvalidSignature(SignatureError::MissingAt { .. })));
+        assert!(matches!(decode(&bytes), DecodeError::InvalidSignature(SignatureIdError::MissingAt { .. })));
     }
 
     #[test]

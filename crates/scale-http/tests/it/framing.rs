@@ -58,7 +58,7 @@ fn guest_passing_on() -> ScaleFunc {
 
 fn wat_guest(wat: &str) -> ScaleFunc {
     let wasm = wat::parse_str(wat).unwrap_or_else(|err| panic!("bad test WAT: {err}\n{wat}"));
-    let signature = scale_func::Signature::new("http", "v0.1.0").unwrap();
+    let signature = scale_func::SignatureId::new("http", "v0.1.0").unwrap();
     ScaleFunc::new("wat", "test", signature, scale_func::Language::Rust, wasm).unwrap()
 }
 

@@ -1,6 +1,6 @@
 //! Reading and writing a guest's linear memory.
 
-use scale_signature_http::pieces;
+use scale_signature_http::raw::chunked_copy;
 use wasmer::MemoryView;
 
 /// Copies `len` bytes at `ptr` out of guest memory. (wasmer's
@@ -11,8 +11,8 @@ pub(crate) fn read_vec(view: &MemoryView<'_>, ptr: u32, len: u32) -> Result<Vec<
     Ok(bytes)
 }
 
-/// Writes `bytes` at `ptr` of a guest's memory, a piece at a time
-/// (`scale_signature_http::pieces` says why). wasmer's own `write` copies
+/// Writes `bytes` at `ptr` of a guest's memory, a chunk at a time
+/// (`scale_signature_http::raw::chunked_copy` says why). wasmer's own `write` copies
 /// eight bytes per volatile store, several times slower for large contexts.
 ///
 /// # Safety
@@ -33,7 +33,7 @@ pub(crate) unsafe fn write_guest(
         .get_mut(ptr as usize..)
         .and_then(|rest| rest.get_mut(..bytes.len()))
         .ok_or(wasmer::MemoryAccessError::HeapOutOfBounds)?;
-    for (to, from) in target.chunks_mut(pieces::PIECE).zip(bytes.chunks(pieces::PIECE)) {
+    for (to, from) in target.chunks_mut(chunked_copy::CHUNK).zip(bytes.chunks(chunked_copy::CHUNK)) {
         to.copy_from_slice(from);
     }
     Ok(())

@@ -1,6 +1,6 @@
 //! Every ABI rule of docs/abi.md, checked with tiny hand-written modules.
 
-use scale_func::{Language, ScaleFunc, Signature};
+use scale_func::{Language, ScaleFunc, SignatureId};
 use scale_runtime::{Error, Runtime};
 
 /// `RunResult { context: Context::default() }`, as a WAT data string.
@@ -35,7 +35,8 @@ pub(crate) fn packed(ptr: u64, len: u64) -> String {
 
 pub(crate) fn function(wat: &str) -> ScaleFunc {
     let wasm = wasmer::wat2wasm(wat.as_bytes()).unwrap_or_else(|err| panic!("bad test WAT: {err}\n{wat}"));
-    ScaleFunc::new("wat", "test", Signature::new("http", "v0.1.0").unwrap(), Language::Rust, wasm.into_owned()).unwrap()
+    ScaleFunc::new("wat", "test", SignatureId::new("http", "v0.1.0").unwrap(), Language::Rust, wasm.into_owned())
+        .unwrap()
 }
 
 fn load(wat: &str) -> Result<Runtime, Error> {
@@ -138,7 +139,7 @@ fn garbage_that_is_not_wasm_is_refused() {
     let func = ScaleFunc::new(
         "junk",
         "test",
-        Signature::new("http", "v0.1.0").unwrap(),
+        SignatureId::new("http", "v0.1.0").unwrap(),
         Language::Rust,
         b"\0asm\x01\0\0\0\xff\xff\xff\xff".to_vec(),
     )

@@ -93,7 +93,7 @@ fn relay_v1() -> ScaleFunc {
             (if (i32.le_s (local.get $n) (i32.const 0)) (then unreachable))
             (i64.or (i64.shl (i64.const 8192) (i64.const 32)) (i64.extend_i32_u (local.get $n)))))"#;
     let wasm = wasmer::wat2wasm(wat.as_bytes()).unwrap().into_owned();
-    let signature = scale_func::Signature::new(Tally::NAME, Tally::VERSION).unwrap();
+    let signature = scale_func::SignatureId::new(Tally::NAME, Tally::VERSION).unwrap();
     ScaleFunc::new("relay", "test", signature, Language::Rust, wasm).unwrap()
 }
 

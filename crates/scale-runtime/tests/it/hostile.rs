@@ -42,7 +42,7 @@ const SPIN_FOREVER: &str = "(loop $again (br $again)) i64.const 0";
 /// A function named `spinner` that never returns.
 fn spinner() -> scale_func::ScaleFunc {
     let wasm = wasmer::wat2wasm(module("", SPIN_FOREVER, "").as_bytes()).unwrap().into_owned();
-    let signature = scale_func::Signature::new("http", "v0.1.0").unwrap();
+    let signature = scale_func::SignatureId::new("http", "v0.1.0").unwrap();
     scale_func::ScaleFunc::new("spinner", "test", signature, scale_func::Language::Rust, wasm).unwrap()
 }
 

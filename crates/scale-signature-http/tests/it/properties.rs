@@ -3,6 +3,7 @@
 
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
+use scale_signature_http::raw::{self, EncodedContext};
 use scale_signature_http::{Bytes, Context, Headers, Request, Response, RunResult};
 
 fn headers() -> impl Strategy<Value = Headers> {
@@ -170,11 +171,11 @@ proptest! {
         }
     }
 
-    /// `Context::validate_reusing` accepts exactly what `Context::validate`
+    /// `EncodedContext::validate_against` accepts exactly what `Context::validate`
     /// accepts, whether the bytes share their request with the sent context
     /// (the shortcut) or not.
     #[test]
-    fn validate_reusing_agrees_with_validate(
+    fn validate_against_agrees_with_validate(
         ctx in context(),
         sent_response in response(),
         at in any::<prop::sample::Index>(),
@@ -183,7 +184,7 @@ proptest! {
     ) {
         let sent = Context { request: ctx.request.clone(), response: sent_response }.encode_to_vec();
         for bytes in with_a_byte_changed_and_noise(ctx.encode_to_vec(), at, byte, noise) {
-            prop_assert_eq!(Context::validate_reusing(&bytes, &sent).is_ok(), Context::validate(&bytes).is_ok());
+            prop_assert_eq!(EncodedContext::new(&bytes).validate_against(EncodedContext::new(&sent)).is_ok(), Context::validate(&bytes).is_ok());
         }
     }
 
@@ -193,45 +194,45 @@ proptest! {
     #[test]
     fn split_contexts_decode_and_join_again(ctx in context(), used in context()) {
         let bytes = ctx.encode_to_vec();
-        let (request_bytes, response_bytes) = Context::split_encoded(&bytes).unwrap();
+        let (request_bytes, response_bytes) = EncodedContext::new(&bytes).parts().unwrap();
         let (mut request, mut response) = (used.request, used.response);
-        request.decode_in_place(request_bytes).unwrap();
-        response.decode_in_place(response_bytes).unwrap();
+        raw::decode_request_in_place(&mut request, request_bytes).unwrap();
+        raw::decode_response_in_place(&mut response, response_bytes).unwrap();
         prop_assert_eq!(&request, &ctx.request);
         prop_assert_eq!(&response, &ctx.response);
         // Decoded from bytes it may keep, the request's body is a view of them.
         let shared = Bytes::copy_from_slice(request_bytes);
         let mut viewing = Request::default();
-        viewing.decode_in_place_shared(shared.clone()).unwrap();
+        raw::decode_request_in_place_shared(&mut viewing, shared.clone()).unwrap();
         prop_assert_eq!(&viewing, &ctx.request);
         let within = shared.as_ptr_range();
         prop_assert!(viewing.body.is_empty() || within.contains(&viewing.body.as_ptr()));
         let mut joined = Vec::new();
-        Context::encode_parts_into(request_bytes, &response, &mut joined);
+        EncodedContext::encode_parts_into(request_bytes, &response, &mut joined);
         prop_assert_eq!(&joined, &bytes);
         let mut result = Vec::new();
-        RunResult::encode_parts_into(request_bytes, &response, &mut result);
+        EncodedContext::encode_parts_as_result_into(request_bytes, &response, &mut result);
         prop_assert_eq!(result, RunResult::Context(ctx).encode_to_vec());
     }
 
     /// A successful result's context is found as the bytes of its encoding;
     /// an error result, or a result with more after its context, has none.
     #[test]
-    fn context_of_finds_the_context_of_a_result(ctx in context(), error in ".{0,16}") {
+    fn of_result_finds_the_context_of_a_result(ctx in context(), error in ".{0,16}") {
         let encoded = ctx.encode_to_vec();
         let mut result = RunResult::Context(ctx).encode_to_vec();
-        prop_assert_eq!(RunResult::context_of(&result), Some(&encoded[..]));
+        prop_assert_eq!(EncodedContext::of_result(&result).map(EncodedContext::as_bytes), Some(&encoded[..]));
         let failed = RunResult::Error(error).encode_to_vec();
-        prop_assert_eq!(RunResult::context_of(&failed), None);
+        prop_assert_eq!(EncodedContext::of_result(&failed).map(EncodedContext::as_bytes), None);
         result.push(0);
-        prop_assert_eq!(RunResult::context_of(&result), None);
+        prop_assert_eq!(EncodedContext::of_result(&result).map(EncodedContext::as_bytes), None);
     }
 
     /// An unchanged context wrapped as a result decodes to what the context decodes to.
     #[test]
     fn encoded_context_results_decode_as_the_context(ctx in context()) {
         let mut buf = Vec::new();
-        RunResult::encode_encoded_context_into(&ctx.encode_to_vec(), &mut buf).unwrap();
+        EncodedContext::new(&ctx.encode_to_vec()).encode_result_into(&mut buf).unwrap();
         prop_assert_eq!(&buf, &RunResult::Context(ctx.clone()).encode_to_vec());
         prop_assert_eq!(RunResult::decode(&buf[..]).unwrap(), RunResult::Context(ctx));
     }
@@ -241,7 +242,7 @@ proptest! {
 fn invalid_encoded_contexts_are_refused_and_leave_the_buffer() {
     let mut buf = vec![1, 2, 3];
     // Field 1 (the request) claims 5 bytes and has 1.
-    assert!(RunResult::encode_encoded_context_into(&[0x0a, 0x05, 0x00], &mut buf).is_err());
+    assert!(EncodedContext::new(&[0x0a, 0x05, 0x00]).encode_result_into(&mut buf).is_err());
     // A status code that does not fit in 16 bits.
     let status = [0x12, 0x04, 0x08, 0x80, 0x80, 0x04];
     assert!(Context::validate(&status).is_err());
@@ -253,12 +254,12 @@ proptest! {
     /// A result holds a context's encoding exactly when it is that context's
     /// successful result.
     #[test]
-    fn holds_encoded_context_recognises_only_the_same_context(a in context(), b in context(), error in ".{0,16}") {
+    fn is_context_of_recognises_only_the_same_context(a in context(), b in context(), error in ".{0,16}") {
         let encoded = a.encode_to_vec();
-        prop_assert!(RunResult::holds_encoded_context(&RunResult::Context(a.clone()).encode_to_vec(), &encoded));
-        prop_assert!(!RunResult::holds_encoded_context(&RunResult::Error(error).encode_to_vec(), &encoded));
+        prop_assert!(EncodedContext::new(&encoded).is_context_of(&RunResult::Context(a.clone()).encode_to_vec()));
+        prop_assert!(!EncodedContext::new(&encoded).is_context_of(&RunResult::Error(error).encode_to_vec()));
         let other = RunResult::Context(b.clone()).encode_to_vec();
-        prop_assert_eq!(RunResult::holds_encoded_context(&other, &encoded), a.encode_to_vec() == b.encode_to_vec());
+        prop_assert_eq!(EncodedContext::new(&encoded).is_context_of(&other), a.encode_to_vec() == b.encode_to_vec());
     }
 }
 
@@ -266,14 +267,14 @@ proptest! {
     /// One changed byte anywhere in the context part of a result is noticed
     /// (the comparison goes eight bytes at a step, then the tail).
     #[test]
-    fn holds_encoded_context_notices_any_changed_byte(ctx in context(), at in any::<prop::sample::Index>(), flip in 1u8..) {
+    fn is_context_of_notices_any_changed_byte(ctx in context(), at in any::<prop::sample::Index>(), flip in 1u8..) {
         let encoded = ctx.encode_to_vec();
         let mut result = RunResult::Context(ctx).encode_to_vec();
         let header = result.len() - encoded.len();
         if !encoded.is_empty() {
             let at = header + at.index(encoded.len());
             result[at] ^= flip;
-            prop_assert!(!RunResult::holds_encoded_context(&result, &encoded));
+            prop_assert!(!EncodedContext::new(&encoded).is_context_of(&result));
         }
     }
 }
@@ -292,8 +293,7 @@ proptest! {
         }
         let mut into = Context::default();
         let mut request = a.request.clone();
-        let outcome = RunResult::decode_into_reusing_request(
-            &RunResult::Context(answer.clone()).encode_to_vec(), &mut into, &sent, &mut request);
+        let outcome = EncodedContext::new(&sent).decode_result_reusing(&RunResult::Context(answer.clone()).encode_to_vec(), &mut into, &mut request);
         prop_assert_eq!(outcome, Ok(None));
         prop_assert_eq!(&into, &answer);
         if answer.request != a.request {
@@ -301,8 +301,7 @@ proptest! {
         }
 
         let mut request = a.request.clone();
-        let outcome = RunResult::decode_into_reusing_request(
-            &RunResult::Error(error.clone()).encode_to_vec(), &mut into, &sent, &mut request);
+        let outcome = EncodedContext::new(&sent).decode_result_reusing(&RunResult::Error(error.clone()).encode_to_vec(), &mut into, &mut request);
         prop_assert_eq!(outcome, Ok(Some(error)));
         prop_assert_eq!(&request, &a.request);
     }
@@ -322,7 +321,7 @@ proptest! {
         prost::encoding::encode_varint(context.len() as u64, &mut result);
         result.extend_from_slice(&context);
         let mut request = a.request.clone();
-        let outcome = RunResult::decode_into_reusing_request(&result, &mut Context::default(), &sent, &mut request);
+        let outcome = EncodedContext::new(&sent).decode_result_reusing(&result, &mut Context::default(), &mut request);
         prop_assert!(outcome.is_err());
         prop_assert_eq!(&request, &a.request);
     }
@@ -360,15 +359,15 @@ proptest! {
     #[test]
     fn overlong_keys_and_lengths_decode_as_usual(ctx in context(), keys_too in any::<bool>()) {
         let encoded = ctx.encode_to_vec();
-        let (request, response) = Context::split_encoded(&encoded).unwrap();
+        let (request, response) = EncodedContext::new(&encoded).parts().unwrap();
         let context = [overlong_field(1, request, keys_too), overlong_field(2, response, keys_too)].concat();
         let result = overlong_field(1, &context, keys_too);
         prop_assert_eq!(RunResult::decode(&result[..]), Ok(RunResult::Context(ctx.clone())));
         prop_assert_eq!(Context::validate(&context), Ok(()));
-        prop_assert_eq!(Context::validate_reusing(&context, &encoded), Ok(()));
+        prop_assert_eq!(EncodedContext::new(&context).validate_against(EncodedContext::new(&encoded)), Ok(()));
         let mut into = Context::default();
         let mut kept = ctx.request.clone();
-        let outcome = RunResult::decode_into_reusing_request(&result, &mut into, &encoded, &mut kept);
+        let outcome = EncodedContext::new(&encoded).decode_result_reusing(&result, &mut into, &mut kept);
         prop_assert_eq!(outcome, Ok(None));
         prop_assert_eq!(&into, &ctx);
     }
@@ -480,16 +479,16 @@ proptest! {
 
         check(&Request::decode(&request[..]).unwrap().headers)?;
         let mut into = used.request.clone();
-        into.decode_in_place(&request[..]).unwrap();
+        raw::decode_request_in_place(&mut into, &request[..]).unwrap();
         check(&into.headers)?;
         let mut context = Vec::new();
-        Context::encode_parts_into(&request, &Response::default(), &mut context);
+        EncodedContext::encode_parts_into(&request, &Response::default(), &mut context);
         check(&Context::decode(&context[..]).unwrap().request.headers)?;
         let mut into = used.clone();
         into.decode_in_place(&context[..]).unwrap();
         check(&into.request.headers)?;
         let mut result = Vec::new();
-        RunResult::encode_parts_into(&request, &Response::default(), &mut result);
+        EncodedContext::encode_parts_as_result_into(&request, &Response::default(), &mut result);
         let RunResult::Context(decoded) = RunResult::decode(&result[..]).unwrap() else { panic!("an error result") };
         check(&decoded.request.headers)?;
         // The same entries as a response's headers (field 3 instead of 7).
@@ -501,7 +500,7 @@ proptest! {
         }
         check(&Response::decode(&response[..]).unwrap().headers)?;
         let mut into = used.response.clone();
-        into.decode_in_place(&response[..]).unwrap();
+        raw::decode_response_in_place(&mut into, &response[..]).unwrap();
         check(&into.headers)?;
     }
 }

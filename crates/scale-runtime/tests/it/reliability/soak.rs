@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use scale_func::{Language, ScaleFunc, Signature};
+use scale_func::{Language, ScaleFunc, SignatureId};
 use scale_runtime::{Context, Error, Instance, PoolStats, Runtime};
 
 use super::{Rng, count_from_env, full_scale, memory_heavy, rss_kib};
@@ -73,7 +73,7 @@ fn malformed_function() -> ScaleFunc {
         (func (export "resize") (param i32) (result i32) i32.const 1024)
         (func (export "run") (param i32) (result i64) i64.const 8796093022216))"#;
     let wasm = wasmer::wat2wasm(wat.as_bytes()).expect("valid WAT");
-    let signature = Signature::new("http", "v0.1.0").unwrap();
+    let signature = SignatureId::new("http", "v0.1.0").unwrap();
     ScaleFunc::new("malformed", "test", signature, Language::Rust, wasm.into_owned()).unwrap()
 }
 
