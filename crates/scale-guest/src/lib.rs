@@ -249,14 +249,14 @@ impl Context {
         let context = signature::raw::EncodedContext::of_result(&request)
             .expect("a result encoded here holds one context")
             .as_bytes();
-        // The answer is decoded into a spare context, which trades places
+        // The answer is decoded into a context of its own, which trades places
         // with this one on success: a warm guest allocates little.
-        let mut spare = NEXT_SPARE.take().unwrap_or_default();
+        let mut decoded = ANSWER_CONTEXT.take().unwrap_or_default();
         let answer = scale_guest_abi::next(context, |answer| match answer {
             // The chain ended with no native handlers: this context is the answer.
             scale_guest_abi::Answer::Unchanged => Ok(NextOutcome::Unchanged),
             scale_guest_abi::Answer::Result(bytes) => {
-                signature::RunResult::decode_into(signature::raw::chunked_copy::ChunkedSlice(bytes), &mut spare).map(
+                signature::RunResult::decode_into(signature::raw::chunked_copy::ChunkedSlice(bytes), &mut decoded).map(
                     |error| match error {
                         None => NextOutcome::Decoded,
                         Some(message) => NextOutcome::Failed(message),
@@ -269,7 +269,7 @@ impl Context {
             Ok(Ok(NextOutcome::Unchanged)) => Ok(()),
             Ok(Ok(NextOutcome::Decoded)) => {
                 // Every field comes from the answer, the request included.
-                std::mem::swap(self.inner.get_mut(), &mut spare);
+                std::mem::swap(self.inner.get_mut(), &mut decoded);
                 self.request_pending.set(false);
                 Ok(())
             }
@@ -283,7 +283,7 @@ impl Context {
         } else {
             scale_guest_abi::return_request_buffer(request);
         }
-        NEXT_SPARE.set(Some(spare));
+        ANSWER_CONTEXT.set(Some(decoded));
         outcome
     }
 }
@@ -399,7 +399,7 @@ pub mod testing {
 enum NextOutcome {
     /// The context that was sent, unchanged.
     Unchanged,
-    /// A changed context, decoded into the spare.
+    /// A changed context, decoded into `ANSWER_CONTEXT`'s context.
     Decoded,
     /// The error message of whatever failed further down.
     Failed(String),
@@ -431,7 +431,7 @@ const SHARE_REQUEST_FROM: usize = 8 * 1024;
 std::thread_local! {
     /// The context `next` decodes into. (WebAssembly guests have one thread;
     /// natively, each thread has its own.)
-    static NEXT_SPARE: std::cell::Cell<Option<signature::Context>> = const { std::cell::Cell::new(None) };
+    static ANSWER_CONTEXT: std::cell::Cell<Option<signature::Context>> = const { std::cell::Cell::new(None) };
 }
 
 impl Deref for Context {

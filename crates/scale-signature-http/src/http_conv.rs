@@ -75,7 +75,7 @@ fn fill_headers(map: &http::HeaderMap, headers: &mut Headers) -> Result<(), Conv
 
 fn add_headers(map: &http::HeaderMap, headers: &mut Headers) -> Result<(), ConversionError> {
     for name in map.keys() {
-        let (mut stored, mut values) = headers.take_spare();
+        let (mut stored, mut values) = headers.take_recycled();
         stored.push_str(name.as_str());
         let mut used = 0;
         for value in map.get_all(name) {

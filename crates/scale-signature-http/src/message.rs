@@ -389,7 +389,7 @@ mod header_map {
     ) -> Result<(), prost::DecodeError> {
         // An entry without a name field has the empty name, as when decoding
         // into a fresh entry; `string::merge` replaces the contents otherwise.
-        let (name, values) = headers.take_spare();
+        let (name, values) = headers.take_recycled();
         let mut entry = HeaderEntry { name, values: HeaderValuesMsg::recycled(values) };
         message::merge(wire_type, &mut entry, buf, ctx)?;
         if !headers.count_decoded(1 + entry.values.used) {

@@ -329,7 +329,7 @@ pub struct Headers {
     /// Entries [`Headers::recycle`] took out: the decoder and the accessors
     /// fill them again instead of allocating (see `wire::merge_header`). Not
     /// part of the value: clones, comparisons and debug output ignore it.
-    pub(crate) spare: Vec<(String, HeaderValues)>,
+    pub(crate) recycled: Vec<(String, HeaderValues)>,
     /// Set while a decoder has appended entries out of name order;
     /// [`Headers::finish_decoding`] sorts them. Every decoding entry point
     /// of this crate calls it before returning, so it is never set outside
@@ -348,7 +348,7 @@ pub struct Headers {
 pub const MAX_HEADER_ITEMS: usize = 8192;
 
 /// The most entries [`Headers::recycle`] keeps for reuse.
-const SPARE_ENTRIES: usize = 32;
+const RECYCLED_ENTRIES: usize = 32;
 
 impl Headers {
     /// No headers.
@@ -373,7 +373,7 @@ impl Headers {
     /// Puts a new header `name`, lower-cased, at `index`, in a recycled
     /// entry when there is one; returns its (empty) values.
     fn insert_lowercased(&mut self, index: usize, name: &str) -> &mut HeaderValues {
-        let (mut stored, mut values) = self.take_spare();
+        let (mut stored, mut values) = self.take_recycled();
         stored.push_str(name);
         stored.make_ascii_lowercase();
         values.clear();
@@ -466,8 +466,8 @@ impl Headers {
     }
 
     /// A cleared entry to fill: a recycled one when there is one.
-    pub(crate) fn take_spare(&mut self) -> (String, HeaderValues) {
-        let (mut name, values) = self.spare.pop().unwrap_or_default();
+    pub(crate) fn take_recycled(&mut self) -> (String, HeaderValues) {
+        let (mut name, values) = self.recycled.pop().unwrap_or_default();
         name.clear();
         (name, values)
     }
@@ -479,7 +479,7 @@ impl Headers {
         self.decoded_items <= MAX_HEADER_ITEMS
     }
 
-    /// Adds a filled entry (see [`Headers::take_spare`]) under its exact
+    /// Adds a filled entry (see [`Headers::take_recycled`]) under its exact
     /// name, for a decoder: of a name given twice, the last values win. An
     /// entry out of name order is appended, and the decoder must call
     /// [`Headers::finish_decoding`] once done (inserting each in place would
@@ -493,7 +493,7 @@ impl Headers {
                 match self.find(&name) {
                     Ok(index) => {
                         let old = core::mem::replace(&mut self.entries[index].1, values);
-                        self.keep_spare(name, old);
+                        self.recycle_entry(name, old);
                         return;
                     }
                     Err(_) => self.unsorted = true,
@@ -523,13 +523,13 @@ impl Headers {
         });
     }
 
-    fn keep_spare(&mut self, name: String, values: HeaderValues) {
-        if self.spare.len() < SPARE_ENTRIES {
-            self.spare.push((name, values));
+    fn recycle_entry(&mut self, name: String, values: HeaderValues) {
+        if self.recycled.len() < RECYCLED_ENTRIES {
+            self.recycled.push((name, values));
         }
     }
 
-    /// Removes every header, keeping up to [`SPARE_ENTRIES`] of them (names,
+    /// Removes every header, keeping up to [`RECYCLED_ENTRIES`] of them (names,
     /// value lists and values) for the decoder to fill again: a context
     /// decoded into over and over then allocates little for its headers.
     #[inline]
@@ -543,9 +543,9 @@ impl Headers {
     }
 
     fn recycle_entries(&mut self) {
-        let room = SPARE_ENTRIES.saturating_sub(self.spare.len());
+        let room = RECYCLED_ENTRIES.saturating_sub(self.recycled.len());
         let kept = self.entries.len().min(room);
-        self.spare.extend(self.entries.drain(..kept));
+        self.recycled.extend(self.entries.drain(..kept));
         self.entries.clear();
     }
 
@@ -559,7 +559,7 @@ impl Headers {
 
 impl Clone for Headers {
     fn clone(&self) -> Self {
-        Self { entries: self.entries.clone(), spare: Vec::new(), unsorted: self.unsorted, decoded_items: 0 }
+        Self { entries: self.entries.clone(), recycled: Vec::new(), unsorted: self.unsorted, decoded_items: 0 }
     }
 }
 
