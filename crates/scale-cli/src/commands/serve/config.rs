@@ -186,10 +186,14 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         line: Some(line_of(text, span.start)),
         message,
     };
-    let raw: RawConfig = toml::from_str(text).map_err(|err| ConfigError {
-        file: file.to_path_buf(),
-        line: err.span().map(|span| line_of(text, span.start)),
-        message: err.message().to_string(),
+    let raw: RawConfig = toml::from_str(text).map_err(|err| {
+        let span = err.span();
+        let place = span.as_ref().and_then(|span| section_of(text, span.start)).unwrap_or_default();
+        ConfigError {
+            file: file.to_path_buf(),
+            line: span.map(|span| line_of(text, span.start)),
+            message: format!("{place}{}", err.message()),
+        }
     })?;
     let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let address = |value: &Spanned<String>, key: &str| -> Result<SocketAddr, ConfigError> {
@@ -325,6 +329,46 @@ fn check_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The file read loosely, for naming where a mistake the strict reading
+/// found lies: unknown keys are ignored, and only the sections' spans and
+/// the routes' paths are kept.
+#[derive(Deserialize)]
+struct LooseConfig {
+    defaults: Option<Spanned<serde::de::IgnoredAny>>,
+    #[serde(default, rename = "route")]
+    routes: Vec<Spanned<LooseRoute>>,
+}
+
+#[derive(Deserialize)]
+struct LooseRoute {
+    path: Option<String>,
+}
+
+/// `"route \"/a\": "` or `"[defaults]: "` when byte `offset` of `text` lies
+/// in that section (after its header and before the next one), for a
+/// mistake the strict reading reports with a span. `None` when the text
+/// does not read loosely either, or the offset lies in another section.
+fn section_of(text: &str, offset: usize) -> Option<String> {
+    let loose: LooseConfig = toml::from_str(text).ok()?;
+    let line = line_of(text, offset);
+    // The last line at or before the mistake that opens a table.
+    let header = text
+        .lines()
+        .enumerate()
+        .take(line)
+        .filter(|(_, content)| content.trim_start().starts_with('['))
+        .map(|(index, _)| index + 1)
+        .last()?;
+    if loose.defaults.as_ref().is_some_and(|defaults| line_of(text, defaults.span().start) == header) {
+        return Some("[defaults]: ".into());
+    }
+    let route = loose.routes.iter().find(|route| line_of(text, route.span().start) == header)?;
+    Some(match &route.get_ref().path {
+        Some(path) => format!("route {path:?}: "),
+        None => format!("the route on line {header}: "),
+    })
+}
+
 /// The 1-based line of byte `offset` in `text`.
 fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
@@ -401,7 +445,10 @@ isolate = true
         let dir = folder("mistakes");
         let route = "[[route]]\npath = \"/a\"\nfunctions = [\"hello.scale\"]\n";
         let cases = [
-            (format!("{route}colour = \"blue\"\n"), 4, "unknown field `colour`"),
+            (format!("{route}colour = \"blue\"\n"), 4, "route \"/a\": unknown field `colour`"),
+            (format!("{route}memory_limit = \"lots\"\n"), 4, "route \"/a\": "),
+            ("[[route]]\nfunctions = [\"hello.scale\"]\n".to_string(), 1, "the route on line 1: missing field `path`"),
+            (format!("[defaults]\nbudget = 5\n{route}"), 2, "[defaults]: unknown field `budget`"),
             (
                 format!("{route}[[route]]\npath = \"/a\"\nfunctions = [\"api.scale\"]\n"),
                 5,
