@@ -398,3 +398,81 @@ fn json_logs_have_one_access_line_per_request() {
     assert!(access[0]["duration_us"].as_u64().is_some(), "{}", access[0]);
     assert_eq!((access[1]["route"].as_str(), access[1]["status"].as_u64()), (Some("-"), Some(404)));
 }
+
+/// SIGHUP reloads every route; a new version that does not load (a wrong
+/// signature, a module that does not compile, a damaged file) is refused,
+/// counted and logged with its reason, and the last good version keeps
+/// serving.
+#[test]
+fn sighup_reloads_and_each_kind_of_bad_version_is_refused_and_logged() {
+    let dir = temp_dir("sighup_reloads_and_each_kind_of_bad_version_is_refused_and_logged");
+    place(&dir, "rust", "modify", "live.scale");
+    std::fs::write(dir.join("scale.toml"), "[[route]]\npath = \"/*\"\nfunctions = [\"live.scale\"]\n").unwrap();
+    let mut served = serve_config_with(&dir.join("scale.toml"), &["--log-format", "json"], Stdio::piped());
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let stdout = served.child.stdout.take().unwrap();
+    let kept = std::sync::Arc::clone(&logs);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(json) = serde_json::from_str(&line) {
+                kept.lock().unwrap().push(json);
+            }
+        }
+    });
+    let (public, admin) = (served.public, served.admin);
+    let count = |outcome: &str| metric(admin, &format!("scale_reloads_total{{route=\"/*\",outcome=\"{outcome}\"}}"));
+    let wait_for = |outcome: &str, above: f64, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while count(outcome).unwrap_or(0.0) <= above {
+            assert!(Instant::now() < deadline, "{what}: no {outcome} reload was counted");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    // SIGHUP with nothing changed on disk: the route is compiled again and swapped in.
+    let ok = count("ok").unwrap_or(0.0);
+    let status = std::process::Command::new("kill").args(["-HUP", &served.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    wait_for("ok", ok, "SIGHUP");
+    assert_eq!(exchange(public, "GET", "/").2, "modified");
+
+    // A version that compiles to nothing: a valid container around a module
+    // whose only section is of an unknown kind.
+    let mut wasm = b"\0asm\x01\0\0\0".to_vec();
+    wasm.extend_from_slice(&[0x7f, 0x03, 1, 2, 3]);
+    let signature = scale_func::SignatureId::new("http", "v0.1.0").unwrap();
+    let broken = scale_func::ScaleFunc::new("live", "test", signature, scale_func::Language::Rust, wasm).unwrap();
+    // A damaged copy of the good version: one byte of its module changed.
+    let mut damaged = std::fs::read(dir.join("live.scale")).unwrap();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x55;
+    let bad = [
+        ("a wrong signature", std::fs::read(fixture("go", "bad-signature")).unwrap(), "was built for signature"),
+        ("a module that does not compile", broken.encode(), "invalid module"),
+        ("a damaged file", damaged, "checksum mismatch"),
+    ];
+    for (what, bytes, reason) in bad {
+        let refused = count("refused").unwrap_or(0.0);
+        std::fs::write(dir.join(".live.scale.new"), bytes).unwrap();
+        std::fs::rename(dir.join(".live.scale.new"), dir.join("live.scale")).unwrap();
+        wait_for("refused", refused, what);
+        for _ in 0..5 {
+            assert_eq!(exchange(public, "GET", "/").2, "modified", "after {what}");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let logged = logs.lock().unwrap().iter().any(|line| {
+                line["level"] == "ERROR"
+                    && line["message"].as_str().is_some_and(|message| message.starts_with("reload refused"))
+                    && line["route"] == "/*"
+                    && line["error"].as_str().is_some_and(|error| error.contains(reason))
+            });
+            if logged {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{what}: no log line gives {reason:?}: {:?}", logs.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert!(!served.stderr().contains("panicked"), "{}", served.stderr());
+}
