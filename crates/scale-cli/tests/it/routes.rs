@@ -193,7 +193,7 @@ fn a_mistake_in_the_file_names_the_line_and_the_route_and_nothing_starts() {
     let cases = [
         (
             "[[route]]\npath = \"/a\"\nfunctions = [\"modify.scale\"]\nspeed = 3\n",
-            "scale.toml:4: unknown field `speed`",
+            "scale.toml:4: route \"/a\": unknown field `speed`",
         ),
         ("[[route]]\npath = \"/a\"\nfunctions = [\"gone.scale\"]\n", "scale.toml:3: route \"/a\": "),
         (
