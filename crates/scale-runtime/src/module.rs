@@ -24,10 +24,19 @@ pub const CACHE_DIR_VAR: &str = "SCALE_CACHE_DIR";
 /// [`RuntimeBuilder::default_cache`](crate::RuntimeBuilder::default_cache)
 /// makes a runtime use it.
 pub fn default_cache_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os(CACHE_DIR_VAR).filter(|dir| !dir.is_empty()) {
-        return Some(PathBuf::from(dir));
+    cache_dir_from(std::env::var_os(CACHE_DIR_VAR), || {
+        directories::ProjectDirs::from("", "", "scale").map(|dirs| dirs.cache_dir().to_path_buf())
+    })
+}
+
+/// [`default_cache_dir`] given the variable's value and the platform's
+/// cache directory for `scale`: the variable when set and not empty, else
+/// `modules` in the platform's directory.
+fn cache_dir_from(variable: Option<std::ffi::OsString>, platform: impl FnOnce() -> Option<PathBuf>) -> Option<PathBuf> {
+    match variable.filter(|dir| !dir.is_empty()) {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => platform().map(|dir| dir.join("modules")),
     }
-    directories::ProjectDirs::from("", "", "scale").map(|dirs| dirs.cache_dir().join("modules"))
 }
 
 /// Where compiled modules are kept.
@@ -211,4 +220,19 @@ pub(crate) fn validate(name: &str, module: &Module, settings: EngineSettings) ->
         }
     }
     crate::abi::check_exports(module).map_err(invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_dir_is_the_variable_when_set_else_modules_in_the_platform_cache() {
+        let platform = || Some(PathBuf::from("/home/u/.cache/scale"));
+        assert_eq!(cache_dir_from(Some("/srv/cache".into()), platform), Some(PathBuf::from("/srv/cache")));
+        assert_eq!(cache_dir_from(Some("".into()), platform), Some(PathBuf::from("/home/u/.cache/scale/modules")));
+        assert_eq!(cache_dir_from(None, platform), Some(PathBuf::from("/home/u/.cache/scale/modules")));
+        assert_eq!(cache_dir_from(None, || None), None);
+        assert_eq!(cache_dir_from(Some("/srv/cache".into()), || None), Some(PathBuf::from("/srv/cache")));
+    }
 }
