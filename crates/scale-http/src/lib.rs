@@ -374,6 +374,16 @@ impl ScaleService {
     /// the last function calls `next`, and hands its response back up the
     /// chain. The service is awaited as an async handler
     /// ([`with_async_handler`](Self::with_async_handler)).
+    ///
+    /// ```no_run
+    /// # fn example(runtime: scale_runtime::Runtime) {
+    /// use axum::routing::get;
+    ///
+    /// // The functions run first; a `next` from the last one reaches the router.
+    /// let app = axum::Router::new().route("/hello", get(|| async { "Hello from axum\n" }));
+    /// let service = scale_http::ScaleService::new(runtime).with_downstream(app);
+    /// # }
+    /// ```
     pub fn with_downstream<S, ResBody>(mut self, service: S) -> Self
     where
         S: tower::Service<http::Request<Full<Bytes>>, Response = http::Response<ResBody>>
