@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use scale_runtime::{Context, Error, HandlerError, Runtime};
 
-use crate::common::{Lang, builder, fixture, runtime};
+use crate::common::{Lang, builder, fixture, panics_the_first_time, runtime};
 
 /// Polls `future` on this thread until it is ready, sleeping in between.
 fn block_on<F: Future>(future: F) -> F::Output {
@@ -233,14 +233,7 @@ fn dropping_run_async_abandons_the_run_and_discards_its_guests() {
 fn a_handlers_panic_under_run_async_reaches_the_awaiting_task() {
     for lang in Lang::ALL {
         let runtime = runtime(lang, &["next"]);
-        let mut panicked = false;
-        let mut instance = runtime.instance().unwrap().with_handler(move |ctx| {
-            if !std::mem::replace(&mut panicked, true) {
-                panic!("the handler panicked");
-            }
-            ctx.response.set_body("after the panic");
-            Ok(())
-        });
+        let mut instance = runtime.instance().unwrap().with_handler(panics_the_first_time());
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| block_on(instance.run_async())));
         let payload = run.expect_err("the handler's panic reaches the task");
         assert_eq!(payload.downcast_ref::<&str>(), Some(&"the handler panicked"), "{lang:?}");

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use scale_runtime::{Runtime, RuntimeBuilder, ScaleFunc, Signature};
+use scale_runtime::{Context, HandlerError, Runtime, RuntimeBuilder, ScaleFunc, Signature};
 
 /// The guest languages every fixture exists in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,4 +55,17 @@ pub fn runtime(lang: Lang, names: &[&str]) -> Runtime {
         .functions(names.iter().map(|name| fixture(lang, name)))
         .build()
         .unwrap_or_else(|err| panic!("{lang:?} {names:?}: {err}"))
+}
+
+/// A native handler that panics on its first call and sets the body
+/// "after the panic" on every later one.
+pub fn panics_the_first_time() -> impl FnMut(&mut Context) -> Result<(), HandlerError> + Send + 'static {
+    let mut panicked = false;
+    move |ctx| {
+        if !std::mem::replace(&mut panicked, true) {
+            panic!("the handler panicked");
+        }
+        ctx.response.set_body("after the panic");
+        Ok(())
+    }
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use scale_runtime::{Error, HandlerError, Instance, Runtime};
 
-use crate::common::{Lang, builder, fixture, runtime};
+use crate::common::{Lang, builder, fixture, panics_the_first_time, runtime};
 
 const TEST_DATA: &str = "Test Data";
 
@@ -127,14 +127,7 @@ fn next_error_propagates_to_the_host() {
 fn a_handler_that_panics_panics_the_run_and_its_guest_is_replaced() {
     for lang in Lang::ALL {
         let runtime = runtime(lang, &["next"]);
-        let mut panicked = false;
-        let mut instance = runtime.instance().unwrap().with_handler(move |ctx| {
-            if !std::mem::replace(&mut panicked, true) {
-                panic!("the handler panicked");
-            }
-            ctx.response.set_body("after the panic");
-            Ok(())
-        });
+        let mut instance = runtime.instance().unwrap().with_handler(panics_the_first_time());
         let discarded = runtime.pool_stats().discarded;
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| instance.run()));
         let payload = run.expect_err("the handler's panic reaches the caller");
