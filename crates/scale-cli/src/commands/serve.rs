@@ -14,6 +14,7 @@ use crate::commands::read_scale;
 use crate::commands::runtime_args::{Budget, Deadline, Defaults, RuntimeArgs, limited};
 
 pub mod config;
+mod logs;
 mod metrics;
 mod server;
 
@@ -181,7 +182,7 @@ pub fn default_function() -> anyhow::Result<ScaleFunc> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let _logs = init_logs(args.log_format);
+    let _logs = init_logs(args.log_format)?;
     let config = match &args.config {
         Some(file) => {
             let mut flags = args.runtime.limit_flags();
@@ -281,22 +282,22 @@ fn flags_config(args: &Args) -> anyhow::Result<Config> {
 /// Sends logs to standard output, as text or JSON lines, at the levels
 /// `RUST_LOG` sets (`info` by default: one access line per request).
 ///
-/// Lines are written by a thread of their own, in batches: a request pays
-/// for formatting its line, not for a write to standard output. Under an
-/// overload that standard output cannot keep up with, lines are dropped
-/// rather than requests slowed. The returned guard writes what is left when
-/// it drops.
-fn init_logs(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// Lines are written in batches by a thread of their own (`serve/logs.rs`):
+/// a request pays for formatting its line, not for a write to standard
+/// output or a wake-up. Under an overload that standard output cannot keep
+/// up with, lines are dropped and counted rather than requests slowed. The
+/// returned flusher writes what is left when it drops.
+fn init_logs(format: LogFormat) -> anyhow::Result<logs::Flusher> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let (writer, guard) = tracing_appender::non_blocking(std::io::BufWriter::new(std::io::stdout()));
+    let (writer, flusher) = logs::batched(std::io::stdout()).context("starting the log writer thread")?;
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(writer);
     let _ = match format {
         LogFormat::Text => logs.try_init(),
         LogFormat::Json => logs.json().flatten_event(true).try_init(),
     };
-    guard
+    Ok(flusher)
 }
 
 #[cfg(test)]
