@@ -327,7 +327,7 @@ pub struct Headers {
     /// its allocation when cleared.
     pub(crate) entries: Vec<(String, HeaderValues)>,
     /// Entries [`Headers::recycle`] took out: the decoder and the accessors
-    /// fill them again instead of allocating (see `wire::merge_header`). Not
+    /// fill them again instead of allocating (see `message::header_map::merge`). Not
     /// part of the value: clones, comparisons and debug output ignore it.
     pub(crate) recycled: Vec<(String, HeaderValues)>,
     /// Set while a decoder has appended entries out of name order;
