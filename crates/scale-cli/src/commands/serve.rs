@@ -249,7 +249,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
-    tokio.block_on(server::serve(Arc::new(server), listen))
+    let served = tokio.block_on(server::serve(Arc::new(server), listen));
+    // Runs still going when the grace period ended do not hold the process:
+    // dropping the runtime would wait for those on its blocking pool.
+    tokio.shutdown_background();
+    served
 }
 
 /// The configuration `scale serve FILE...` stands for: one route on every

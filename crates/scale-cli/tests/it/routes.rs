@@ -476,3 +476,38 @@ fn sighup_reloads_and_each_kind_of_bad_version_is_refused_and_logged() {
     }
     assert!(!served.stderr().contains("panicked"), "{}", served.stderr());
 }
+
+/// When the grace period ends with a run still going, the server stops
+/// anyway and exits 0: a run does not hold the process past the grace.
+#[test]
+fn the_grace_period_bounds_the_exit_whatever_runs_are_left() {
+    let dir = temp_dir("the_grace_period_bounds_the_exit_whatever_runs_are_left");
+    place(&dir, "rust", "escape", "escape.scale");
+    std::fs::write(
+        dir.join("scale.toml"),
+        "[[route]]\npath = \"/*\"\nfunctions = [\"escape.scale\"]\ncpu_budget = \"none\"\ndeadline = \"120s\"\n",
+    )
+    .unwrap();
+    for dispatch in ["blocking", "auto"] {
+        let mut served = serve_config(&dir.join("scale.toml"), &["--shutdown-grace", "1s", "--dispatch", dispatch]);
+        // A run that sleeps for a minute.
+        let mut slow = TcpStream::connect(served.public).unwrap();
+        slow.write_all(b"POST /sleep HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n60").unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let signalled = Instant::now();
+        served.terminate();
+        let status = loop {
+            if let Some(status) = served.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                signalled.elapsed() < Duration::from_secs(30),
+                "{dispatch}: still running 30 s after SIGTERM with a 1 s grace period\n{}",
+                served.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "{dispatch}: exit {status:?}\n{}", served.stderr());
+        assert!(served.stderr().contains("grace period over"), "{dispatch}: {}", served.stderr());
+    }
+}
