@@ -44,11 +44,13 @@ pub(crate) fn drop_connection_headers(headers: &mut http::HeaderMap) {
     }
 }
 
-/// Whether `status` can end an exchange. An informational status (1xx,
-/// `101 Switching Protocols` included) announces another response or a
-/// protocol switch, neither of which a function's answer can deliver.
+/// Whether `status` can end an exchange: a final status, 200 to 599. An
+/// informational status (1xx, `101 Switching Protocols` included) announces
+/// another response or a protocol switch, neither of which a function's
+/// answer can deliver; HTTP defines no status from 600 up, and clients
+/// refuse or misread them.
 pub(crate) fn is_final(status: http::StatusCode) -> bool {
-    !status.is_informational()
+    (200..=599).contains(&status.as_u16())
 }
 
 #[cfg(test)]
@@ -96,11 +98,14 @@ mod tests {
     }
 
     #[test]
-    fn informational_statuses_are_not_final() {
+    fn informational_and_out_of_range_statuses_are_not_final() {
         for code in [100, 101, 102, 103, 199] {
             assert!(!is_final(http::StatusCode::from_u16(code).unwrap()), "{code}");
         }
-        for code in [200, 204, 304, 404, 500, 999] {
+        for code in [600, 700, 999] {
+            assert!(!is_final(http::StatusCode::from_u16(code).unwrap()), "{code}");
+        }
+        for code in [200, 204, 304, 404, 500, 599] {
             assert!(is_final(http::StatusCode::from_u16(code).unwrap()), "{code}");
         }
     }

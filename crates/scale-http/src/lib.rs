@@ -43,7 +43,7 @@
 //! | the run passed its deadline | 504 |
 //! | the downstream handler or service failed | 502 |
 //! | the chain produced a response that is not valid HTTP (status outside 100–999, bad header) | 500 |
-//! | the chain answered with an informational status (1xx, `101 Switching Protocols` included) | 500 |
+//! | the chain answered with a status that cannot end a response: informational (1xx, `101 Switching Protocols` included), or 600 and up | 500 |
 //!
 //! Error bodies are generic ("Internal Server Error"); the details go to
 //! `tracing` at `error` level, never to the client.
@@ -627,7 +627,7 @@ fn respond(
             reported(response.map(|_| Full::new(body)), started, None)
         }
         Ok(response) => {
-            tracing::error!(status = %response.status(), "the function chain answered with an informational status");
+            tracing::error!(status = %response.status(), "the function chain answered with a status that cannot end a response (1xx, or 600 and up)");
             reported(plain_response(http::StatusCode::INTERNAL_SERVER_ERROR), started, invalid)
         }
         Err(err) => {

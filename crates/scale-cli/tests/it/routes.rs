@@ -161,6 +161,9 @@ fn routes_answer_by_path_and_method() {
     assert_eq!(exchange(admin, "GET", "/healthz").0, 200);
     assert_eq!(exchange(admin, "GET", "/readyz").0, 200);
     assert_eq!(exchange(admin, "GET", "/other").0, 404);
+    let (status, head, _) = exchange(admin, "POST", "/healthz");
+    assert_eq!(status, 405);
+    assert!(head.contains("\r\nallow: get, head"), "{head}");
 }
 
 #[test]

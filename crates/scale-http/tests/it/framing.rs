@@ -228,8 +228,8 @@ async fn a_wrong_content_length_cannot_panic_the_server_or_cut_the_body() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn informational_statuses_from_a_guest_become_500() {
-    for status in [100, 101, 103] {
+async fn informational_and_out_of_range_statuses_from_a_guest_become_500() {
+    for status in [100, 101, 103, 600, 700, 999] {
         let headers = [("Connection", "upgrade"), ("Upgrade", "websocket")];
         let guest = guest_answering(hostile(status, &headers, SMUGGLED));
         let (addr, _stop) = start(service_for(guest, Dispatch::Auto)).await;

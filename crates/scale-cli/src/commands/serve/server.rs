@@ -199,7 +199,9 @@ impl Server {
     /// Answers one admin request: `/metrics`, `/healthz`, `/readyz`.
     fn admin(&self, request: &http::Request<hyper::body::Incoming>) -> http::Response<Full<Bytes>> {
         if request.method() != http::Method::GET && request.method() != http::Method::HEAD {
-            return plain_response(http::StatusCode::METHOD_NOT_ALLOWED);
+            let mut response = plain_response(http::StatusCode::METHOD_NOT_ALLOWED);
+            response.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
+            return response;
         }
         match request.uri().path() {
             "/metrics" => {
