@@ -83,7 +83,11 @@
 //!   runs: the runs beyond that go to the blocking pool. Requests whose runs
 //!   take long (hostile or not) then hold at most all workers but one, and
 //!   the last keeps accepting connections, reading requests and writing
-//!   responses. Without a budget or a deadline, `Auto` is `Blocking`.
+//!   responses. A worker with nothing to do sleeps, and only a sleeping
+//!   worker polls sockets and timers; so when a run has gone on inline for
+//!   a millisecond, a watch thread wakes an idle worker, which then polls
+//!   them while the run lasts. Without a budget or a deadline, `Auto` is
+//!   `Blocking`.
 //!
 //! Inline, a request without a body is answered inside the service's
 //! `call`, which then returns a ready future: tower middleware around a
@@ -114,8 +118,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
@@ -125,7 +128,10 @@ use scale_runtime::{Error, HandlerError, Runtime};
 use scale_signature_http::{Context, Response};
 use tower::ServiceExt;
 
+use crate::inline::{InlineRun, InlineRuns};
+
 mod framing;
+mod inline;
 mod pace;
 mod report;
 
@@ -210,41 +216,6 @@ pub struct ScaleService {
     inline: Arc<InlineRuns>,
     /// A place for each run that may go on at once.
     runs: Arc<tokio::sync::Semaphore>,
-}
-
-/// The runs [`Dispatch::Auto`] has going inline, and how many it allows:
-/// one fewer than tokio has workers (at least one).
-#[derive(Debug, Default)]
-struct InlineRuns {
-    running: AtomicUsize,
-    most: OnceLock<usize>,
-}
-
-impl InlineRuns {
-    /// A place for one more inline run, if there is one.
-    fn enter(&self) -> Option<InlineRun<'_>> {
-        let most = *self.most.get_or_init(|| {
-            tokio::runtime::Handle::try_current()
-                .map_or(1, |tokio| tokio.metrics().num_workers().saturating_sub(1).max(1))
-        });
-        if self.running.fetch_add(1, Ordering::Acquire) >= most {
-            self.running.fetch_sub(1, Ordering::Release);
-            return None;
-        }
-        Some(InlineRun(Some(&self.running)))
-    }
-}
-
-/// An inline run in progress; its place is given back on drop. Under
-/// [`Dispatch::Inline`] there is no count to keep.
-struct InlineRun<'a>(Option<&'a AtomicUsize>);
-
-impl Drop for InlineRun<'_> {
-    fn drop(&mut self) {
-        if let Some(running) = self.0 {
-            running.fetch_sub(1, Ordering::Release);
-        }
-    }
 }
 
 impl std::fmt::Debug for ScaleService {
@@ -471,7 +442,7 @@ impl ScaleService {
         }
         match self.dispatch {
             Dispatch::Auto => self.inline.enter(),
-            Dispatch::Inline | Dispatch::Blocking => Some(InlineRun(None)),
+            Dispatch::Inline | Dispatch::Blocking => Some(InlineRun::uncounted()),
         }
     }
 

@@ -514,3 +514,38 @@ fn the_grace_period_bounds_the_exit_whatever_runs_are_left() {
         assert!(served.stderr().contains("grace period over"), "{dispatch}: {}", served.stderr());
     }
 }
+
+/// A long run on a tokio worker (the default dispatch runs inline when runs
+/// are bounded) holds up only its own request: other connections, the admin
+/// listener and the answers to them go on while it lasts.
+#[test]
+fn a_long_inline_run_holds_up_only_its_own_request() {
+    let dir = temp_dir("a_long_inline_run_holds_up_only_its_own_request");
+    place(&dir, "rust", "escape", "escape.scale");
+    std::fs::write(
+        dir.join("scale.toml"),
+        "[[route]]\npath = \"/*\"\nfunctions = [\"escape.scale\"]\ncpu_budget = \"none\"\ndeadline = \"30s\"\n",
+    )
+    .unwrap();
+    let served = serve_config(&dir.join("scale.toml"), &["--dispatch", "auto"]);
+    for attempt in 0..3 {
+        // A run that sleeps for 4 s, inline on a worker.
+        let mut slow = TcpStream::connect(served.public).unwrap();
+        slow.write_all(b"POST /sleep HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 1\r\n\r\n4").unwrap();
+        let started = Instant::now();
+        std::thread::sleep(Duration::from_millis(300));
+        // Meanwhile, fresh connections are answered, public and admin.
+        let (status, _, body) = exchange(served.public, "GET", "/env");
+        let public = started.elapsed();
+        assert_eq!(exchange(served.admin, "GET", "/healthz").0, 200);
+        let admin = started.elapsed();
+        assert!(
+            admin < Duration::from_secs(3),
+            "attempt {attempt}: answered only after {public:?} (public, {status} {body:?}) and {admin:?} (admin), \
+             while a 4 s run went on"
+        );
+        let mut reply = String::new();
+        slow.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    }
+}
