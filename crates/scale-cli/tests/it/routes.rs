@@ -204,6 +204,10 @@ fn a_mistake_in_the_file_names_the_line_and_the_route_and_nothing_starts() {
             "scale.toml:5: route \"/a\": the same path as the route on line 1",
         ),
         (
+            "[[route]]\npath = \"/u/*\"\nfunctions = [\"modify.scale\"]\n[[route]]\npath = \"/u/{id}\"\nfunctions = [\"modify.scale\"]\n",
+            "scale.toml:4: route \"/u/{id}\": it conflicts with route \"/u/*\" on line 1",
+        ),
+        (
             "[[route]]\npath = \"/a\"\nfunctions = [\"not-wasm.scale\"]\n",
             "scale.toml:1: route \"/a\": loading its functions",
         ),

@@ -90,12 +90,22 @@ impl Server {
         for (index, route) in config.routes.iter().enumerate() {
             for pattern in patterns(&route.path) {
                 router.insert(pattern, index).map_err(|err| {
-                    anyhow::anyhow!(
-                        "{}:{}: route {:?}: it overlaps another route ({err})",
-                        config.file.display(),
-                        route.line,
-                        route.path
-                    )
+                    let place = format!("{}:{}: route {:?}", config.file.display(), route.line, route.path);
+                    let other = match &err {
+                        matchit::InsertError::Conflict { with } => {
+                            config.routes.iter().find(|other| patterns(&other.path).contains(with))
+                        }
+                        _ => None,
+                    };
+                    match other {
+                        Some(other) => anyhow::anyhow!(
+                            "{place}: it conflicts with route {:?} on line {}: a {{param}} route and a /prefix/* \
+                             route cannot share a prefix (an exact path can share one with either)",
+                            other.path,
+                            other.line
+                        ),
+                        None => anyhow::anyhow!("{place}: it overlaps another route ({err})"),
+                    }
                 })?;
             }
         }
