@@ -53,6 +53,11 @@ fn parse_header(text: &str) -> Result<(String, String), String> {
 /// line and headers, a blank line, then the body as raw bytes, ended with a
 /// newline when it has none (so the shell prompt starts on a line of its own).
 pub fn run(args: Args) -> anyhow::Result<()> {
+    // The runtime's warnings (a cache directory it cannot make, a slow
+    // debug build) go to standard error; `RUST_LOG` can ask for more.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     let body = match (&args.body, &args.body_file) {
         (Some(body), _) => body.clone().into_bytes(),
         (None, Some(path)) if path.as_os_str() == "-" => {

@@ -136,8 +136,10 @@ fn run_serves_when_the_default_cache_cannot_be_made() {
         .args(["run", "--body-only", arg(&fixture("rust", "large-body")), "--body", "still here"])
         .output()
         .expect("scale runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
     assert_eq!(out.stdout, b"still here");
+    assert!(stderr.contains("cannot make the module cache directory; not caching"), "no warning: {stderr}");
 }
 
 #[test]
