@@ -242,10 +242,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let threads = if version.service.runs_inline() { "runs inline" } else { "runs on the blocking pool" };
         let isolation =
             if runtime.isolation() == scale_runtime::Isolation::PerRun { "isolated runs" } else { "pooled state" };
+        let limits = &route.config.limits;
+        let table = match limits.table_limit {
+            Some(elements) => format!("table limit {elements} elements"),
+            None => "default table limit".to_string(),
+        };
         eprintln!(
-            "route {}: {}; {budget}, {deadline}, {threads}, {isolation}",
+            "route {}: {}; {budget}, {deadline}, memory limit {} MiB, {table}, body limit {} bytes, {threads}, \
+             {isolation}",
             route.config.path,
-            runtime.function_names().join(" → ")
+            runtime.function_names().join(" → "),
+            runtime.memory_limit() >> 20,
+            limits.body_limit,
         );
     }
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
