@@ -34,6 +34,12 @@ const (
 // counts it, so that both codecs refuse the same inputs.
 const recursionLimit = 100
 
+// maxHeaderItems is how many names and values together one decoding of a
+// request's or response's fields may put in its header map (the Rust
+// codec's MAX_HEADER_ITEMS): each entry counts one for its name and one per
+// value, entries that replace earlier ones of the same name included.
+const maxHeaderItems = 8192
+
 // ---------------------------------------------------------------------------
 // Encoding
 
@@ -299,6 +305,7 @@ var (
 	errRecursion    = malformed("recursion limit reached")
 	errEndGroup     = malformed("unexpected end group tag")
 	errStatusTooBig = malformed("status_code does not fit in 16 bits")
+	errTooManyItems = malformed("more header names and values than a header map may hold")
 	errEmptyResult  = &DecodeError{emptyResult: true}
 )
 
@@ -521,6 +528,7 @@ func decodeContextFields(b []byte, c *Context, depth int) error {
 }
 
 func decodeRequestFields(b []byte, r *Request, depth int) error {
+	items := 0
 	for len(b) > 0 {
 		tag, wireType, n, err := readKey(b)
 		if err != nil {
@@ -545,7 +553,7 @@ func decodeRequestFields(b []byte, r *Request, depth int) error {
 				r.body = slices.Clone(body)
 			}
 		case 7:
-			n, err = decodeHeaderField(b, wireType, &r.headers, depth)
+			n, err = decodeHeaderField(b, wireType, &r.headers, depth, &items)
 		default:
 			n, err = skipField(b, wireType, tag, depth)
 		}
@@ -558,6 +566,7 @@ func decodeRequestFields(b []byte, r *Request, depth int) error {
 }
 
 func decodeResponseFields(b []byte, r *Response, depth int) error {
+	items := 0
 	for len(b) > 0 {
 		tag, wireType, n, err := readKey(b)
 		if err != nil {
@@ -584,7 +593,7 @@ func decodeResponseFields(b []byte, r *Response, depth int) error {
 				r.body = slices.Clone(body)
 			}
 		case 3:
-			n, err = decodeHeaderField(b, wireType, &r.headers, depth)
+			n, err = decodeHeaderField(b, wireType, &r.headers, depth, &items)
 		default:
 			n, err = skipField(b, wireType, tag, depth)
 		}
@@ -598,7 +607,10 @@ func decodeResponseFields(b []byte, r *Response, depth int) error {
 
 // decodeHeaderField decodes one map entry and stores it, replacing an
 // earlier entry of the same name.
-func decodeHeaderField(b []byte, wireType int, h *Headers, depth int) (int, error) {
+//
+// items counts the names and values decoded into h so far; past
+// maxHeaderItems the field is refused.
+func decodeHeaderField(b []byte, wireType int, h *Headers, depth int, items *int) (int, error) {
 	entry, n, err := readMessageField(b, wireType, depth)
 	if err != nil {
 		return 0, err
@@ -628,6 +640,10 @@ func decodeHeaderField(b []byte, wireType int, h *Headers, depth int) (int, erro
 			return 0, err
 		}
 		entry = entry[m:]
+	}
+	*items += 1 + len(values)
+	if *items > maxHeaderItems {
+		return 0, errTooManyItems
 	}
 	h.put(name, values)
 	return n, nil

@@ -425,6 +425,26 @@ func TestRecursionLimitMatchesProst(t *testing.T) {
 	}
 }
 
+func TestHeaderMapsPastTheLimitAreRefused(t *testing.T) {
+	// As the Rust codec counts them: one item for each entry's name and one
+	// per value, in the request's and the response's maps apart.
+	withValues := func(request, response int) []byte {
+		ctx := NewContext()
+		ctx.Request().Headers().Set("a", make([]string, request))
+		ctx.Response().Headers().Set("b", make([]string, response))
+		return ctx.Encode(nil)
+	}
+	if _, err := DecodeContext(withValues(maxHeaderItems-1, maxHeaderItems-1)); err != nil {
+		t.Fatalf("%d items in each map: %v", maxHeaderItems, err)
+	}
+	for _, b := range [][]byte{withValues(maxHeaderItems, 0), withValues(0, maxHeaderItems)} {
+		_, err := DecodeContext(b)
+		if err == nil || !strings.Contains(err.Error(), "more header names and values than a header map may hold") {
+			t.Fatalf("%d items in one map: %v", maxHeaderItems+1, err)
+		}
+	}
+}
+
 func TestRunResults(t *testing.T) {
 	ctxResult := EncodeContextResult(nil, allFields())
 	errResult := EncodeErrorResult(nil, "boom")
