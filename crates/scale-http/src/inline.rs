@@ -15,7 +15,7 @@
 //! busy worker is not. The watch thread sleeps itself once no inline run has
 //! been seen for [`IDLE_AFTER`].
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -29,82 +29,76 @@ pub(crate) const LONG_RUN: Duration = Duration::from_millis(1);
 /// How long the watch goes on looking after the last inline run it saw.
 pub(crate) const IDLE_AFTER: Duration = Duration::from_secs(1);
 
-/// The runs a service has going inline, and how many it allows: one fewer
-/// than tokio has workers (at least one).
+/// The runs a service has going inline: one slot per run it allows, one
+/// fewer than tokio has workers (at least one).
 #[derive(Debug, Default)]
 pub(crate) struct InlineRuns {
-    running: AtomicUsize,
-    limits: OnceLock<Limits>,
+    slots: OnceLock<Slots>,
 }
 
 #[derive(Debug)]
-struct Limits {
-    most: usize,
-    /// When each inline run in progress started (nanoseconds since the
-    /// watch's epoch, plus one), or 0 for a free slot. There are `most`.
-    started: Box<[AtomicU64]>,
+struct Slots {
+    slots: Box<[Slot]>,
     /// The runtime the runs are on, for waking one of its workers; `None`
     /// outside a multi-thread runtime, where there is no other worker.
     tokio: Option<tokio::runtime::Handle>,
 }
 
+#[derive(Debug, Default)]
+struct Slot {
+    /// When the run in this slot started (nanoseconds since the watch's
+    /// epoch, plus one), or 0 when the slot is free.
+    started: AtomicU64,
+    /// The `started` of the last run the watch woke a worker for, so that
+    /// a run wakes one once. Only the watch thread uses it.
+    woken: AtomicU64,
+}
+
 impl InlineRuns {
     /// A place for one more inline run, if there is one.
     pub(crate) fn enter(self: &Arc<Self>) -> Option<InlineRun<'_>> {
-        let limits = self.limits.get_or_init(|| self.start_watching());
-        if self.running.fetch_add(1, Ordering::Acquire) >= limits.most {
-            self.running.fetch_sub(1, Ordering::Release);
-            return None;
-        }
+        let slots = self.slots.get_or_init(|| self.start_watching());
         let watch = watch();
         let started = watch.now();
-        // `running` admits at most `most` runs, and each frees its slot
-        // before it leaves: a free slot is always found.
-        let slot = limits
-            .started
+        let slot = slots
+            .slots
             .iter()
-            .position(|slot| slot.compare_exchange(0, started, Ordering::SeqCst, Ordering::Relaxed).is_ok());
+            .find(|slot| slot.started.compare_exchange(0, started, Ordering::SeqCst, Ordering::Relaxed).is_ok())?;
         watch.wake_if_asleep();
-        Some(InlineRun { runs: Some(self.as_ref()), slot })
+        Some(InlineRun { slot: Some(slot) })
     }
 
     /// Counts the workers and registers with the watch.
-    fn start_watching(self: &Arc<Self>) -> Limits {
+    fn start_watching(self: &Arc<Self>) -> Slots {
         let tokio = tokio::runtime::Handle::try_current().ok();
         let workers = tokio.as_ref().map_or(1, |tokio| tokio.metrics().num_workers());
-        let most = workers.saturating_sub(1).max(1);
         let multi =
             tokio.as_ref().is_some_and(|tokio| tokio.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         watch().register(Arc::downgrade(self));
-        Limits {
-            most,
-            started: (0..most).map(|_| AtomicU64::new(0)).collect(),
+        Slots {
+            slots: (0..workers.saturating_sub(1).max(1)).map(|_| Slot::default()).collect(),
             tokio: if multi { tokio } else { None },
         }
     }
 }
 
-/// An inline run in progress; its place is given back on drop. Under
-/// [`Dispatch::Inline`](crate::Dispatch::Inline) there is no count to keep.
+/// An inline run in progress; its slot is given back on drop. Under
+/// [`Dispatch::Inline`](crate::Dispatch::Inline) there is no slot to keep.
 pub(crate) struct InlineRun<'a> {
-    runs: Option<&'a InlineRuns>,
-    slot: Option<usize>,
+    slot: Option<&'a Slot>,
 }
 
 impl InlineRun<'_> {
     /// A run under `Dispatch::Inline`, which counts nothing.
     pub(crate) fn uncounted() -> Self {
-        Self { runs: None, slot: None }
+        Self { slot: None }
     }
 }
 
 impl Drop for InlineRun<'_> {
     fn drop(&mut self) {
-        if let Some(runs) = self.runs {
-            if let (Some(slot), Some(limits)) = (self.slot, runs.limits.get()) {
-                limits.started[slot].store(0, Ordering::Release);
-            }
-            runs.running.fetch_sub(1, Ordering::Release);
+        if let Some(slot) = self.slot {
+            slot.started.store(0, Ordering::Release);
         }
     }
 }
@@ -163,9 +157,6 @@ impl Watch {
     /// The watch thread.
     fn run(&self) {
         let long = u64::try_from(LONG_RUN.as_nanos()).unwrap_or(u64::MAX);
-        // The start of the last run each slot had woken a worker for, by
-        // service and slot, so that a run wakes one once.
-        let mut woken: Vec<(Weak<InlineRuns>, Vec<u64>)> = Vec::new();
         let mut last_busy = Instant::now();
         loop {
             std::thread::sleep(TICK);
@@ -174,32 +165,22 @@ impl Watch {
                 services.retain(|runs| runs.strong_count() > 0);
                 services.iter().filter_map(Weak::upgrade).collect()
             };
-            woken.retain(|(runs, _)| runs.strong_count() > 0);
             let now = self.now();
             let mut busy = false;
-            for runs in &services {
-                let Some(limits) = runs.limits.get() else { continue };
-                let index = match woken.iter().position(|(known, _)| known.ptr_eq(&Arc::downgrade(runs))) {
-                    Some(index) => index,
-                    None => {
-                        woken.push((Arc::downgrade(runs), vec![0; limits.started.len()]));
-                        woken.len() - 1
-                    }
-                };
-                for (slot, started) in limits.started.iter().enumerate() {
-                    let started = started.load(Ordering::Acquire);
+            for slots in services.iter().filter_map(|runs| runs.slots.get()) {
+                for slot in &slots.slots {
+                    let started = slot.started.load(Ordering::Acquire);
                     if started == 0 {
                         continue;
                     }
                     busy = true;
-                    let seen = &mut woken[index].1[slot];
-                    if now.saturating_sub(started) >= long && *seen != started {
-                        *seen = started;
-                        if let Some(tokio) = &limits.tokio {
-                            // From outside the runtime, a spawned task goes
-                            // to its shared queue and wakes an idle worker.
-                            drop(tokio.spawn(async {}));
-                        }
+                    if now.saturating_sub(started) >= long
+                        && slot.woken.swap(started, Ordering::Relaxed) != started
+                        && let Some(tokio) = &slots.tokio
+                    {
+                        // From outside the runtime, a spawned task goes to
+                        // its shared queue and wakes an idle worker.
+                        drop(tokio.spawn(async {}));
                     }
                 }
             }
@@ -211,11 +192,10 @@ impl Watch {
                 // above, is seen here; one that enters later finds `asleep`
                 // set and unparks this thread (an unpark before the park
                 // makes it return at once).
-                let running = services.iter().any(|runs| {
-                    runs.limits
-                        .get()
-                        .is_some_and(|limits| limits.started.iter().any(|started| started.load(Ordering::SeqCst) != 0))
-                });
+                let running = services
+                    .iter()
+                    .filter_map(|runs| runs.slots.get())
+                    .any(|slots| slots.slots.iter().any(|slot| slot.started.load(Ordering::SeqCst) != 0));
                 if !running {
                     std::thread::park();
                 }
