@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -90,6 +90,14 @@ pub(crate) fn exchange(addr: SocketAddr, method: &str, path: &str) -> (u16, Stri
     let status = reply.split(' ').nth(1).unwrap().parse().unwrap();
     let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
     (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+/// Writes `scale.toml` in `dir`: one route on `path` running `file`, with
+/// the limit keys `keys` (TOML lines); returns its path.
+fn one_route(dir: &Path, path: &str, file: &str, keys: &str) -> PathBuf {
+    let config = dir.join("scale.toml");
+    std::fs::write(&config, format!("[[route]]\npath = \"{path}\"\nfunctions = [\"{file}\"]\n{keys}")).unwrap();
+    config
 }
 
 /// Copies a fixture next to the configuration, under `name`.
@@ -227,8 +235,8 @@ fn a_mistake_in_the_file_names_the_line_and_the_route_and_nothing_starts() {
 fn sigterm_drains_lets_the_request_in_flight_finish_and_exits_zero() {
     let dir = temp_dir("sigterm_drains_lets_the_request_in_flight_finish_and_exits_zero");
     place(&dir, "rust", "large-body", "echo.scale");
-    std::fs::write(dir.join("scale.toml"), "[[route]]\npath = \"/*\"\nfunctions = [\"echo.scale\"]\n").unwrap();
-    let mut served = serve_config(&dir.join("scale.toml"), &["--shutdown-grace", "20s"]);
+    let config = one_route(&dir, "/*", "echo.scale", "");
+    let mut served = serve_config(&config, &["--shutdown-grace", "20s"]);
     // A request in flight: its head is in, its body still to come.
     let mut slow = TcpStream::connect(served.public).unwrap();
     slow.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -260,8 +268,8 @@ fn sigterm_drains_lets_the_request_in_flight_finish_and_exits_zero() {
 fn functions_swapped_under_load_answer_whole_versions_and_a_broken_one_is_refused() {
     let dir = temp_dir("functions_swapped_under_load_answer_whole_versions_and_a_broken_one_is_refused");
     place(&dir, "rust", "modify", "live.scale");
-    std::fs::write(dir.join("scale.toml"), "[[route]]\npath = \"/*\"\nfunctions = [\"live.scale\"]\n").unwrap();
-    let served = serve_config(&dir.join("scale.toml"), &[]);
+    let config = one_route(&dir, "/*", "live.scale", "");
+    let served = serve_config(&config, &[]);
     let (public, admin) = (served.public, served.admin);
     // v1 answers 200 "modified"; v2 answers 201 with no body.
     let done = AtomicBool::new(false);
@@ -333,8 +341,8 @@ fn free_port() -> u16 {
 fn prometheus_scrapes_the_run_counter() {
     let dir = temp_dir("prometheus_scrapes_the_run_counter");
     place(&dir, "rust", "modify", "modify.scale");
-    std::fs::write(dir.join("scale.toml"), "[[route]]\npath = \"/hello\"\nfunctions = [\"modify.scale\"]\n").unwrap();
-    let served = serve_config(&dir.join("scale.toml"), &[]);
+    let config = one_route(&dir, "/hello", "modify.scale", "");
+    let served = serve_config(&config, &[]);
     const REQUESTS: usize = 37;
     for _ in 0..REQUESTS {
         assert_eq!(exchange(served.public, "GET", "/hello").0, 200);
@@ -383,8 +391,8 @@ fn prometheus_scrapes_the_run_counter() {
 fn json_logs_have_one_access_line_per_request() {
     let dir = temp_dir("json_logs_have_one_access_line_per_request");
     place(&dir, "rust", "modify", "modify.scale");
-    std::fs::write(dir.join("scale.toml"), "[[route]]\npath = \"/hello\"\nfunctions = [\"modify.scale\"]\n").unwrap();
-    let mut served = serve_config_with(&dir.join("scale.toml"), &["--log-format", "json"], Stdio::piped());
+    let config = one_route(&dir, "/hello", "modify.scale", "");
+    let mut served = serve_config_with(&config, &["--log-format", "json"], Stdio::piped());
     let stdout = served.child.stdout.take().unwrap();
     let public = served.public;
     assert_eq!(exchange(public, "GET", "/hello?x=1").0, 200);
@@ -414,8 +422,8 @@ fn json_logs_have_one_access_line_per_request() {
 fn sighup_reloads_and_each_kind_of_bad_version_is_refused_and_logged() {
     let dir = temp_dir("sighup_reloads_and_each_kind_of_bad_version_is_refused_and_logged");
     place(&dir, "rust", "modify", "live.scale");
-    std::fs::write(dir.join("scale.toml"), "[[route]]\npath = \"/*\"\nfunctions = [\"live.scale\"]\n").unwrap();
-    let mut served = serve_config_with(&dir.join("scale.toml"), &["--log-format", "json"], Stdio::piped());
+    let config = one_route(&dir, "/*", "live.scale", "");
+    let mut served = serve_config_with(&config, &["--log-format", "json"], Stdio::piped());
     let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
     let stdout = served.child.stdout.take().unwrap();
     let kept = std::sync::Arc::clone(&logs);
@@ -490,13 +498,9 @@ fn sighup_reloads_and_each_kind_of_bad_version_is_refused_and_logged() {
 fn the_grace_period_bounds_the_exit_whatever_runs_are_left() {
     let dir = temp_dir("the_grace_period_bounds_the_exit_whatever_runs_are_left");
     place(&dir, "rust", "escape", "escape.scale");
-    std::fs::write(
-        dir.join("scale.toml"),
-        "[[route]]\npath = \"/*\"\nfunctions = [\"escape.scale\"]\ncpu_budget = \"none\"\ndeadline = \"120s\"\n",
-    )
-    .unwrap();
+    let config = one_route(&dir, "/*", "escape.scale", "cpu_budget = \"none\"\ndeadline = \"120s\"\n");
     for dispatch in ["blocking", "auto"] {
-        let mut served = serve_config(&dir.join("scale.toml"), &["--shutdown-grace", "1s", "--dispatch", dispatch]);
+        let mut served = serve_config(&config, &["--shutdown-grace", "1s", "--dispatch", dispatch]);
         // A run that sleeps for a minute.
         let mut slow = TcpStream::connect(served.public).unwrap();
         slow.write_all(b"POST /sleep HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n60").unwrap();
@@ -526,12 +530,8 @@ fn the_grace_period_bounds_the_exit_whatever_runs_are_left() {
 fn a_long_inline_run_holds_up_only_its_own_request() {
     let dir = temp_dir("a_long_inline_run_holds_up_only_its_own_request");
     place(&dir, "rust", "escape", "escape.scale");
-    std::fs::write(
-        dir.join("scale.toml"),
-        "[[route]]\npath = \"/*\"\nfunctions = [\"escape.scale\"]\ncpu_budget = \"none\"\ndeadline = \"30s\"\n",
-    )
-    .unwrap();
-    let served = serve_config(&dir.join("scale.toml"), &["--dispatch", "auto"]);
+    let config = one_route(&dir, "/*", "escape.scale", "cpu_budget = \"none\"\ndeadline = \"30s\"\n");
+    let served = serve_config(&config, &["--dispatch", "auto"]);
     for attempt in 0..3 {
         // A run that sleeps for 4 s, inline on a worker.
         let mut slow = TcpStream::connect(served.public).unwrap();
