@@ -108,9 +108,23 @@ fn place(dir: &Path, language: &str, fixture_name: &str, name: &str) {
 /// Replaces `name` with a fixture the way a deployment does: written beside
 /// it, then renamed over it.
 fn swap_in(dir: &Path, language: &str, fixture_name: &str, name: &str) {
+    replace_with(dir, name, &std::fs::read(fixture(language, fixture_name)).unwrap());
+}
+
+/// Replaces `name` with `bytes`, written beside it, then renamed over it.
+fn replace_with(dir: &Path, name: &str, bytes: &[u8]) {
     let staging = dir.join(format!(".{name}.new"));
-    std::fs::copy(fixture(language, fixture_name), &staging).unwrap();
+    std::fs::write(&staging, bytes).unwrap();
     std::fs::rename(&staging, dir.join(name)).unwrap();
+}
+
+/// Waits until `done` holds, looking every 20 ms; fails with `what` after `within`.
+fn eventually(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The value of the series `series` (name and labels, as exposed) in the
@@ -244,16 +258,13 @@ fn sigterm_drains_lets_the_request_in_flight_finish_and_exits_zero() {
     std::thread::sleep(Duration::from_millis(300));
     served.terminate();
     // Not ready any more, while the request in flight goes on.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while exchange(served.admin, "GET", "/readyz").0 != 503 {
-        assert!(Instant::now() < deadline, "/readyz stayed ready after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually("/readyz stayed ready after SIGTERM", Duration::from_secs(10), || {
+        exchange(served.admin, "GET", "/readyz").0 == 503
+    });
     // The listener is closed: no new connections.
-    while TcpStream::connect_timeout(&served.public, Duration::from_secs(1)).is_ok() {
-        assert!(Instant::now() < deadline, "still accepting connections after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually("still accepting connections after SIGTERM", Duration::from_secs(10), || {
+        TcpStream::connect_timeout(&served.public, Duration::from_secs(1)).is_err()
+    });
     slow.write_all(b"llo").unwrap();
     let mut reply = String::new();
     slow.read_to_string(&mut reply).unwrap();
@@ -293,11 +304,9 @@ fn functions_swapped_under_load_answer_whole_versions_and_a_broken_one_is_refuse
             swap_in(&dir, language, name, "live.scale");
             // Wait for this version to serve before the next swap.
             let want = if swap % 2 == 0 { 201 } else { 200 };
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while exchange(public, "GET", "/").0 != want {
-                assert!(Instant::now() < deadline, "swap {swap} never served");
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            eventually(&format!("swap {swap} never served"), Duration::from_secs(30), || {
+                exchange(public, "GET", "/").0 == want
+            });
         }
         done.store(true, Ordering::Relaxed);
     });
@@ -307,13 +316,10 @@ fn functions_swapped_under_load_answer_whole_versions_and_a_broken_one_is_refuse
     assert!(reloads >= 50.0, "{reloads} reloads");
     // The last swap put v1 back. A broken file is refused, and v1 keeps serving.
     let refused = metric(admin, "scale_reloads_total{route=\"/*\",outcome=\"refused\"}").unwrap();
-    std::fs::write(dir.join(".broken"), b"SCALE but not really").unwrap();
-    std::fs::rename(dir.join(".broken"), dir.join("live.scale")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while metric(admin, "scale_reloads_total{route=\"/*\",outcome=\"refused\"}").unwrap() <= refused {
-        assert!(Instant::now() < deadline, "the broken file was never refused");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    replace_with(&dir, "live.scale", b"SCALE but not really");
+    eventually("the broken file was never refused", Duration::from_secs(30), || {
+        metric(admin, "scale_reloads_total{route=\"/*\",outcome=\"refused\"}").unwrap() > refused
+    });
     for _ in 0..20 {
         assert_eq!(exchange(public, "GET", "/").2, "modified");
     }
@@ -437,11 +443,9 @@ fn sighup_reloads_and_each_kind_of_bad_version_is_refused_and_logged() {
     let (public, admin) = (served.public, served.admin);
     let count = |outcome: &str| metric(admin, &format!("scale_reloads_total{{route=\"/*\",outcome=\"{outcome}\"}}"));
     let wait_for = |outcome: &str, above: f64, what: &str| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while count(outcome).unwrap_or(0.0) <= above {
-            assert!(Instant::now() < deadline, "{what}: no {outcome} reload was counted");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        eventually(&format!("{what}: no {outcome} reload was counted"), Duration::from_secs(30), || {
+            count(outcome).unwrap_or(0.0) > above
+        });
     };
 
     // SIGHUP with nothing changed on disk: the route is compiled again and swapped in.
@@ -468,26 +472,19 @@ fn sighup_reloads_and_each_kind_of_bad_version_is_refused_and_logged() {
     ];
     for (what, bytes, reason) in bad {
         let refused = count("refused").unwrap_or(0.0);
-        std::fs::write(dir.join(".live.scale.new"), bytes).unwrap();
-        std::fs::rename(dir.join(".live.scale.new"), dir.join("live.scale")).unwrap();
+        replace_with(&dir, "live.scale", &bytes);
         wait_for("refused", refused, what);
         for _ in 0..5 {
             assert_eq!(exchange(public, "GET", "/").2, "modified", "after {what}");
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let logged = logs.lock().unwrap().iter().any(|line| {
+        eventually(&format!("{what}: no log line gives {reason:?}"), Duration::from_secs(10), || {
+            logs.lock().unwrap().iter().any(|line| {
                 line["level"] == "ERROR"
                     && line["message"].as_str().is_some_and(|message| message.starts_with("reload refused"))
                     && line["route"] == "/*"
                     && line["error"].as_str().is_some_and(|error| error.contains(reason))
-            });
-            if logged {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{what}: no log line gives {reason:?}: {:?}", logs.lock().unwrap());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            })
+        });
     }
     assert!(!served.stderr().contains("panicked"), "{}", served.stderr());
 }
